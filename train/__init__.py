@@ -1,0 +1,1 @@
+"""Training side of the image-classifier containers: the SageMaker training contract."""

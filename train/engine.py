@@ -1,0 +1,125 @@
+"""One training epoch and one evaluation pass, flat and readable (after torchvision's references)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from train import distributed
+from train.progress import Progress
+
+
+@dataclasses.dataclass
+class RunningTotals:
+    """Sums over the batches seen so far; kept in checkpoints to resume mid-epoch."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    count: int = 0
+    seconds: float = 0.0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.loss_sum += loss.item() * labels.numel()
+        self.correct += (logits.argmax(1) == labels).sum().item()
+        self.count += labels.numel()
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(1, self.count)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(1, self.count)
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """How batches reach the network: channels_last and autocast on CUDA, plain fp32 on CPU."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    channels_last: bool
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> Precision:
+        if device.type != "cuda":
+            return cls(device, None, False)
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return cls(device, dtype, True)
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def prepare(self, images: torch.Tensor, normalize: nn.Module) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return normalize(images)
+
+
+class StopRequested(Exception):
+    """Raised between steps once a stop was requested; the caller checkpoints."""
+
+
+def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                    precision: Precision, normalize: nn.Module, totals: RunningTotals, start_step: int,
+                    stop_requested: Callable[[], bool], progress: Progress) -> RunningTotals:
+    """Train on the batches from `start_step` on; `totals` carries the epoch's sums in and out."""
+    criterion = nn.CrossEntropyLoss()
+    model.train()
+    step = start_step
+    started = time.perf_counter()
+    try:
+        for images, labels in loader:
+            images = precision.prepare(images, normalize)
+            labels = labels.to(precision.device, non_blocking=True)
+            with precision.autocast():
+                logits = model(images)
+                loss = criterion(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            totals.add(loss.detach(), logits.detach(), labels)
+            step += 1
+            progress.update(step, loss=totals.loss, accuracy=totals.accuracy)
+            if distributed.any_rank(stop_requested(), precision.device):
+                raise StopRequested(step)
+    finally:
+        totals.seconds += time.perf_counter() - started
+    return totals
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, precision: Precision, normalize: nn.Module, num_classes: int,
+             progress: Progress) -> tuple[float, float, torch.Tensor]:
+    """(loss, accuracy, confusion matrix[true, predicted]) over the whole split, all ranks summed.
+
+    It does not stop early on SIGTERM: ranks hold different numbers of eval batches, so a
+    per-step agreement to stop could deadlock; eval is short, and the caller checks after it.
+    """
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=precision.device)
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=precision.device)
+    for step, (images, labels) in enumerate(loader, start=1):
+        images = precision.prepare(images, normalize)
+        labels = labels.to(precision.device, non_blocking=True)
+        with precision.autocast():
+            logits = model(images).float()
+        loss_sum += criterion(logits, labels).double()
+        pairs = labels * num_classes + logits.argmax(1)
+        confusion += torch.bincount(pairs, minlength=num_classes * num_classes).view(num_classes, num_classes)
+        progress.update(step)
+    distributed.all_reduce_sum(loss_sum)
+    distributed.all_reduce_sum(confusion)
+    count = confusion.sum().item()
+    accuracy = confusion.diag().sum().item() / max(1, count)
+    return loss_sum.item() / max(1, count), accuracy, confusion.cpu()

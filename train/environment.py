@@ -1,0 +1,138 @@
+"""The one place that reads the SageMaker training environment.
+
+Everything else takes the plain `TrainingEnvironment` built here. Flags (PathOverrides)
+win over environment variables, which win over the /opt/ml defaults, so the same
+program runs in a SageMaker job, in `docker run` with /opt/ml mounted, and on a
+laptop with plain directories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from train.errors import TrainingError
+from train.hyperparameters import PathOverrides
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingEnvironment:
+    train_dir: Path
+    valid_dir: Path
+    test_dir: Path | None  # optional: without it the job reports no test metrics
+    model_dir: Path
+    output_data_dir: Path
+    checkpoint_dir: Path
+    failure_file: Path
+    pretrained_dir: Path | None
+    num_gpus: int | None  # None: whatever CUDA reports
+    hosts: tuple[str, ...]
+    current_host: str
+
+    @property
+    def host_rank(self) -> int:
+        return self.hosts.index(self.current_host)
+
+
+def base_dir_from(environ: Mapping[str, str], overrides: PathOverrides) -> Path:
+    return overrides.base_dir or Path(environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
+
+
+def failure_file_from(environ: Mapping[str, str], overrides: PathOverrides) -> Path:
+    """Where the failure reason goes; usable even when the rest of the environment is broken."""
+    return base_dir_from(environ, overrides) / "output" / "failure"
+
+
+def read_environment(environ: Mapping[str, str], overrides: PathOverrides) -> TrainingEnvironment:
+    base = base_dir_from(environ, overrides)
+    train_dir, valid_dir, test_dir = _data_dirs(environ, overrides, base)
+    hosts = tuple(_json_list(environ, "SM_HOSTS") or [socket.gethostname()])
+    current_host = environ.get("SM_CURRENT_HOST", hosts[0])
+    if current_host not in hosts:
+        raise TrainingError(f"SM_CURRENT_HOST {current_host!r} is not in SM_HOSTS {list(hosts)}")
+    return TrainingEnvironment(
+        train_dir=train_dir,
+        valid_dir=valid_dir,
+        test_dir=test_dir,
+        model_dir=overrides.model_dir or Path(environ.get("SM_MODEL_DIR", base / "model")),
+        output_data_dir=overrides.output_data_dir
+        or Path(environ.get("SM_OUTPUT_DATA_DIR", base / "output" / "data")),
+        checkpoint_dir=overrides.checkpoint_dir or base / "checkpoints",
+        failure_file=failure_file_from(environ, overrides),
+        pretrained_dir=overrides.pretrained_dir or _channel(environ, base, "pretrained"),
+        num_gpus=_int(environ, "SM_NUM_GPUS", default=None),
+        hosts=hosts,
+        current_host=current_host,
+    )
+
+
+def _data_dirs(environ, overrides: PathOverrides, base: Path) -> tuple[Path, Path, Path | None]:
+    """Per-split channels (train/valid/test), or one channel holding the three folders.
+
+    The single channel is `--data-dir`, else SM_CHANNEL_TRAINING (the SDK's default
+    channel name, and how dogImages was uploaded: s3://.../dogImages/{train,valid,test}).
+    """
+    single = overrides.data_dir or _channel(environ, base, "training")
+    found: dict[str, Path | None] = {}
+    for split in SPLITS:
+        explicit = getattr(overrides, f"{split}_dir")
+        from_channel = _channel(environ, base, split)
+        if explicit is not None:
+            found[split] = explicit
+        elif from_channel is not None:
+            found[split] = from_channel
+        elif single is not None and (single / split).is_dir():
+            found[split] = single / split
+        else:
+            found[split] = None
+    if single is not None and not single.is_dir():
+        raise TrainingError(f"data folder {single} does not exist")
+    for split in ("train", "valid"):
+        if found[split] is None:
+            where = f"{single} has no {split}/ folder" if single else "no data channel was given"
+            raise TrainingError(
+                f"no {split} split: {where}; pass --data-dir DIR (holding train/ valid/ test/) "
+                f"or --{split}-dir DIR, or give the job a '{split}' or 'training' channel"
+            )
+        if not found[split].is_dir():
+            raise TrainingError(f"{split} folder {found[split]} does not exist")
+    if found["test"] is not None and not found["test"].is_dir():
+        raise TrainingError(f"test folder {found['test']} does not exist")
+    return found["train"], found["valid"], found["test"]
+
+
+def _channel(environ: Mapping[str, str], base: Path, name: str) -> Path | None:
+    value = environ.get(f"SM_CHANNEL_{name.upper()}")
+    if value:
+        return Path(value)
+    # `docker run IMAGE train` without the toolkit's variables: look where SageMaker mounts channels.
+    mounted = base / "input" / "data" / name
+    return mounted if mounted.is_dir() else None
+
+
+def _json_list(environ: Mapping[str, str], key: str) -> list[str] | None:
+    raw = environ.get(key)
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise TrainingError(f"{key} is not JSON: {raw!r}") from None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise TrainingError(f"{key} must be a non-empty JSON list of host names, got {raw!r}")
+    return value
+
+
+def _int(environ: Mapping[str, str], key: str, default):
+    raw = environ.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise TrainingError(f"{key} must be an integer, got {raw!r}") from None

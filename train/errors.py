@@ -1,0 +1,49 @@
+"""Errors that end a training job, and the failure file SageMaker shows as FailureReason."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# SageMaker truncates FailureReason at 1024 characters.
+_MAX_REASON_CHARS = 1000
+
+
+class TrainingError(Exception):
+    """A failure with a reason a user can act on (bad data, missing weights, ...)."""
+
+
+class UsageError(TrainingError):
+    """A bad flag or hyperparameter value."""
+
+
+class Interrupted(TrainingError):
+    """The job got SIGTERM (spot interruption, StopTrainingJob) and saved a checkpoint."""
+
+
+def one_line_reason(error: BaseException) -> str:
+    if isinstance(error, TrainingError):
+        text = str(error)
+    else:
+        text = f"{type(error).__name__}: {error}"
+    text = " ".join(text.split())
+    return text[:_MAX_REASON_CHARS] if text else type(error).__name__
+
+
+def write_failure_file(path: Path, reason: str) -> None:
+    """Write the one-line reason; never raise, the job is failing already."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(reason + "\n")
+    except OSError as error:
+        print(f"could not write failure file {path}: {error}", file=sys.stderr)
+
+
+def clear_failure_file(path: Path) -> None:
+    # A stale failure file from an earlier attempt (e.g. a spot restart) must not
+    # outlive a successful run.
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

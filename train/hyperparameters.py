@@ -1,0 +1,175 @@
+"""Hyperparameters as command-line flags, the way SageMaker passes them (`--name value`).
+
+SageMaker hands every hyperparameter over as a string, so booleans arrive as
+"True"/"false" and numbers as "0.01"; the parsers below accept those forms and
+reject anything else with a message that names the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+from train.errors import UsageError
+
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101")
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+# Keys SageMaker itself adds to a job's hyperparameters (the tuner's objective,
+# the SDK's framework keys): they are not ours, so they are accepted and ignored.
+_RESERVED_PREFIXES = ("--_", "--sagemaker_", "--sagemaker-")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    lr: float = 0.001
+    batch_size: int = 32
+    epochs: int = 5
+    arch: str = "resnet50"
+    hidden_units: int = 256
+    freeze_backbone: bool = True
+    image_size: int = 224
+    weights: str = "imagenet"
+    augment: bool = True
+    seed: int = 42
+    num_workers: int | None = None  # None: chosen from the CPU count
+    processes_per_host: int | None = None  # None: one per GPU, else one
+
+
+@dataclasses.dataclass(frozen=True)
+class PathOverrides:
+    """Directory flags for runs outside SageMaker; None means 'from the environment'."""
+
+    base_dir: Path | None = None
+    data_dir: Path | None = None
+    train_dir: Path | None = None
+    valid_dir: Path | None = None
+    test_dir: Path | None = None
+    model_dir: Path | None = None
+    output_data_dir: Path | None = None
+    checkpoint_dir: Path | None = None
+    pretrained_dir: Path | None = None
+
+
+def str_to_bool(value: str) -> bool:
+    lowered = str(value).strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _bounded(kind, minimum, maximum):
+    def parse(value: str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+        if kind is int:
+            if not number.is_integer():
+                raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}")
+            number = int(number)
+        if not minimum <= number <= maximum:  # also rejects nan
+            raise argparse.ArgumentTypeError(f"must be between {minimum} and {maximum}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _auto_or(parse):
+    def parse_auto(value: str):
+        return None if str(value).strip().lower() == "auto" else parse(value)
+
+    return parse_auto
+
+
+def _weights(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered in ("imagenet", "none"):
+        return lowered
+    if not Path(value).exists():
+        raise argparse.ArgumentTypeError(f"expected imagenet, none or an existing file, got {value!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print usage and exit 2; we want a failure file
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Hyperparameters()
+    parser = _Parser(
+        prog="python -m train",
+        description="Fine-tune an ImageNet ResNet into an image classifier (SageMaker training contract).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    hp = parser.add_argument_group("hyperparameters")
+    hp.add_argument("--lr", type=_bounded(float, 1e-8, 10.0), default=defaults.lr, help="Adam learning rate")
+    hp.add_argument("--batch-size", type=_bounded(int, 1, 65536), default=defaults.batch_size,
+                    help="images per step (per process under DDP)")
+    hp.add_argument("--epochs", type=_bounded(int, 1, 10000), default=defaults.epochs)
+    hp.add_argument("--arch", choices=ARCHITECTURES, default=defaults.arch, help="backbone")
+    hp.add_argument("--hidden-units", type=_bounded(int, 1, 65536), default=defaults.hidden_units,
+                    help="width of the head's hidden layer (Linear-ReLU-Linear)")
+    hp.add_argument("--freeze-backbone", type=str_to_bool, default=defaults.freeze_backbone,
+                    help="train only the head (true) or the whole network (false)")
+    hp.add_argument("--image-size", type=_bounded(int, 32, 1024), default=defaults.image_size,
+                    help="square crop fed to the network")
+    hp.add_argument("--weights", type=_weights, default=defaults.weights,
+                    help="backbone init: imagenet, none, or a path to a torchvision state dict")
+    hp.add_argument("--augment", type=str_to_bool, default=defaults.augment,
+                    help="random resized crop + horizontal flip on the train split")
+    hp.add_argument("--seed", type=_bounded(int, 0, 2**31 - 1), default=defaults.seed)
+    hp.add_argument("--num-workers", type=_auto_or(_bounded(int, 0, 256)), default="auto",
+                    help="data loader processes per training process (auto: from the CPU count)")
+    hp.add_argument("--processes-per-host", type=_auto_or(_bounded(int, 1, 64)), default="auto",
+                    help="DDP processes on this host (auto: one per GPU, else one)")
+
+    paths = parser.add_argument_group("paths (default: the SageMaker environment)")
+    paths.add_argument("--base-dir", type=Path, help="SageMaker base dir (default $SAGEMAKER_BASE_DIR or /opt/ml)")
+    paths.add_argument("--data-dir", type=Path, help="one folder holding train/ valid/ test/")
+    paths.add_argument("--train-dir", type=Path)
+    paths.add_argument("--valid-dir", type=Path)
+    paths.add_argument("--test-dir", type=Path)
+    paths.add_argument("--model-dir", type=Path)
+    paths.add_argument("--output-data-dir", type=Path)
+    paths.add_argument("--checkpoint-dir", type=Path)
+    paths.add_argument("--pretrained-dir", type=Path, help="folder holding torchvision ImageNet weight files")
+
+    parser.add_argument("--print-metric-definitions", action="store_true",
+                        help="print the tuner's metric regexes as JSON and exit")
+    return parser
+
+
+def parse_args(argv: list[str]) -> tuple[Hyperparameters, PathOverrides, argparse.Namespace]:
+    argv = _drop_reserved(argv)
+    namespace = build_parser().parse_args(argv)
+    hp_fields = {f.name for f in dataclasses.fields(Hyperparameters)}
+    path_fields = {f.name for f in dataclasses.fields(PathOverrides)}
+    values = vars(namespace)
+    hyperparameters = Hyperparameters(**{k: v for k, v in values.items() if k in hp_fields})
+    overrides = PathOverrides(**{k: v for k, v in values.items() if k in path_fields})
+    return hyperparameters, overrides, namespace
+
+
+def _drop_reserved(argv: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip_value = False
+    for arg in argv:
+        if skip_value:
+            skip_value = False
+            continue
+        if arg.startswith(_RESERVED_PREFIXES):
+            skip_value = "=" not in arg
+            continue
+        kept.append(arg)
+    return kept
+
+
+def default_num_workers() -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, 8))

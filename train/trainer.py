@@ -1,0 +1,334 @@
+"""A training job from checked data to model artifact: epochs, checkpoints, resume, DDP, artifact."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import time
+
+import torch
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
+
+from train import checkpoint, distributed, export, report
+from train.data import EpochSampler, ImageFolderDataset, Split, check_class_sets, class_name, scan_split
+from train.engine import Precision, RunningTotals, StopRequested, evaluate, train_one_epoch
+from train.environment import TrainingEnvironment
+from train.errors import Interrupted, TrainingError
+from train.hyperparameters import Hyperparameters, default_num_workers
+from train.metrics import format_metrics
+from train.network import Normalize, Preprocess, build_classifier, eval_transform, train_transform
+from train.progress import Progress
+from train.weights import load_backbone_state
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@dataclasses.dataclass
+class PreparedData:
+    class_folders: list[str]
+    splits: dict[str, Split]
+
+    @property
+    def classes(self) -> list[str]:
+        return [class_name(folder) for folder in self.class_folders]
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; training checks it between steps, saves a checkpoint and exits."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def __enter__(self):
+        self._previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        self.install()
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, _frame) -> None:
+        if self.signal_name is None:
+            log.warning("got %s: stopping after this step and saving a checkpoint", signal.Signals(signum).name)
+        self.signal_name = signal.Signals(signum).name
+
+    def __call__(self) -> bool:
+        return self.signal_name is not None
+
+
+def run(hp: Hyperparameters, env: TrainingEnvironment) -> None:
+    layout = distributed.plan_layout(hp.processes_per_host, env.num_gpus, env.hosts, env.host_rank)
+    workers = hp.num_workers if hp.num_workers is not None else default_num_workers()
+    data = prepare_data(env, threads=max(1, workers))
+    log.info("process layout: %d host(s) x %d process(es), %s", layout.num_hosts, layout.processes_per_host,
+             "CUDA" if layout.use_cuda else "CPU")
+    if layout.processes_per_host == 1:
+        with StopFlag() as stop:
+            train_process(0, hp, env, layout, data, stop)
+    else:
+        _spawn(hp, env, layout, data)
+
+
+def prepare_data(env: TrainingEnvironment, threads: int) -> PreparedData:
+    """Check the class sets and every file once, on this host, before any process starts."""
+    roots = {"train": env.train_dir, "valid": env.valid_dir}
+    if env.test_dir is not None:
+        roots["test"] = env.test_dir
+    else:
+        log.warning("no test split given: the job reports valid metrics only")
+    folders = check_class_sets(roots)
+    if len(folders) < 2:
+        raise TrainingError(f"need at least 2 classes to train a classifier, found {len(folders)}: {folders}")
+    started = time.perf_counter()
+    splits = {name: scan_split(name, root, folders, threads) for name, root in roots.items()}
+    log.info("data: %d classes; %s; checked in %.1f s", len(folders),
+             ", ".join(f"{s.name} {len(s.samples)} images ({len(s.skipped)} skipped)" for s in splits.values()),
+             time.perf_counter() - started)
+    return PreparedData(class_folders=folders, splits=splits)
+
+
+def _spawn(hp, env, layout, data) -> None:
+    context = mp.start_processes(_train_process_entry, args=(hp, env, layout, data), nprocs=layout.processes_per_host,
+                                 join=False, start_method="spawn")
+    stop = StopFlag()
+
+    def forward(signum, frame):
+        stop._handle(signum, frame)
+        for process in context.processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, forward)
+    try:
+        while not context.join(timeout=1.0):
+            pass
+    except mp.ProcessRaisedException as error:
+        if stop():
+            raise Interrupted(f"stopped by {stop.signal_name}; a checkpoint was saved") from error
+        last_line = str(error).strip().splitlines()[-1]
+        raise TrainingError(f"training process {error.error_index} failed: {last_line}") from error
+    except mp.ProcessExitedException as error:
+        raise TrainingError(f"training process {error.error_index} exited with code {error.exit_code}") from error
+
+
+def _train_process_entry(local_rank, hp, env, layout, data) -> None:
+    _configure_child_logging(local_rank)
+    stop = StopFlag()
+    stop.install()
+    train_process(local_rank, hp, env, layout, data, stop)
+
+
+def _configure_child_logging(local_rank: int) -> None:
+    logging.basicConfig(level=logging.INFO if local_rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s %(levelname)s [rank {local_rank}] %(message)s")
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    # Loader workers leave SIGTERM/SIGINT to the training process, which stops them cleanly.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def train_process(local_rank: int, hp: Hyperparameters, env: TrainingEnvironment,
+                  layout: distributed.ProcessLayout, data: PreparedData, stop: StopFlag) -> None:
+    device = distributed.init_process(layout, local_rank)
+    try:
+        _Job(hp, env, layout, data, stop, device).run()
+    finally:
+        distributed.shutdown()
+
+
+class _Job:
+    def __init__(self, hp, env, layout, data, stop, device):
+        self.hp, self.env, self.data, self.stop, self.device = hp, env, data, stop, device
+        self.rank, self.world_size = distributed.rank_and_world()
+        self.is_main = self.rank == 0
+        self.precision = Precision.for_device(device)
+        workers = hp.num_workers if hp.num_workers is not None else default_num_workers()
+        self.num_workers = workers if layout.processes_per_host == 1 else max(0, workers // layout.processes_per_host)
+        if device.type == "cpu" and layout.processes_per_host > 1:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // layout.processes_per_host))
+        self.preprocess = Preprocess.for_image_size(hp.image_size)
+        self.checkpoint_path = env.checkpoint_dir / checkpoint.CHECKPOINT_NAME
+        # What makes a checkpoint this run's: everything but the epoch count and the machine layout,
+        # so a rerun with another lr fails loudly instead of silently resuming the old run.
+        self.identity = {**dataclasses.asdict(hp), "classes": data.class_folders}
+        for machine_specific in ("epochs", "num_workers", "processes_per_host"):
+            self.identity.pop(machine_specific)
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        torch.manual_seed(self.hp.seed)
+        backbone_state = load_backbone_state(self.hp.weights, self.hp.arch, self.env.pretrained_dir)
+        try:
+            self.classifier = build_classifier(self.hp.arch, len(self.data.class_folders), self.hp.hidden_units,
+                                               backbone_state, self.hp.freeze_backbone)
+        except ValueError as error:
+            raise TrainingError(f"--weights {self.hp.weights}: {error}") from error
+        self.classifier.to(self.device)
+        if self.precision.channels_last:
+            self.classifier.to(memory_format=torch.channels_last)
+        self.model = self.classifier
+        if self.world_size > 1:
+            self.model = DistributedDataParallel(self.classifier, device_ids=[self.device.index]
+                                                 if self.device.type == "cuda" else None)
+        trainable = [p for p in self.classifier.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=self.hp.lr)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.precision.autocast_dtype == torch.float16)
+        self.normalize = Normalize(self.preprocess.mean, self.preprocess.std).to(self.device)
+        log.info("model: %s + head(%d) -> %d classes, %s backbone, %d trainable parameters",
+                 self.hp.arch, self.hp.hidden_units, len(self.data.class_folders),
+                 "frozen" if self.hp.freeze_backbone else "trainable", sum(p.numel() for p in trainable))
+
+    def _loader(self, split: Split, train: bool, epoch: int = 0, skip_batches: int = 0):
+        transform = train_transform(self.preprocess, self.hp.augment) if train else eval_transform(self.preprocess)
+        dataset = ImageFolderDataset(split.samples, transform, decode_min_side=self.preprocess.resize)
+        sampler = EpochSampler(len(dataset), shuffle=train, seed=self.hp.seed, rank=self.rank,
+                               world_size=self.world_size)
+        sampler.set_epoch(epoch, skip_samples=skip_batches * self.hp.batch_size)
+        shard = len(dataset) // self.world_size
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=self.hp.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            # A last batch of 1 breaks BatchNorm in train mode; full batches only, when there are any.
+            drop_last=train and shard >= self.hp.batch_size,
+            worker_init_fn=_ignore_stop_signals,
+            generator=torch.Generator().manual_seed(self.hp.seed * 7919 + epoch),
+            persistent_workers=False,
+            prefetch_factor=4 if self.num_workers > 0 else None,
+        )
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _resume(self) -> None:
+        self.start_epoch, self.start_step, self.totals = 0, 0, RunningTotals()
+        self.history: list[dict] = []
+        self.best = {"epoch": None, "valid_accuracy": -1.0, "valid_loss": float("inf"), "state": None}
+        saved = checkpoint.load(self.checkpoint_path)
+        if saved is None:
+            return
+        checkpoint.check_compatible(saved, self.identity, self.checkpoint_path)
+        self.classifier.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+        self.start_epoch, self.start_step = saved["epoch"], saved["step"]
+        self.totals = RunningTotals(**saved["totals"])
+        self.history = saved["history"]
+        self.best = saved["best"]
+        log.info("resuming from checkpoint %s: epoch %d, step %d (%d epoch(s) done)",
+                 self.checkpoint_path, self.start_epoch + 1, self.start_step, len(self.history))
+
+    def _save_checkpoint(self, epoch: int, step: int, totals: RunningTotals) -> None:
+        if not self.is_main:
+            return
+        checkpoint.save_atomic({
+            "identity": self.identity,
+            "hyperparameters": dataclasses.asdict(self.hp),
+            "model": self.classifier.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "epoch": epoch,
+            "step": step,
+            "totals": dataclasses.asdict(totals),
+            "history": self.history,
+            "best": self.best,
+        }, self.checkpoint_path)
+
+    # -- the job -------------------------------------------------------------------------------
+    def run(self) -> None:
+        self._build()
+        self._resume()
+        splits = self.data.splits
+        valid_loader = self._loader(splits["valid"], train=False)
+        for epoch in range(self.start_epoch, self.hp.epochs):
+            skip = self.start_step if epoch == self.start_epoch else 0
+            totals = self.totals if epoch == self.start_epoch else RunningTotals()
+            self._train_epoch(epoch, skip, totals)
+            train_loss, train_accuracy, images_per_second = self._reduced(totals)
+            with Progress(f"epoch {epoch + 1} valid", len(valid_loader), enabled=self.is_main) as progress:
+                valid_loss, valid_accuracy, _ = evaluate(self.model, valid_loader, self.precision, self.normalize,
+                                                         len(self.data.class_folders), progress)
+            values = {"train:loss": train_loss, "train:accuracy": train_accuracy, "valid:loss": valid_loss,
+                      "valid:accuracy": valid_accuracy, "epoch:seconds": totals.seconds,
+                      "train:images_per_second": images_per_second}
+            self.history.append({"epoch": epoch + 1, **values})
+            if valid_accuracy > self.best["valid_accuracy"]:
+                self.best = {"epoch": epoch + 1, "valid_accuracy": valid_accuracy, "valid_loss": valid_loss,
+                             "state": {k: v.detach().cpu().clone() for k, v in self.classifier.state_dict().items()}}
+            if self.is_main:
+                print(format_metrics(values, epoch=epoch + 1), flush=True)
+            self._save_checkpoint(epoch + 1, 0, RunningTotals())
+            if self.stop():
+                raise Interrupted(f"stopped by {self.stop.signal_name} after epoch {epoch + 1}; checkpoint saved")
+        self._finish()
+
+    def _train_epoch(self, epoch: int, skip: int, totals: RunningTotals) -> None:
+        loader = self._loader(self.data.splits["train"], train=True, epoch=epoch, skip_batches=skip)
+        with Progress(f"epoch {epoch + 1}/{self.hp.epochs} train", skip + len(loader), initial=skip,
+                      enabled=self.is_main) as progress:
+            try:
+                train_one_epoch(self.model, loader, self.optimizer, self.scaler, self.precision, self.normalize,
+                                totals, skip, self.stop, progress)
+            except StopRequested as stopped:
+                step = stopped.args[0]
+                self._save_checkpoint(epoch, step, totals)
+                raise Interrupted(f"stopped by {self.stop.signal_name} at epoch {epoch + 1} step {step}; "
+                                  f"checkpoint saved to {self.checkpoint_path}") from None
+
+    def _reduced(self, totals: RunningTotals) -> tuple[float, float, float]:
+        sums = torch.tensor([totals.loss_sum, totals.correct, totals.count], dtype=torch.float64, device=self.device)
+        loss_sum, correct, count = distributed.all_reduce_sum(sums).tolist()
+        return loss_sum / max(1, count), correct / max(1, count), count / max(totals.seconds, 1e-9)
+
+    def _finish(self) -> None:
+        if self.best["state"] is not None:
+            self.classifier.load_state_dict(self.best["state"])
+        num_classes = len(self.data.class_folders)
+        metrics = {"best_epoch": self.best["epoch"], "valid:accuracy": self.best["valid_accuracy"],
+                   "valid:loss": self.best["valid_loss"]}
+        final_split = "valid"
+        final = None
+        if "test" in self.data.splits:
+            final_split = "test"
+            test_loader = self._loader(self.data.splits["test"], train=False)
+            with Progress("test", len(test_loader), enabled=self.is_main) as progress:
+                final = evaluate(self.model, test_loader, self.precision, self.normalize, num_classes, progress)
+            metrics.update({"test:loss": final[0], "test:accuracy": final[1]})
+            if self.is_main:
+                print(format_metrics({"test:loss": final[0], "test:accuracy": final[1]}), flush=True)
+        else:
+            valid_loader = self._loader(self.data.splits["valid"], train=False)
+            final = evaluate(self.model, valid_loader, self.precision, self.normalize, num_classes,
+                             Progress("valid", 0, enabled=False))
+        if not self.is_main:
+            return
+        self._write_outputs(metrics, final_split, final)
+
+    def _write_outputs(self, metrics: dict, split_name: str, final) -> None:
+        loss, accuracy, confusion = final
+        metadata = export.model_metadata(
+            classes=self.data.classes, class_folders=self.data.class_folders, preprocess=self.preprocess,
+            arch=self.hp.arch, hyperparameters=dataclasses.asdict(self.hp), metrics=metrics)
+        try:
+            export.write_artifact(self.env.model_dir, self.classifier.cpu(), metadata)
+            report.write_report(self.env.output_data_dir, classes=self.data.classes, split_name=split_name,
+                                loss=loss, accuracy=accuracy, confusion=confusion, history=self.history,
+                                splits=list(self.data.splits.values()))
+        except OSError as error:
+            raise TrainingError(f"cannot write the model or report: {error}") from error
+        log.info("model artifact written to %s; report to %s", self.env.model_dir, self.env.output_data_dir)
