@@ -1,0 +1,46 @@
+"""Shared fixtures: datasets the tests make themselves (no download can happen here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from train.sample_data import make_sample_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """3 classes, 6/3/3 images each, with the sample generator's broken files in train."""
+    return make_sample_dataset(tmp_path_factory.mktemp("tiny") / "data", num_classes=3,
+                               sizes={"train": 8, "valid": 3, "test": 3}, seed=1, broken=False)
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory) -> Path:
+    """The demo's dataset: 4 classes, 40/10/10 images each, 3 broken files in train."""
+    return make_sample_dataset(tmp_path_factory.mktemp("sample") / "data")
+
+
+def run_train(args: list[str], base_dir: Path, extra_env: dict | None = None, timeout: float = 300,
+              **popen_kwargs) -> subprocess.CompletedProcess:
+    """Run `python -m train` as SageMaker would: a fresh process, SAGEMAKER_BASE_DIR as its /opt/ml."""
+    return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO, env=train_env(base_dir, extra_env),
+                          capture_output=True, text=True, timeout=timeout, **popen_kwargs)
+
+
+def train_env(base_dir: Path, extra_env: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_"))}
+    env.update({"SAGEMAKER_BASE_DIR": str(base_dir), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)})
+    env.update(extra_env or {})
+    return env
+
+
+# Small and fast: these runs test plumbing, not accuracy.
+FAST_FLAGS = ["--arch", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "8",
+              "--num-workers", "0", "--hidden-units", "16"]

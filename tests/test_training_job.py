@@ -1,0 +1,162 @@
+"""The training program end to end, run as SageMaker runs it: a process, an /opt/ml tree, exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from PIL import Image
+
+from conftest import FAST_FLAGS, REPO, run_train, train_env
+from train.cli import main as train_main
+from train.imaging import load_rgb
+from train.metrics import metric_definitions
+from train.network import Normalize, Preprocess, build_classifier, eval_transform
+
+pytestmark = pytest.mark.slow
+
+
+def metric_values(stdout: str, name: str) -> list[float]:
+    regex = next(d["Regex"] for d in metric_definitions() if d["Name"] == name)
+    return [float(v) for v in re.findall(regex, stdout)]
+
+
+def test_a_job_on_the_training_channel_writes_model_report_and_metrics(tiny_dataset, tmp_path):
+    flags = [*FAST_FLAGS, "--arch", "resnet50", "--epochs", "2"]  # the real ResNet-50 shape, tiny images
+    result = run_train(flags, tmp_path, {"SM_CHANNEL_TRAINING": str(tiny_dataset)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(metric_values(result.stdout, "valid:accuracy")) == 2
+    assert len(metric_values(result.stdout, "test:accuracy")) == 1
+    assert not (tmp_path / "output" / "failure").exists()
+
+    model_dir, output_dir = tmp_path / "model", tmp_path / "output" / "data"
+    metadata = json.loads((model_dir / "model.json").read_text())
+    assert metadata["classes"] == ["Red Disc", "Green Square", "Blue Triangle"]
+    assert metadata["arch"] == "resnet50" and metadata["hyperparameters"]["epochs"] == 2
+    assert metadata["metrics"]["test:accuracy"] == pytest.approx(metric_values(result.stdout, "test:accuracy")[0], abs=1e-6)
+    evaluation = json.loads((output_dir / "evaluation.json").read_text())
+    assert [c["images"] for c in evaluation["per_class"]] == [3, 3, 3]
+    assert len(evaluation["confusion_matrix"]) == 3 and [h["epoch"] for h in evaluation["history"]] == [1, 2]
+    assert Image.open(output_dir / "confusion_matrix.png").size[0] > 100
+    assert json.loads((output_dir / "skipped_files.json").read_text()) == {"train": [], "valid": [], "test": []}
+
+    # The exported graph gives the probabilities of the saved weights on real files through the eval path.
+    classifier = build_classifier("resnet50", 3, 16, None, freeze_backbone=True)
+    classifier.load_state_dict(torch.load(model_dir / "model.pt", weights_only=True))
+    classifier.eval()
+    preprocess = Preprocess.for_image_size(32)
+    files = sorted(f for f in (tiny_dataset / "test").rglob("*") if f.is_file())
+    batch = torch.stack([eval_transform(preprocess)(load_rgb(f, preprocess.resize)) for f in files])
+    with torch.no_grad():
+        expected = torch.softmax(classifier(Normalize()(batch)), 1).numpy()
+    session = onnxruntime.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": Normalize()(batch).numpy()})[0]
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_sigterm_saves_a_checkpoint_and_a_restart_finishes_the_same_epochs(tiny_dataset, tmp_path):
+    args = [sys.executable, "-m", "train", *FAST_FLAGS, "--batch-size", "4", "--epochs", "6",
+            "--data-dir", str(tiny_dataset)]
+    with subprocess.Popen(args, cwd=REPO, env=train_env(tmp_path), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as process:
+        try:
+            first_lines = []
+            for line in process.stdout:
+                first_lines.append(line)
+                if line.startswith("METRIC epoch=1 "):
+                    process.send_signal(signal.SIGTERM)
+                    break
+            first_lines += process.stdout.readlines()
+            assert process.wait(timeout=120) == 143, "".join(first_lines)
+        finally:
+            process.kill()
+    reason = (tmp_path / "output" / "failure").read_text()
+    assert reason.startswith("stopped by SIGTERM") and "checkpoint saved" in reason
+    assert reason.count("\n") == 1
+    assert (tmp_path / "checkpoints" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "model" / "model.onnx").exists()
+
+    resumed = run_train([*FAST_FLAGS, "--batch-size", "4", "--epochs", "6", "--data-dir", str(tiny_dataset)], tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming from checkpoint" in resumed.stdout
+    assert not (tmp_path / "output" / "failure").exists()
+    first_epochs = [int(e) for e in re.findall(r"^METRIC epoch=(\d+)", "".join(first_lines), re.M)]
+    later_epochs = [int(e) for e in re.findall(r"^METRIC epoch=(\d+)", resumed.stdout, re.M)]
+    assert first_epochs + later_epochs == [1, 2, 3, 4, 5, 6]
+    history = json.loads((tmp_path / "output" / "data" / "evaluation.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert (tmp_path / "model" / "model.onnx").is_file()
+
+
+def test_ddp_with_two_cpu_processes(tiny_dataset, tmp_path):
+    result = run_train([*FAST_FLAGS, "--epochs", "2", "--processes-per-host", "2", "--data-dir", str(tiny_dataset)],
+                       tmp_path, {"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 host(s) x 2 process(es), CPU" in result.stdout
+    assert len(metric_values(result.stdout, "valid:accuracy")) == 2  # rank 0 alone prints and writes
+    evaluation = json.loads((tmp_path / "output" / "data" / "evaluation.json").read_text())
+    # Each rank evaluated its own shard; the summed confusion matrix counts every test image once.
+    assert sum(map(sum, evaluation["confusion_matrix"])) == 9
+    assert (tmp_path / "model" / "model.onnx").is_file()
+
+
+def failure_of(tmp_path) -> str:
+    text = (tmp_path / "output" / "failure").read_text()
+    assert text.count("\n") == 1 and "Traceback" not in text
+    return text
+
+
+def test_bad_hyperparameter_fails_with_a_reason_naming_the_flag(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    assert train_main(["--lr", "fast"]) == 1
+    assert "--lr" in failure_of(tmp_path)
+
+
+def test_class_mismatch_fails_naming_the_difference(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    valid = tmp_path / "valid"
+    for folder in ("001.Red_Disc", "002.Green_Square", "009.Extra"):
+        (valid / folder).mkdir(parents=True)
+    code = train_main([*FAST_FLAGS, "--train-dir", str(tiny_dataset / "train"), "--valid-dir", str(valid)])
+    assert code == 1
+    assert "only in valid: 009.Extra" in failure_of(tmp_path)
+
+
+def test_missing_imagenet_weights_fail_before_training(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    code = train_main(["--weights", "imagenet", "--arch", "resnet18", "--data-dir", str(tiny_dataset),
+                       "--num-workers", "0"])
+    assert code == 1
+    assert "ImageNet weights for resnet18" in failure_of(tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_unwritable_model_dir_fails_with_the_reason(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    blocker = tmp_path / "model-is-a-file"
+    blocker.write_text("")
+    code = train_main([*FAST_FLAGS, "--epochs", "1", "--data-dir", str(tiny_dataset), "--model-dir", str(blocker)])
+    assert code == 1
+    assert "cannot write the model" in failure_of(tmp_path)
+
+
+def test_the_model_learns_the_sample_data(sample_dataset, tmp_path):
+    # The README demo's settings: no pretrained weights exist offline, so a small net trains from scratch.
+    result = run_train(["--arch", "resnet18", "--weights", "none", "--freeze-backbone", "false",
+                        "--image-size", "64", "--batch-size", "16", "--epochs", "4", "--num-workers", "2",
+                        "--data-dir", str(sample_dataset)], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    best_valid = max(metric_values(result.stdout, "valid:accuracy"))
+    assert best_valid >= 0.6, result.stdout  # 4 classes: chance is 0.25
+    assert metric_values(result.stdout, "test:accuracy")[0] >= 0.6
+    skipped = json.loads((tmp_path / "output" / "data" / "skipped_files.json").read_text())["train"]
+    assert sorted(s["path"].rsplit("/", 1)[-1] for s in skipped) == [
+        "broken_empty.jpg", "broken_not_an_image.jpg", "broken_truncated.jpg"]
