@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from conftest import REPO
+
 from train.metrics import METRIC_NAMES, format_metrics, metric_definitions
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from conftest import FAST_FLAGS, REPO, run_train, train_env
 from PIL import Image
 
-from conftest import FAST_FLAGS, REPO, run_train, train_env
 from train.cli import main as train_main
 from train.imaging import load_rgb
 from train.metrics import metric_definitions
@@ -40,7 +40,8 @@ def test_a_job_on_the_training_channel_writes_model_report_and_metrics(tiny_data
     metadata = json.loads((model_dir / "model.json").read_text())
     assert metadata["classes"] == ["Red Disc", "Green Square", "Blue Triangle"]
     assert metadata["arch"] == "resnet50" and metadata["hyperparameters"]["epochs"] == 2
-    assert metadata["metrics"]["test:accuracy"] == pytest.approx(metric_values(result.stdout, "test:accuracy")[0], abs=1e-6)
+    printed_test_accuracy = metric_values(result.stdout, "test:accuracy")[0]
+    assert metadata["metrics"]["test:accuracy"] == pytest.approx(printed_test_accuracy, abs=1e-6)
     evaluation = json.loads((output_dir / "evaluation.json").read_text())
     assert [c["images"] for c in evaluation["per_class"]] == [3, 3, 3]
     assert len(evaluation["confusion_matrix"]) == 3 and [h["epoch"] for h in evaluation["history"]] == [1, 2]

@@ -39,7 +39,11 @@ class RunningTotals:
 
 @dataclasses.dataclass(frozen=True)
 class Precision:
-    """How batches reach the network: channels_last and autocast on CUDA, plain fp32 on CPU."""
+    """How batches reach the network: channels_last everywhere, autocast (bf16, else fp16) on CUDA.
+
+    channels_last also pays on CPU: oneDNN's convolutions ran ResNet-50 1.6x faster with it
+    on the 2-core CI machine, while CPU bf16 autocast (no AVX512-BF16/AMX there) was 6x slower.
+    """
 
     device: torch.device
     autocast_dtype: torch.dtype | None
@@ -48,7 +52,7 @@ class Precision:
     @classmethod
     def for_device(cls, device: torch.device) -> Precision:
         if device.type != "cuda":
-            return cls(device, None, False)
+            return cls(device, None, True)
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return cls(device, dtype, True)
 

@@ -24,7 +24,7 @@ OUTPUT_NAME = "probabilities"
 
 
 def export_onnx(classifier: Classifier, crop: int, path: Path) -> None:
-    model = WithSoftmax(copy.deepcopy(classifier).float().cpu()).eval()
+    model = WithSoftmax(copy.deepcopy(classifier).float().cpu().to(memory_format=torch.contiguous_format)).eval()
     example = torch.zeros(1, 3, crop, crop)
     with warnings.catch_warnings():
         # The TorchScript exporter is the one that runs beside numpy<2 (smdebug's pin in the

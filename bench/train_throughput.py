@@ -1,0 +1,164 @@
+"""Training images/s: this project's pipeline and step against the seed's way, same data, same run.
+
+Baseline (the seed's train.py): torchvision ImageFolder (PIL full decode), RandomResizedCrop +
+flip + ToTensor + Normalize in the loader, DataLoader defaults (no workers), fp32, the frozen
+backbone still run in train mode. Ours: the `train` package's dataset (JPEG draft decode,
+uint8 batches normalised on the device), loader workers, frozen backbone under no_grad.
+
+Also reports the input pipeline alone (decode + transform, no model), where the JPEG draft
+decode matters most. Prints numbers; asserts nothing.
+
+    python -m bench.train_throughput [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+from torchvision import transforms as v1
+
+from train.data import EpochSampler, ImageFolderDataset
+from train.engine import Precision, RunningTotals, train_one_epoch
+from train.hyperparameters import default_num_workers
+from train.network import IMAGENET_MEAN, IMAGENET_STD, Normalize, Preprocess, build_classifier, train_transform
+from train.progress import Progress
+
+
+def make_photos(root: Path, count: int, classes: int, seed: int = 0) -> Path:
+    """dogImages-sized JPEGs (500x375 up to 3000x2000) with photo-like smooth content and grain."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        width = int(rng.integers(500, 3001))
+        height = int(np.clip(width * rng.uniform(0.66, 0.75), 375, 2000))
+        coarse = rng.integers(0, 256, size=(max(2, height // 64), max(2, width // 64), 3), dtype=np.uint8)
+        image = Image.fromarray(coarse, "RGB").resize((width, height), Image.Resampling.BICUBIC)
+        grain = rng.integers(-12, 13, size=(height, width, 1), dtype=np.int16)
+        pixels = np.clip(np.asarray(image, dtype=np.int16) + grain, 0, 255).astype(np.uint8)
+        folder = root / f"{i % classes + 1:03d}.Class_{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(folder / f"photo_{i:04d}.jpg", quality=90)
+    return root
+
+
+def baseline_loader(root: Path, image_size: int, batch_size: int):
+    transform = v1.Compose([
+        v1.RandomResizedCrop(image_size),
+        v1.RandomHorizontalFlip(),
+        v1.ToTensor(),
+        v1.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+    dataset = torchvision.datasets.ImageFolder(str(root), transform=transform)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
+
+
+def our_loader(root: Path, image_size: int, batch_size: int, workers: int):
+    preprocess = Preprocess.for_image_size(image_size)
+    folders = sorted(p.name for p in root.iterdir())
+    samples = [(path, label) for label, folder in enumerate(folders) for path in sorted((root / folder).iterdir())]
+    dataset = ImageFolderDataset(samples, train_transform(preprocess, augment=True), preprocess.resize)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(len(samples), True, 0),
+                                       num_workers=workers, prefetch_factor=4 if workers else None,
+                                       persistent_workers=workers > 0)
+
+
+def images_per_second(loader, model_step=None, warmup_batches: int = 1) -> float:
+    """One pass over the loader, timing everything after the warm-up batches."""
+    count, started = 0, None
+    for index, (images, labels) in enumerate(loader):
+        if model_step is not None:
+            model_step(images, labels)
+        if index + 1 == warmup_batches:
+            started = time.perf_counter()
+        elif index + 1 > warmup_batches:
+            count += labels.numel()
+    return count / (time.perf_counter() - started)
+
+
+def baseline_step(arch: str, num_classes: int, hidden: int):
+    model = torchvision.models.get_model(arch, weights=None)
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    model.fc = nn.Sequential(nn.Linear(model.fc.in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+    optimizer = torch.optim.Adam(model.fc.parameters(), lr=0.001)
+    criterion = nn.CrossEntropyLoss()
+    model.train()
+
+    def step(images, labels):
+        optimizer.zero_grad()
+        loss = criterion(model(images), labels)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def our_epoch(loader, arch: str, num_classes: int, hidden: int) -> float:
+    model = build_classifier(arch, num_classes, hidden, None, freeze_backbone=True)
+    precision = Precision.for_device(torch.device("cpu"))
+    if precision.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.001)
+    normalize = Normalize()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    # Warm up like the baseline (one batch), then time a full epoch through the real engine.
+    first_images, first_labels = next(iter(loader))
+    warm = RunningTotals()
+    model.train()
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(precision.prepare(first_images, normalize)), first_labels).backward()
+    started = time.perf_counter()
+    totals = train_one_epoch(model, loader, optimizer, scaler, precision, normalize, warm, 0, lambda: False,
+                             Progress("bench", len(loader), enabled=False))
+    return totals.count / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.train_throughput", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer, smaller runs (CI)")
+    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--arch", default="resnet50")
+    parser.add_argument("--workers", type=int, default=default_num_workers())
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.image_size = 32, 128
+    torch.manual_seed(0)
+    classes, hidden = 4, 256
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_photos(Path(tmp) / "photos", args.images, classes)
+        rows = []
+        base_pipe = images_per_second(baseline_loader(root, args.image_size, args.batch_size))
+        ours_pipe = images_per_second(our_loader(root, args.image_size, args.batch_size, args.workers))
+        ours_pipe_inline = images_per_second(our_loader(root, args.image_size, args.batch_size, 0))
+        rows.append((f"input pipeline, {args.workers} workers vs 0", ours_pipe, base_pipe))
+        rows.append(("input pipeline, both 0 workers (decode)", ours_pipe_inline, base_pipe))
+        base_train = images_per_second(baseline_loader(root, args.image_size, args.batch_size),
+                                       baseline_step(args.arch, classes, hidden))
+        ours_train = our_epoch(our_loader(root, args.image_size, args.batch_size, args.workers), args.arch,
+                               classes, hidden)
+        rows.append((f"training, frozen {args.arch} + head", ours_train, base_train))
+    print(f"\ntraining throughput: {args.images} JPEGs 500x375..3000x2000, {args.image_size} px crops, "
+          f"batch {args.batch_size}, {args.workers} loader workers (ours), "
+          f"{platform.machine()} x {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'what':40} {'ours img/s':>11} {'baseline img/s':>15} {'ratio':>7}")
+    for what, ours, base in rows:
+        print(f"{what:40} {ours:11.1f} {base:15.1f} {ours / base:6.2f}x")
+    print("baseline: the seed's loop - ImageFolder + PIL full decode + torchvision transforms, "
+          "DataLoader defaults (0 workers), fp32, frozen backbone in train mode")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
