@@ -44,3 +44,13 @@ def train_env(base_dir: Path, extra_env: dict | None = None) -> dict:
 # Small and fast: these runs test plumbing, not accuracy.
 FAST_FLAGS = ["--arch", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "8",
               "--num-workers", "0", "--hidden-units", "16"]
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tiny_dataset, tmp_path_factory) -> Path:
+    """A model artifact made by the real training program (small net, tiny images, a few epochs)."""
+    base = tmp_path_factory.mktemp("trained")
+    result = run_train([*FAST_FLAGS, "--freeze-backbone", "false", "--epochs", "3", "--lr", "0.003",
+                        "--data-dir", str(tiny_dataset)], base)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return base / "model"

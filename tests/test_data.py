@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imaging import load_rgb
 from train.data import EpochSampler, check_class_sets, class_name, scan_split
 from train.errors import TrainingError
-from train.imaging import load_rgb
 
 
 @pytest.mark.parametrize("folder, name", [("001.Affenpinscher", "Affenpinscher"),

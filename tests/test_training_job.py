@@ -15,8 +15,8 @@ import torch
 from conftest import FAST_FLAGS, REPO, run_train, train_env
 from PIL import Image
 
+from imaging import load_rgb
 from train.cli import main as train_main
-from train.imaging import load_rgb
 from train.metrics import metric_definitions
 from train.network import Normalize, Preprocess, build_classifier, eval_transform
 

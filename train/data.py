@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from imaging import ImageTooLarge, load_rgb
 from train.errors import TrainingError
-from train.imaging import load_rgb
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _problem_with(path: Path) -> str | None:
         return "empty file"
     try:
         load_rgb(path, min_side=_CHECK_SIZE)
-    except Image.DecompressionBombError as error:
+    except (ImageTooLarge, Image.DecompressionBombError) as error:
         return f"too many pixels: {error}"
     except Exception as error:  # noqa: BLE001 - any decoder failure means 'skip this file'
         return f"{type(error).__name__}: {error}"

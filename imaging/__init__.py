@@ -1,4 +1,7 @@
-"""Decoding any image file into an RGB PIL image, cheaply.
+"""Decoding any image into an RGB PIL image, cheaply: shared by the training and serving images.
+
+Both sides must turn the same file into the same pixels (the serving parity test holds
+them to 1e-4 in probabilities), so the decode lives here once, with Pillow and numpy only.
 
 dogImages has photos several thousand pixels wide; decoding them whole only to shrink
 them to 256 px is most of an input pipeline's cost. JPEG's draft mode decodes at 1/2,
@@ -10,13 +13,23 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps
 
-# Decompression-bomb guard: dogImages' largest photos are ~4k x 3k.
-Image.MAX_IMAGE_PIXELS = 64_000_000
+# Larger than any photo dogImages holds (~4k x 3k) or a phone takes (~50 MP).
+DEFAULT_MAX_PIXELS = 64_000_000
 
 
-def load_rgb(path, min_side: int | None = None) -> Image.Image:
-    """Open `path` as RGB; with `min_side`, JPEGs decode at the smallest scale whose shorter side is >= min_side."""
-    with Image.open(path) as image:
+class ImageTooLarge(ValueError):
+    """More pixels than allowed: refused from the header, before any decoding (decompression bombs)."""
+
+
+def load_rgb(source, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open a path or binary file as RGB (the first frame of animations and multi-page files).
+
+    With `min_side`, JPEGs decode at the smallest scale whose shorter side is still >= min_side.
+    """
+    with Image.open(source) as image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageTooLarge(f"image is {width}x{height} pixels, more than the {max_pixels:,} allowed")
         if min_side is not None and image.format == "JPEG":
             # draft keeps both sides >= the requested box, so a square box bounds the shorter side.
             image.draft("RGB", (min_side, min_side))

@@ -1,0 +1,100 @@
+"""The handler service multi-model-server runs in each worker (`default_service_handler`).
+
+Built on sagemaker-inference's DefaultHandlerService and Transformer, with the parts AWS's
+toolkit does not give: JSON errors with the right 4xx instead of a 500 carrying a traceback,
+top_k from custom attributes, batches of base64 images, and one log line per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+from sagemaker_inference.default_handler_service import DefaultHandlerService
+from sagemaker_inference.transformer import Transformer
+
+from serve import codec
+from serve.config import DEFAULT_TOP_K, read_config
+from serve.model import OnnxClassifier
+
+log = logging.getLogger("serve.requests")
+
+
+class ClassifierTransformer(Transformer):
+    def __init__(self):
+        super().__init__()
+        self.config = read_config()
+        self.model: OnnxClassifier | None = None
+
+    def validate_and_initialize(self, model_dir=None, context=None):
+        if self.model is not None:
+            return
+        started = time.perf_counter()
+        self.model = OnnxClassifier(Path(model_dir), threads=self.config.threads_per_worker)
+        self.model.warm_up()
+        self._initialized = True
+        log.info("model loaded from %s: %d classes, %d ONNX Runtime thread(s), warm in %.2f s", model_dir,
+                 self.model.num_classes, self.config.threads_per_worker, time.perf_counter() - started)
+
+    def transform(self, data, context):
+        return [self._one(request, index, context) for index, request in enumerate(data)]
+
+    def _one(self, request: dict, index: int, context) -> bytes:
+        started = time.perf_counter()
+        headers = {k.lower(): v for k, v in (context.get_all_request_header(index) or {}).items()}
+        body = bytes(request.get("body") or request.get("data") or b"")
+        sizes = []
+        status = 200
+        try:
+            content_type = codec.choose_accept(headers.get("accept"), self.config.default_accept)
+            top_k = codec.parse_top_k(headers.get(codec.CUSTOM_ATTRIBUTES_HEADER.lower()), self.model.num_classes,
+                                      DEFAULT_TOP_K)
+            images, batch = codec.decode_images(
+                body, codec.media_type(headers.get("content-type")), self.config.max_payload_bytes,
+                self.config.max_image_pixels, self.config.max_instances,
+                self.model.preprocess.resize if self.model.preprocess.jpeg_draft else None)
+            sizes = [image.size for image in images]
+            probabilities = self.model.predict(np.stack([self.model.preprocess(image) for image in images]))
+            payload = codec.encode(probabilities, self.model.classes, content_type, top_k, batch)
+        except codec.RequestError as error:
+            status, content_type, payload = error.status, codec.JSON, codec.error_body(error.message)
+        except Exception:  # noqa: BLE001 - never a traceback in a response; it goes to the log
+            log.error("internal error:\n%s", traceback.format_exc())
+            status, content_type, payload = 500, codec.JSON, codec.error_body(
+                "internal error while classifying; the endpoint's log has the details")
+        if status != 200:
+            context.set_response_status(code=status, phrase=_PHRASES.get(status, "Error"), idx=index)
+        context.set_response_content_type(index, content_type)
+        log.info("status=%d latency_ms=%.1f bytes=%d images=%s accept=%s", status,
+                 (time.perf_counter() - started) * 1000, len(body),
+                 ",".join(f"{w}x{h}" for w, h in sizes) or "-", content_type)
+        return payload
+
+
+_PHRASES = {400: "Bad Request", 406: "Not Acceptable", 413: "Payload Too Large", 415: "Unsupported Media Type",
+            500: "Internal Server Error"}
+
+
+class HandlerService(DefaultHandlerService):
+    def __init__(self):
+        super().__init__(transformer=ClassifierTransformer())
+
+    def initialize(self, context):
+        self._service.validate_and_initialize(model_dir=context.system_properties.get("model_dir"), context=context)
+
+
+_service = HandlerService()
+
+
+def handle(data, context):
+    """multi-model-server's entry point: called with data=None once at load, then per request batch."""
+    if _service._service.model is None:
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(levelname)s %(message)s")
+        _service.initialize(context)
+    if data is None:
+        return None
+    return _service.handle(data, context)

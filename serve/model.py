@@ -1,0 +1,110 @@
+"""The model artifact, loaded for serving: model.json's numbers + model.onnx in ONNX Runtime."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+from PIL import Image
+
+SUPPORTED_FORMAT_VERSIONS = (1,)
+
+
+class ModelLoadError(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """The eval transform training recorded: shorter side to `resize` (bilinear), centre `crop`, normalise."""
+
+    resize: int
+    crop: int
+    mean: np.ndarray
+    std: np.ndarray
+    jpeg_draft: bool
+
+    @classmethod
+    def from_json(cls, spec: dict) -> Preprocess:
+        if spec.get("resize_rule", "shorter_side") != "shorter_side" or spec.get("interpolation") != "bilinear":
+            raise ModelLoadError(f"unsupported preprocessing in model.json: {spec}")
+        return cls(resize=int(spec["resize"]), crop=int(spec["crop"]),
+                   mean=np.asarray(spec["mean"], dtype=np.float32).reshape(3, 1, 1),
+                   std=np.asarray(spec["std"], dtype=np.float32).reshape(3, 1, 1),
+                   jpeg_draft=bool(spec.get("jpeg_draft", False)))
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """RGB PIL image -> float32 (3, crop, crop), exactly as torchvision's Resize/CenterCrop on PIL do it."""
+        width, height = image.size
+        if width <= height:
+            size = (self.resize, int(self.resize * height / width))
+        else:
+            size = (int(self.resize * width / height), self.resize)
+        image = image.resize(size, Image.Resampling.BILINEAR)
+        left = round((size[0] - self.crop) / 2.0)  # torchvision rounds the same way
+        top = round((size[1] - self.crop) / 2.0)
+        image = image.crop((left, top, left + self.crop, top + self.crop))
+        pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)
+        # The same arithmetic as training's Normalize: x / (255 std) - mean / std.
+        return pixels * (1.0 / (255.0 * self.std)) - self.mean / self.std
+
+
+class OnnxClassifier:
+    def __init__(self, model_dir: Path, threads: int):
+        metadata = _read_metadata(model_dir)
+        self.classes: list[str] = list(metadata["classes"])
+        self.preprocess = Preprocess.from_json(metadata["preprocess"])
+        onnx_spec = metadata.get("onnx", {})
+        self.input_name = onnx_spec.get("input", "input")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        model_path = model_dir / onnx_spec.get("file", "model.onnx")
+        try:
+            self.session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:
+            raise ModelLoadError(f"cannot load {model_path}: {error}") from error
+        outputs = self.session.get_outputs()[0].shape
+        if outputs[-1] != len(self.classes):
+            raise ModelLoadError(
+                f"{model_path} has {outputs[-1]} outputs but model.json lists {len(self.classes)} classes")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def warm_up(self) -> None:
+        self.predict(np.zeros((1, 3, self.preprocess.crop, self.preprocess.crop), dtype=np.float32))
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, 3, crop, crop) -> probabilities (N, classes)."""
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+def _read_metadata(model_dir: Path) -> dict:
+    path = model_dir / "model.json"
+    try:
+        metadata = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path} not found: is {model_dir} a model artifact of `python -m train`?") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"cannot read {path}: {error}") from error
+    if metadata.get("format_version") not in SUPPORTED_FORMAT_VERSIONS:
+        raise ModelLoadError(f"{path}: unsupported format_version {metadata.get('format_version')!r}")
+    missing = [key for key in ("classes", "preprocess") if key not in metadata]
+    if missing:
+        raise ModelLoadError(f"{path} lacks {', '.join(missing)}")
+    return metadata
+
+
+def check_artifact(model_dir: Path) -> None:
+    """Cheap checks before the model server starts, so a bad artifact fails the container at once."""
+    metadata = _read_metadata(model_dir)
+    Preprocess.from_json(metadata["preprocess"])
+    onnx_file = model_dir / metadata.get("onnx", {}).get("file", "model.onnx")
+    if not onnx_file.is_file():
+        raise ModelLoadError(f"{onnx_file} not found")

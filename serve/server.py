@@ -1,0 +1,175 @@
+"""`python -m serve` (the serving image's `serve`): multi-model-server with this project's handler service.
+
+sagemaker-inference's own `start_model_server` writes /etc/sagemaker-mms.properties (root
+only), finds "the" model server by scanning every process on the machine, and leaves MMS's
+Python workers behind when stopped. This launcher keeps what it does right (the SAGEMAKER_*
+settings read by sagemaker-inference's Environment, its default MMS properties and log4j
+config, MMS started with --models model=<dir>) and instead:
+- writes its config, pid file and temp files in a private temp dir (no root needed);
+- starts MMS in its own process group and, on SIGTERM/SIGINT, stops the whole group, so
+  no worker outlives it;
+- checks the model artifact before starting, and waits for a worker to be READY within
+  SAGEMAKER_STARTUP_TIMEOUT, exiting non-zero if none comes (a model that cannot load would
+  otherwise leave /ping green while every /invocations hangs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from importlib import resources
+from pathlib import Path
+
+from serve.config import MAX_PORT, ConfigError, ServingConfig, read_config
+from serve.model import ModelLoadError, check_artifact
+
+log = logging.getLogger("serve")
+
+HANDLER_SERVICE = "serve.handler_service"
+MODEL_NAME = "model"
+STOP_GRACE_SECONDS = 10
+
+
+def mms_properties(config: ServingConfig, host: str, port: int) -> str:
+    """MMS config: sagemaker-inference's defaults plus the SAGEMAKER_* settings, addresses on `host`."""
+    defaults = resources.files("sagemaker_inference").joinpath("etc/default-mms.properties").read_text()
+    settings = {
+        "inference_address": f"http://{host}:{port}",
+        "management_address": f"http://{host}:{port}",
+        "default_service_handler": HANDLER_SERVICE,
+        "default_workers_per_model": config.workers,
+        "default_response_timeout": config.response_timeout_s,
+        "vmargs": os.environ.get("SAGEMAKER_MODEL_SERVER_VMARGS", "-XX:-UseContainerSupport"),
+        # Four times our cap, so oversized bodies still reach the handler and get a JSON 413;
+        # beyond this MMS itself answers a bare 413 (SageMaker caps real-time requests at 6 MB first).
+        "max_request_size": 4 * config.max_payload_bytes,
+        "max_response_size": 4 * config.max_payload_bytes,
+    }
+    return defaults + "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+class ModelServer:
+    """One multi-model-server process group, started and stopped as a unit."""
+
+    def __init__(self, model_dir: Path, config: ServingConfig, host: str, port: int):
+        self.model_dir, self.config, self.host, self.port = model_dir.resolve(), config, host, port
+        self.workdir = Path(tempfile.mkdtemp(prefix="serve-mms-"))
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        properties = self.workdir / "config.properties"
+        properties.write_text(mms_properties(self.config, self.host, self.port))
+        log_config = resources.files("sagemaker_inference").joinpath("etc/log4j2.xml")
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env.update({
+            # MMS keeps its pid file in the temp dir and refuses to start beside another one: private per server.
+            "TMPDIR": str(self.workdir), "TEMP": str(self.workdir),
+            "PYTHONPATH": os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")])),
+            "ORT_INTRA_OP_THREADS": str(self.config.threads_per_worker),
+            "SAGEMAKER_MODEL_SERVER_WORKERS": str(self.config.workers),
+        })
+        command = [sys.executable, "-m", "mms.model_server", "--start", "--foreground",
+                   "--mms-config", str(properties), "--log-config", str(log_config),
+                   "--model-store", "/", "--models", f"{MODEL_NAME}={self.model_dir}"]
+        log.info("starting multi-model-server on %s:%d: %d worker(s) x %d thread(s), model %s", self.host, self.port,
+                 self.config.workers, self.config.threads_per_worker, self.model_dir)
+        self.process = subprocess.Popen(command, cwd=self.workdir, env=env, start_new_session=True)
+
+    def wait_ready(self, deadline: float, stop: threading.Event) -> bool:
+        """True once a worker has loaded the model; False if MMS died, the deadline passed, or a stop came."""
+        url = f"http://127.0.0.1:{self.port}/models/{MODEL_NAME}"
+        while time.monotonic() < deadline and not stop.is_set():
+            if self.process.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    described = json.loads(response.read())
+                if isinstance(described, list):  # some MMS versions answer with a list of models
+                    described = described[0]
+                workers = described.get("workers", [])
+                if any(worker.get("status") == "READY" for worker in workers):
+                    return True
+            except (urllib.error.URLError, OSError, ValueError, IndexError, AttributeError):
+                pass
+            stop.wait(0.25)
+        return False
+
+    def stop(self) -> None:
+        """SIGTERM the whole group (Java frontend and Python workers), SIGKILL whatever is left after a grace."""
+        if self.process is not None and self.process.poll() is None:
+            _signal_group(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.process is not None:
+            _signal_group(self.process.pid, signal.SIGKILL)  # workers can outlive the frontend
+            self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path,
+                        help="model artifact (default $SAGEMAKER_BASE_DIR/model, i.e. /opt/ml/model)")
+    parser.add_argument("--port", type=int, help="default $SAGEMAKER_BIND_TO_PORT, else 8080")
+    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default all, as SageMaker needs)")
+    args = parser.parse_args(argv)
+    try:
+        config = read_config()
+        if args.port is not None and not 1 <= args.port <= MAX_PORT:
+            raise ConfigError(f"--port must be between 1 and {MAX_PORT} (multi-model-server's limit), got {args.port}")
+        model_dir = args.model_dir or config.model_dir
+        check_artifact(model_dir)
+    except (ConfigError, ModelLoadError) as error:
+        log.error("cannot serve: %s", error)
+        return 1
+    stop = threading.Event()
+    received: list[str] = []
+
+    def request_stop(signum, _frame):
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, request_stop)
+    server = ModelServer(model_dir, config, args.host, args.port or config.port)
+    try:
+        server.start()
+        if not server.wait_ready(time.monotonic() + config.startup_timeout_s, stop):
+            if stop.is_set():
+                return 0
+            log.error("no model-server worker became ready within %d s (SAGEMAKER_STARTUP_TIMEOUT); "
+                      "see the worker log above", config.startup_timeout_s)
+            return 1
+        log.info("ready: POST http://%s:%d/invocations", args.host, args.port or config.port)
+        while not stop.is_set() and server.process.poll() is None:
+            stop.wait(0.5)
+        if not stop.is_set():
+            log.error("multi-model-server exited with code %s", server.process.returncode)
+            return 1
+        log.info("got %s: stopping the model server", received[0])
+        return 0
+    finally:
+        server.stop()

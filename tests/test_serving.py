@@ -1,0 +1,229 @@
+"""The serving stack over HTTP: the real multi-model-server (Java) with our handler, on loopback."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import REPO
+from PIL import Image
+from serving import invoke, invoke_json, request, running_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(trained_model_dir):
+    # 1 MB payload cap so the 413 test needs no big upload.
+    with running_server(trained_model_dir, {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1"}) as running:
+        yield running
+    assert running.process.returncode == 0, running.log()
+    assert running.leftovers == [], "processes outlived the server"
+
+
+def image_bytes(fmt: str, mode: str = "RGB", size=(120, 90), color=(200, 40, 40), **save) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).convert(mode).save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+def sample_files(dataset, split="test"):
+    return sorted(p for p in (dataset / split).rglob("*") if p.is_file())
+
+
+def assert_answer(answer: dict, classes: list[str], top_k: int):
+    assert set(answer) == {"label", "index", "probability", "top_k"}
+    assert answer["label"] == classes[answer["index"]]
+    assert len(answer["top_k"]) == top_k
+    probabilities = [entry["probability"] for entry in answer["top_k"]]
+    assert probabilities == sorted(probabilities, reverse=True) and answer["probability"] == probabilities[0]
+    assert all(entry["label"] == classes[entry["index"]] for entry in answer["top_k"])
+
+
+def classes_of(model_dir) -> list[str]:
+    return json.loads((model_dir / "model.json").read_text())["classes"]
+
+
+def test_ping(server):
+    status, _, body = request(f"{server.base}/ping")
+    assert status == 200, body
+
+
+@pytest.mark.parametrize("content_type, data", [
+    ("image/jpeg", image_bytes("JPEG")),
+    ("image/png", image_bytes("PNG", "RGBA")),
+    ("application/x-image", image_bytes("WEBP")),
+    ("application/x-image", image_bytes("GIF", "P")),
+    ("application/x-image", image_bytes("BMP")),
+    ("application/x-image", image_bytes("TIFF", "CMYK")),
+    ("image/jpeg", image_bytes("JPEG", "L")),
+    ("image/png; charset=binary", image_bytes("PNG", "I;16")),
+])
+def test_every_image_content_type_gets_json(server, trained_model_dir, content_type, data):
+    status, headers, answer = invoke_json(server.base, data, content_type)
+    assert status == 200, answer
+    assert headers["content-type"].startswith("application/json")
+    classes = classes_of(trained_model_dir)
+    assert_answer(answer, classes, top_k=len(classes))  # default 5, capped at the 3 classes
+    assert sum(entry["probability"] for entry in answer["top_k"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_npy_is_what_the_sdks_numpy_deserializer_reads(server, trained_model_dir, tiny_dataset):
+    data = sample_files(tiny_dataset)[0].read_bytes()
+    status, headers, body = invoke(server.base, data, "image/jpeg", Accept="application/x-npy")
+    assert status == 200 and headers["content-type"] == "application/x-npy"
+    array = np.load(io.BytesIO(body), allow_pickle=False)
+    assert array.dtype == np.float32 and array.shape == (1, len(classes_of(trained_model_dir)))
+    _, _, answer = invoke_json(server.base, data, "image/jpeg")
+    assert int(np.argmax(array, 1)[0]) == answer["index"]  # the seed's client code keeps working
+
+
+def test_accept_lists_and_wildcards(server):
+    data = image_bytes("JPEG")
+    for accept in ("*/*", "text/html, application/x-npy;q=0.9", "application/json; charset=utf-8"):
+        assert invoke(server.base, data, Accept=accept)[0] == 200, accept
+    assert invoke(server.base, data, Accept="text/html, application/x-npy")[1]["content-type"] == "application/x-npy"
+
+
+def test_a_batch_answers_in_input_order(server, tiny_dataset):
+    files = sample_files(tiny_dataset)[::3]
+    singles = [invoke_json(server.base, f.read_bytes(), "application/x-image")[2] for f in files]
+    body = json.dumps({"instances": [{"b64": base64.b64encode(f.read_bytes()).decode()} for f in files]})
+    status, _, answers = invoke_json(server.base, body.encode(), "application/json")
+    assert status == 200 and isinstance(answers, list) and len(answers) == len(files)
+    for single, batched in zip(singles, answers, strict=True):
+        assert batched["index"] == single["index"]
+        assert batched["probability"] == pytest.approx(single["probability"], abs=1e-6)
+    status, _, body = invoke(server.base, body.encode(), "application/json", Accept="application/x-npy")
+    assert np.load(io.BytesIO(body)).shape == (len(files), 3)
+
+
+def test_top_k_from_custom_attributes(server):
+    data = image_bytes("JPEG")
+    for attributes, expected in (("top_k=2", 2), ("model=a, top_k=1", 1), ("top_k=99999999999999999999", 3)):
+        status, _, answer = invoke_json(server.base, data, X_Amzn_SageMaker_Custom_Attributes=attributes)
+        assert status == 200 and len(answer["top_k"]) == expected, attributes
+
+
+BOMB = image_bytes("PNG", "L", size=(20000, 20000), color=(0, 0, 0))  # 400 MP that compress to ~400 KB
+
+
+@pytest.mark.parametrize("name, body, content_type, headers, status", [
+    ("text as image", b"hello", "text/plain", {}, 415),
+    ("no content type", image_bytes("JPEG"), None, {}, 415),
+    ("octet-stream", image_bytes("JPEG"), "application/octet-stream", {}, 415),
+    ("a form", b"a=b", "application/x-www-form-urlencoded", {}, 415),
+    ("csv accept", image_bytes("JPEG"), "image/jpeg", {"Accept": "text/csv"}, 406),
+    ("empty body", b"", "image/jpeg", {}, 400),
+    ("not an image", b"<html>nope</html>", "image/jpeg", {}, 400),
+    ("truncated jpeg", image_bytes("JPEG", size=(400, 300))[:600], "image/jpeg", {}, 400),
+    ("malformed json", b"{\"instances\": [", "application/json", {}, 400),
+    ("bad base64", b"{\"instances\": [{\"b64\": \"***\"}]}", "application/json", {}, 400),
+    ("empty instances", b"{\"instances\": []}", "application/json", {}, 400),
+    ("instance not an object", b"{\"instances\": [\"abc\"]}", "application/json", {}, 400),
+    ("top_k=0", image_bytes("JPEG"), "image/jpeg", {"X-Amzn-SageMaker-Custom-Attributes": "top_k=0"}, 400),
+    ("top_k=-1", image_bytes("JPEG"), "image/jpeg", {"X-Amzn-SageMaker-Custom-Attributes": "top_k=-1"}, 400),
+    ("top_k=abc", image_bytes("JPEG"), "image/jpeg", {"X-Amzn-SageMaker-Custom-Attributes": "top_k=abc"}, 400),
+    ("body over the cap", b"\xff" * (1 << 20) + b"x" * 1024, "image/jpeg", {}, 413),
+    ("body at 3x the cap", b"\xff" * (3 << 20), "image/jpeg", {}, 413),
+    ("pixel bomb", BOMB, "image/png", {}, 413),
+    ("too many instances", json.dumps({"instances": [{"b64": "AA=="}] * 65}).encode(), "application/json", {}, 413),
+])
+def test_bad_requests_get_a_json_4xx_and_the_server_keeps_serving(server, name, body, content_type, headers, status):
+    got, response_headers, payload = invoke(server.base, body, content_type, **headers)
+    assert got == status, payload
+    assert response_headers["content-type"].startswith("application/json")
+    error = json.loads(payload)["error"]
+    assert error and "Traceback" not in error and "File \"" not in error
+    assert request(f"{server.base}/ping")[0] == 200
+    assert invoke(server.base, image_bytes("JPEG"))[0] == 200
+
+
+def test_served_probabilities_equal_the_pytorch_eval_path(server, trained_model_dir, tiny_dataset):
+    import torch
+
+    from imaging import load_rgb
+    from train.network import Normalize, Preprocess, build_classifier, eval_transform
+
+    metadata = json.loads((trained_model_dir / "model.json").read_text())
+    hp = metadata["hyperparameters"]
+    classifier = build_classifier(hp["arch"], metadata["num_classes"], hp["hidden_units"], None, False)
+    classifier.load_state_dict(torch.load(trained_model_dir / "model.pt", weights_only=True))
+    classifier.eval()
+    preprocess = Preprocess.for_image_size(hp["image_size"])
+    files = sample_files(tiny_dataset)  # JPEG, PNG, BMP; RGB, palette, RGBA, CMYK, 16-bit, EXIF-rotated
+    worst = 0.0
+    for path in files:
+        tensor = eval_transform(preprocess)(load_rgb(path, preprocess.resize)).unsqueeze(0)
+        with torch.no_grad():
+            expected = torch.softmax(classifier(Normalize()(tensor)), 1).numpy()
+        status, _, body = invoke(server.base, path.read_bytes(), "application/x-image", Accept="application/x-npy")
+        assert status == 200
+        worst = max(worst, float(np.abs(np.load(io.BytesIO(body)) - expected).max()))
+    assert worst <= 1e-4
+    assert expected.max() > 0.5  # a trained model: the comparison is not between two uniform vectors
+
+
+def test_requests_are_logged_one_line_each(server):
+    invoke(server.base, image_bytes("JPEG", size=(64, 48)))
+    time.sleep(0.5)
+    assert "status=200 latency_ms=" in server.log() and "images=64x48" in server.log()
+
+
+def test_first_invocation_after_ping_succeeds(trained_model_dir):
+    # /ping turns 200 before a worker has loaded the model; the first request must wait, not fail.
+    with running_server(trained_model_dir, wait_ready=False) as fresh:
+        deadline = time.monotonic() + 60
+        while not _pings(fresh.base):
+            assert time.monotonic() < deadline, fresh.log()
+            time.sleep(0.05)
+        status, _, body = invoke(fresh.base, image_bytes("JPEG"))
+        assert status == 200, body
+
+
+def _pings(base: str) -> bool:
+    try:
+        return request(f"{base}/ping", timeout=1)[0] == 200
+    except OSError:
+        return False
+
+
+def test_default_accept_comes_from_the_environment(trained_model_dir):
+    with running_server(trained_model_dir, {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/x-npy"}) as npy:
+        status, headers, body = invoke(npy.base, image_bytes("JPEG"))
+        assert status == 200 and headers["content-type"] == "application/x-npy"
+        assert np.load(io.BytesIO(body)).shape == (1, 3)
+
+
+def test_a_broken_artifact_fails_at_once_with_a_reason(tmp_path, trained_model_dir):
+    broken = tmp_path / "model"
+    shutil.copytree(trained_model_dir, broken)
+    (broken / "model.onnx").unlink()
+    result = subprocess.run([sys.executable, "-m", "serve", "--model-dir", str(broken)], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "model.onnx not found" in result.stdout
+
+
+def test_a_resnet50_artifact_with_133_classes(tmp_path):
+    # The flagship shape (ResNet-50 + head, 133 dog breeds), exported by training's own code, random weights.
+    from train.export import model_metadata, write_artifact
+    from train.network import Preprocess, build_classifier
+
+    classes = [f"Breed {i}" for i in range(133)]
+    classifier = build_classifier("resnet50", 133, 256, None, freeze_backbone=True).eval()
+    write_artifact(tmp_path / "model", classifier, model_metadata(
+        classes=classes, class_folders=[f"{i + 1:03d}.Breed_{i}" for i in range(133)],
+        preprocess=Preprocess.for_image_size(64), arch="resnet50", hyperparameters={}, metrics={}))
+    with running_server(tmp_path / "model") as resnet50:
+        status, _, answer = invoke_json(resnet50.base, image_bytes("JPEG", size=(500, 375)))
+        assert status == 200, answer
+        assert_answer(answer, classes, top_k=5)
+        status, _, body = invoke(resnet50.base, image_bytes("PNG"), "image/png", Accept="application/x-npy")
+        assert np.load(io.BytesIO(body)).shape == (1, 133)
