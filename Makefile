@@ -25,9 +25,11 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m bench.train_throughput
+	$(BIN)/python -m bench.serve_latency
 
 bench-quick: setup
 	$(BIN)/python -m bench.train_throughput --quick
+	$(BIN)/python -m bench.serve_latency --quick
 
 lint: setup
 	$(BIN)/ruff check .

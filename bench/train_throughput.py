@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
-from PIL import Image
 from torch import nn
 from torchvision import transforms as v1
 
+from bench.photos import photo
 from train.data import EpochSampler, ImageFolderDataset
 from train.engine import Precision, RunningTotals, train_one_epoch
 from train.hyperparameters import default_num_workers
@@ -40,13 +40,9 @@ def make_photos(root: Path, count: int, classes: int, seed: int = 0) -> Path:
     for i in range(count):
         width = int(rng.integers(500, 3001))
         height = int(np.clip(width * rng.uniform(0.66, 0.75), 375, 2000))
-        coarse = rng.integers(0, 256, size=(max(2, height // 64), max(2, width // 64), 3), dtype=np.uint8)
-        image = Image.fromarray(coarse, "RGB").resize((width, height), Image.Resampling.BICUBIC)
-        grain = rng.integers(-12, 13, size=(height, width, 1), dtype=np.int16)
-        pixels = np.clip(np.asarray(image, dtype=np.int16) + grain, 0, 255).astype(np.uint8)
         folder = root / f"{i % classes + 1:03d}.Class_{i % classes}"
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(folder / f"photo_{i:04d}.jpg", quality=90)
+        photo(rng, width, height).save(folder / f"photo_{i:04d}.jpg", quality=90)
     return root
 
 

@@ -11,6 +11,7 @@ DEFAULT_MAX_PAYLOAD_MB = 6  # a real-time endpoint's request limit
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 DEFAULT_MAX_INSTANCES = 64
 DEFAULT_TOP_K = 5
+READY_DIR_ENV = "SERVE_READY_DIR"  # where workers mark that their model is loaded (set by the launcher)
 MAX_PORT = 32766  # multi-model-server 1.1 refuses ports >= 32767 ("Invalid port number")
 
 

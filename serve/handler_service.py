@@ -8,6 +8,7 @@ top_k from custom attributes, batches of base64 images, and one log line per req
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -18,7 +19,7 @@ from sagemaker_inference.default_handler_service import DefaultHandlerService
 from sagemaker_inference.transformer import Transformer
 
 from serve import codec
-from serve.config import DEFAULT_TOP_K, read_config
+from serve.config import DEFAULT_TOP_K, READY_DIR_ENV, read_config
 from serve.model import OnnxClassifier
 
 log = logging.getLogger("serve.requests")
@@ -37,6 +38,7 @@ class ClassifierTransformer(Transformer):
         self.model = OnnxClassifier(Path(model_dir), threads=self.config.threads_per_worker)
         self.model.warm_up()
         self._initialized = True
+        _mark_ready()
         log.info("model loaded from %s: %d classes, %d ONNX Runtime thread(s), warm in %.2f s", model_dir,
                  self.model.num_classes, self.config.threads_per_worker, time.perf_counter() - started)
 
@@ -73,6 +75,14 @@ class ClassifierTransformer(Transformer):
                  (time.perf_counter() - started) * 1000, len(body),
                  ",".join(f"{w}x{h}" for w, h in sizes) or "-", content_type)
         return payload
+
+
+def _mark_ready() -> None:
+    """Tell the launcher this worker has loaded and warmed the model (MMS's own worker status says READY
+    as soon as the process runs, before the model loads)."""
+    state_dir = os.environ.get(READY_DIR_ENV)
+    if state_dir:
+        (Path(state_dir) / f"worker-{os.getpid()}.ready").touch()
 
 
 _PHRASES = {400: "Bad Request", 406: "Not Acceptable", 413: "Payload Too Large", 415: "Unsupported Media Type",

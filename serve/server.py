@@ -8,15 +8,14 @@ config, MMS started with --models model=<dir>) and instead:
 - writes its config, pid file and temp files in a private temp dir (no root needed);
 - starts MMS in its own process group and, on SIGTERM/SIGINT, stops the whole group, so
   no worker outlives it;
-- checks the model artifact before starting, and waits for a worker to be READY within
-  SAGEMAKER_STARTUP_TIMEOUT, exiting non-zero if none comes (a model that cannot load would
-  otherwise leave /ping green while every /invocations hangs).
+- checks the model artifact before starting, and waits until a worker has loaded and warmed
+  the model within SAGEMAKER_STARTUP_TIMEOUT, exiting non-zero if none does (a model that
+  cannot load would otherwise leave /ping green while every /invocations hangs).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -26,12 +25,10 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from importlib import resources
 from pathlib import Path
 
-from serve.config import MAX_PORT, ConfigError, ServingConfig, read_config
+from serve.config import MAX_PORT, READY_DIR_ENV, ConfigError, ServingConfig, read_config
 from serve.model import ModelLoadError, check_artifact
 
 log = logging.getLogger("serve")
@@ -41,13 +38,13 @@ MODEL_NAME = "model"
 STOP_GRACE_SECONDS = 10
 
 
-def mms_properties(config: ServingConfig, host: str, port: int) -> str:
+def mms_properties(config: ServingConfig, host: str, port: int, handler_service: str = HANDLER_SERVICE) -> str:
     """MMS config: sagemaker-inference's defaults plus the SAGEMAKER_* settings, addresses on `host`."""
     defaults = resources.files("sagemaker_inference").joinpath("etc/default-mms.properties").read_text()
     settings = {
         "inference_address": f"http://{host}:{port}",
         "management_address": f"http://{host}:{port}",
-        "default_service_handler": HANDLER_SERVICE,
+        "default_service_handler": handler_service,
         "default_workers_per_model": config.workers,
         "default_response_timeout": config.response_timeout_s,
         "vmargs": os.environ.get("SAGEMAKER_MODEL_SERVER_VMARGS", "-XX:-UseContainerSupport"),
@@ -62,22 +59,28 @@ def mms_properties(config: ServingConfig, host: str, port: int) -> str:
 class ModelServer:
     """One multi-model-server process group, started and stopped as a unit."""
 
-    def __init__(self, model_dir: Path, config: ServingConfig, host: str, port: int):
+    def __init__(self, model_dir: Path, config: ServingConfig, host: str, port: int,
+                 handler_service: str = HANDLER_SERVICE, output=None):
         self.model_dir, self.config, self.host, self.port = model_dir.resolve(), config, host, port
+        self.handler_service = handler_service
+        self.output = output  # where MMS's log goes (default: this process's stdout/stderr)
         self.workdir = Path(tempfile.mkdtemp(prefix="serve-mms-"))
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         properties = self.workdir / "config.properties"
-        properties.write_text(mms_properties(self.config, self.host, self.port))
+        properties.write_text(mms_properties(self.config, self.host, self.port, self.handler_service))
         log_config = resources.files("sagemaker_inference").joinpath("etc/log4j2.xml")
         package_root = str(Path(__file__).resolve().parents[1])
         env = dict(os.environ)
         env.update({
             # MMS keeps its pid file in the temp dir and refuses to start beside another one: private per server.
             "TMPDIR": str(self.workdir), "TEMP": str(self.workdir),
-            "PYTHONPATH": os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")])),
+            # As sagemaker-inference does: model/code (a user module, requirements) is importable in workers.
+            "PYTHONPATH": os.pathsep.join(filter(None, [package_root, str(self.model_dir / "code"),
+                                                        env.get("PYTHONPATH")])),
             "ORT_INTRA_OP_THREADS": str(self.config.threads_per_worker),
+            READY_DIR_ENV: str(self.workdir),
             "SAGEMAKER_MODEL_SERVER_WORKERS": str(self.config.workers),
         })
         command = [sys.executable, "-m", "mms.model_server", "--start", "--foreground",
@@ -85,25 +88,17 @@ class ModelServer:
                    "--model-store", "/", "--models", f"{MODEL_NAME}={self.model_dir}"]
         log.info("starting multi-model-server on %s:%d: %d worker(s) x %d thread(s), model %s", self.host, self.port,
                  self.config.workers, self.config.threads_per_worker, self.model_dir)
-        self.process = subprocess.Popen(command, cwd=self.workdir, env=env, start_new_session=True)
+        self.process = subprocess.Popen(command, cwd=self.workdir, env=env, start_new_session=True,
+                                        stdout=self.output, stderr=subprocess.STDOUT if self.output else None)
 
     def wait_ready(self, deadline: float, stop: threading.Event) -> bool:
-        """True once a worker has loaded the model; False if MMS died, the deadline passed, or a stop came."""
-        url = f"http://127.0.0.1:{self.port}/models/{MODEL_NAME}"
+        """True once a worker has loaded and warmed the model; False if MMS died, the deadline passed, or a stop."""
         while time.monotonic() < deadline and not stop.is_set():
             if self.process.poll() is not None:
                 return False
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    described = json.loads(response.read())
-                if isinstance(described, list):  # some MMS versions answer with a list of models
-                    described = described[0]
-                workers = described.get("workers", [])
-                if any(worker.get("status") == "READY" for worker in workers):
-                    return True
-            except (urllib.error.URLError, OSError, ValueError, IndexError, AttributeError):
-                pass
-            stop.wait(0.25)
+            if any(self.workdir.glob("worker-*.ready")):
+                return True
+            stop.wait(0.1)
         return False
 
     def stop(self) -> None:

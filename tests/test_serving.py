@@ -227,3 +227,14 @@ def test_a_resnet50_artifact_with_133_classes(tmp_path):
         assert_answer(answer, classes, top_k=5)
         status, _, body = invoke(resnet50.base, image_bytes("PNG"), "image/png", Accept="application/x-npy")
         assert np.load(io.BytesIO(body)).shape == (1, 133)
+
+
+def test_a_model_no_worker_can_load_ends_the_server_within_the_startup_timeout(tmp_path, trained_model_dir):
+    # Without this, MMS keeps /ping green while retrying the worker and every /invocations hangs.
+    broken = tmp_path / "model"
+    shutil.copytree(trained_model_dir, broken)
+    (broken / "model.onnx").write_bytes(b"not an onnx graph")
+    with running_server(broken, {"SAGEMAKER_STARTUP_TIMEOUT": "20"}, wait_ready=False) as server:
+        assert server.process.wait(timeout=90) == 1
+        assert "no model-server worker became ready within 20 s" in server.log()
+        assert "cannot load" in server.log()  # the worker's reason is in the log
