@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.photos import photo_jpeg
+from bench.report import print_table
 from serve.config import cpu_count, read_config
 from serve.server import HANDLER_SERVICE, ModelServer
 
@@ -131,18 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         baseline = measure("baseline (seed inference.py)", baseline_dir, BASELINE_HANDLER, args.port, body, requests,
                            concurrency)
     config = read_config(os.environ)
-    print(f"\nserving: ResNet-50 + head, 133 classes, one 500x375 JPEG ({len(body):,} bytes), {requests} requests per "
-          f"measure, {config.workers} worker(s) x {config.threads_per_worker} thread(s), "
-          f"{platform.machine()} x {os.cpu_count()} CPUs")
-    print(f"{'what':34} {'ours':>10} {'baseline':>10} {'ratio':>7}")
     rows = [("p50 latency, concurrency 1 (ms)", ours.p50_ms, baseline.p50_ms),
             ("p99 latency, concurrency 1 (ms)", ours.p99_ms, baseline.p99_ms),
             (f"throughput, concurrency {concurrency} (req/s)", ours.requests_per_s, baseline.requests_per_s),
             ("cold start to first answer (s)", ours.cold_start_s, baseline.cold_start_s)]
-    for what, mine, theirs in rows:
-        print(f"{what:34} {mine:10.1f} {theirs:10.1f} {mine / theirs:6.2f}x")
-    print("baseline: the seed's inference.py (PyTorch eager, PIL full decode, torchvision transforms) under "
-          "sagemaker-inference's DefaultHandlerService on the same multi-model-server")
+    print_table(f"serving: ResNet-50 + head, 133 classes, one 500x375 JPEG ({len(body):,} bytes), {requests} "
+                f"requests per measure, {config.workers} worker(s) x {config.threads_per_worker} thread(s), "
+                f"{platform.machine()} x {os.cpu_count()} CPUs", rows,
+                "the seed's inference.py (PyTorch eager, PIL full decode, torchvision transforms) under "
+                "sagemaker-inference's DefaultHandlerService on the same multi-model-server")
     return 0
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from torchvision import transforms as v1
 
 from bench.photos import photo
+from bench.report import print_table
 from train.data import EpochSampler, ImageFolderDataset
 from train.engine import Precision, RunningTotals, train_one_epoch
 from train.hyperparameters import default_num_workers
@@ -145,14 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         ours_train = our_epoch(our_loader(root, args.image_size, args.batch_size, args.workers), args.arch,
                                classes, hidden)
         rows.append((f"training, frozen {args.arch} + head", ours_train, base_train))
-    print(f"\ntraining throughput: {args.images} JPEGs 500x375..3000x2000, {args.image_size} px crops, "
-          f"batch {args.batch_size}, {args.workers} loader workers (ours), "
-          f"{platform.machine()} x {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'what':40} {'ours img/s':>11} {'baseline img/s':>15} {'ratio':>7}")
-    for what, ours, base in rows:
-        print(f"{what:40} {ours:11.1f} {base:15.1f} {ours / base:6.2f}x")
-    print("baseline: the seed's loop - ImageFolder + PIL full decode + torchvision transforms, "
-          "DataLoader defaults (0 workers), fp32, frozen backbone in train mode")
+    print_table(f"training throughput (images/s): {args.images} JPEGs 500x375..3000x2000, {args.image_size} px crops, "
+                f"batch {args.batch_size}, {args.workers} loader workers (ours), {platform.machine()} x "
+                f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads", rows,
+                "the seed's loop - ImageFolder + PIL full decode + torchvision transforms, DataLoader defaults "
+                "(0 workers), fp32, frozen backbone in train mode")
     return 0
 
 
