@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test bench bench-quick lint clean
+.PHONY: setup demo test test-docker bench bench-quick lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -22,6 +22,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Builds both images and runs them for real (needs root for the engine it starts: CI's Docker stage).
+test-docker: setup
+	bash .ci/docker-stage.sh
 
 bench: setup
 	$(BIN)/python -m bench.train_throughput

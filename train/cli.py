@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 
-from train.environment import failure_file_from, read_environment
+from train.environment import failure_copy_from, failure_file_from, read_environment
 from train.errors import Interrupted, UsageError, clear_failure_file, one_line_reason, write_failure_file
 from train.hyperparameters import PathOverrides, parse_args
 from train.metrics import print_metric_definitions
@@ -51,4 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 def _fail(failure_file, reason: str, code: int, error: BaseException, traceback: bool) -> int:
     log.error("training failed: %s", reason, exc_info=error if traceback else None)
     write_failure_file(failure_file, reason)
+    copy = failure_copy_from(os.environ)
+    if copy is not None:
+        write_failure_file(copy, reason)
     return code

@@ -18,6 +18,7 @@ from train.errors import TrainingError
 from train.hyperparameters import PathOverrides
 
 SPLITS = ("train", "valid", "test")
+FAILURE_COPY_ENV = "TRAIN_FAILURE_REASON_COPY"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,13 @@ def base_dir_from(environ: Mapping[str, str], overrides: PathOverrides) -> Path:
 def failure_file_from(environ: Mapping[str, str], overrides: PathOverrides) -> Path:
     """Where the failure reason goes; usable even when the rest of the environment is broken."""
     return base_dir_from(environ, overrides) / "output" / "failure"
+
+
+def failure_copy_from(environ: Mapping[str, str]) -> Path | None:
+    """A second place for the failure reason, set by the training image's `train` wrapper: the
+    sagemaker-training toolkit replaces output/failure with its own multi-line message."""
+    value = environ.get(FAILURE_COPY_ENV)
+    return Path(value) if value else None
 
 
 def read_environment(environ: Mapping[str, str], overrides: PathOverrides) -> TrainingEnvironment:

@@ -1,0 +1,45 @@
+# Training image: `docker run IMAGE train` with /opt/ml/{input,model,output,checkpoints} mounted,
+# as SageMaker runs it.
+#   GPU instances (default): torch's CUDA build from the default package index.
+#   CPU instances: --build-arg TORCH_INDEX_URL=<PyTorch's CPU wheel index> (the "CPU" URL of
+#   PyTorch's install selector); its torch==2.14.1+cpu outranks the CUDA build, ~5 GB smaller.
+#   --build-arg BAKE_IMAGENET_WEIGHTS=true bakes torchvision's ResNet-50 ImageNet weights into
+#   the image (needs internet at build time); without them, pass a `pretrained` channel.
+# One stage on purpose: copying a 5 GB virtualenv out of a build stage costs minutes per
+# build; the compiler sagemaker-training needs is removed in the same layer instead.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+
+ENV PATH=/opt/program:/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TORCH_HOME=/opt/torch \
+    SAGEMAKER_PROGRAM=train_entry.py
+ARG TORCH_INDEX_URL=""
+
+# Dependencies first (pinned in pyproject.toml), installed with empty stand-in packages so this
+# layer only changes when the pins do. sagemaker-training compiles a C extension: a compiler,
+# and Python's headers where the base's Python is Debian's own (python:* images ship theirs).
+WORKDIR /src
+COPY pyproject.toml ./
+# hadolint ignore=DL3008,DL3013,SC2086
+RUN apt-get update \
+    && build_deps="gcc libc6-dev" \
+    && if dpkg -s python3 >/dev/null 2>&1; then build_deps="$build_deps python3-dev"; fi \
+    && apt-get install -y --no-install-recommends $build_deps \
+    && python3 -m venv /opt/venv \
+    && mkdir train imaging && touch train/__init__.py imaging/__init__.py \
+    && pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} ".[train,train-image]" \
+    && apt-get purge -y --auto-remove $build_deps \
+    && rm -rf /var/lib/apt/lists/* build ./*.egg-info
+
+COPY train ./train
+COPY imaging ./imaging
+RUN pip install --no-deps --force-reinstall . && rm -rf build ./*.egg-info
+
+ARG BAKE_IMAGENET_WEIGHTS=false
+RUN if [ "$BAKE_IMAGENET_WEIGHTS" = "true" ]; then python -m train.weights download --arch resnet50; fi
+COPY docker/train/train docker/train/local-train /opt/program/
+COPY docker/train/train_entry.py /opt/ml/code/train_entry.py
+WORKDIR /opt/ml/code

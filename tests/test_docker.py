@@ -1,0 +1,189 @@
+"""The two images and docker compose, for real: a Docker engine, SageMaker's /opt/ml layout, HTTP.
+
+All but the Dockerfile lint are marked `docker` and run in CI's Docker stage
+(`make test-docker`, after .ci/docker-stage.sh has started an engine and built the images
+named by TRAIN_IMAGE and SERVE_IMAGE).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from serving import free_port, invoke_json, request
+
+TRAIN_IMAGE = os.environ.get("TRAIN_IMAGE", "dog-classifier-train:local")
+SERVE_IMAGE = os.environ.get("SERVE_IMAGE", "dog-classifier-serve:local")
+TINY_HYPERPARAMETERS = {"arch": "resnet18", "weights": "none", "image-size": "32", "epochs": "1",
+                        "batch-size": "8", "num-workers": "0", "hidden-units": "16", "freeze-backbone": "false"}
+
+
+def test_hadolint_passes_on_both_dockerfiles():
+    hadolint = str(Path(sys.executable).with_name("hadolint"))  # installed into the venv by the dev extra
+    result = subprocess.run([hadolint, "docker/train.Dockerfile", "docker/serve.Dockerfile"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def sagemaker_tree(root: Path, dataset: Path, hyperparameters: dict) -> Path:
+    """/opt/ml as SageMaker lays it out for a training job with one `training` channel."""
+    config = root / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))  # values are strings, as SageMaker's
+    (config / "inputdataconfig.json").write_text(json.dumps(
+        {"training": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}}))
+    (config / "resourceconfig.json").write_text(json.dumps(
+        {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}))
+    shutil.copytree(dataset, root / "input" / "data" / "training")
+    return root
+
+
+def run_training(opt_ml: Path, name: str, detach: bool = False) -> subprocess.CompletedProcess:
+    # SageMaker mounts these four; /opt/ml/code stays the image's (it holds SAGEMAKER_PROGRAM).
+    mounts = []
+    for part in ("input", "model", "output", "checkpoints"):
+        (opt_ml / part).mkdir(exist_ok=True)
+        mounts += ["-v", f"{opt_ml / part}:/opt/ml/{part}"]
+    return docker("run", *(["-d"] if detach else ["--rm"]), "--name", name, "--hostname", "algo-1", *mounts,
+                  TRAIN_IMAGE, "train", check=False)
+
+
+@pytest.mark.docker
+def test_training_image_runs_as_sagemaker_runs_it(tiny_dataset, tmp_path):
+    opt_ml = sagemaker_tree(tmp_path / "opt_ml", tiny_dataset, TINY_HYPERPARAMETERS)
+    result = run_training(opt_ml, f"train-ok-{os.getpid()}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (opt_ml / "output" / "success").exists() and not (opt_ml / "output" / "failure").exists()
+    metadata = json.loads((opt_ml / "model" / "model.json").read_text())
+    assert metadata["hyperparameters"]["epochs"] == 1 and metadata["arch"] == "resnet18"
+    assert (opt_ml / "model" / "model.onnx").stat().st_size > 1000
+    assert json.loads((opt_ml / "output" / "data" / "evaluation.json").read_text())["accuracy"] >= 0
+    assert "valid:accuracy=" in result.stdout  # the tuner's regexes read the container's log
+
+
+@pytest.mark.docker
+def test_a_broken_job_ends_with_a_one_line_reason(tiny_dataset, tmp_path):
+    opt_ml = sagemaker_tree(tmp_path / "opt_ml", tiny_dataset, {**TINY_HYPERPARAMETERS, "lr": "fast"})
+    result = run_training(opt_ml, f"train-bad-{os.getpid()}")
+    assert result.returncode != 0
+    reason = (opt_ml / "output" / "failure").read_text()
+    assert reason.count("\n") == 1 and "--lr" in reason and "Traceback" not in reason, reason
+    assert not (opt_ml / "output" / "success").exists()
+
+
+@pytest.mark.docker
+def test_docker_stop_checkpoints_the_job(tiny_dataset, tmp_path):
+    # StopTrainingJob and spot interruptions arrive as SIGTERM to the container's PID 1.
+    opt_ml = sagemaker_tree(tmp_path / "opt_ml", tiny_dataset,
+                            {**TINY_HYPERPARAMETERS, "epochs": "50", "batch-size": "4"})
+    name = f"train-stop-{os.getpid()}"
+    run_training(opt_ml, name, detach=True)
+    try:
+        deadline = time.monotonic() + 180
+        while "METRIC epoch=1 " not in docker("logs", name, check=False).stdout:
+            assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
+            time.sleep(0.5)
+        docker("stop", "--time", "60", name)
+        code = int(docker("inspect", "--format", "{{.State.ExitCode}}", name).stdout)
+        assert code != 0
+        reason = (opt_ml / "output" / "failure").read_text()
+        assert reason.startswith("stopped by SIGTERM") and reason.count("\n") == 1, reason
+        assert (opt_ml / "checkpoints" / "checkpoint.pt").is_file()
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+@pytest.mark.docker
+def test_serving_image_serves_and_stops_on_sigterm(trained_model_dir):
+    port = free_port()
+    name = f"serve-{os.getpid()}"
+    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080", "-v", f"{trained_model_dir}:/opt/ml/model:ro",
+           SERVE_IMAGE, "serve")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while "ready: POST" not in docker("logs", name, check=False).stdout:
+            assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
+            time.sleep(0.5)
+        assert request(f"{base}/ping")[0] == 200
+        status, _, answer = invoke_json(base, _jpeg(), "image/jpeg")
+        assert status == 200 and answer["label"]
+        status, _, error = invoke_json(base, b"nope", "text/plain")
+        assert status == 415 and "error" in error
+        started = time.monotonic()
+        docker("stop", "--time", "30", name)
+        assert time.monotonic() - started < 20
+        assert docker("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0"
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def _jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), (40, 170, 60)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.docker
+def test_serving_image_labels_and_size():
+    labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", SERVE_IMAGE).stdout)
+    assert labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+    exposed = json.loads(docker("inspect", "--format", "{{json .Config.ExposedPorts}}", SERVE_IMAGE).stdout)
+    assert "8080/tcp" in exposed
+    listing = docker("run", "--rm", "--entrypoint", "python", SERVE_IMAGE, "-c",
+                     "import importlib.util as u; print(u.find_spec('torch') is None)")
+    assert listing.stdout.strip() == "True"  # no torch in the serving image
+
+
+@pytest.mark.docker
+def test_compose_trains_on_the_sample_data_then_serves(tmp_path):
+    port = free_port()
+    project = f"ci{os.getpid()}"
+    env = dict(os.environ, RUNS_DIR=str(tmp_path / "runs"), PORT=str(port), TRAIN_IMAGE=TRAIN_IMAGE,
+               SERVE_IMAGE=SERVE_IMAGE, EPOCHS="2", IMAGE_SIZE="48")
+    compose = ["docker", "compose", "-p", project, "-f", str(REPO / "docker-compose.yml")]
+    try:
+        # `up -d` returns once training has completed (serve depends on it) and serve has started.
+        up = subprocess.run([*compose, "up", "-d", "--no-build"], env=env, capture_output=True, text=True,
+                            timeout=900)
+        logs = subprocess.run([*compose, "logs", "--no-color"], env=env, capture_output=True, text=True).stdout
+        (tmp_path / "compose.log").write_text(logs)
+        assert up.returncode == 0, up.stdout + up.stderr + logs
+        assert "making the sample dataset" in logs and " test:accuracy=" in logs
+        deadline = time.monotonic() + 120
+        while _health(compose, env) != "healthy":
+            assert time.monotonic() < deadline, subprocess.run([*compose, "logs"], env=env, capture_output=True,
+                                                               text=True).stdout
+            time.sleep(1)
+        status, _, answer = invoke_json(f"http://127.0.0.1:{port}", _jpeg(), "image/jpeg")
+        assert status == 200 and answer["top_k"], answer
+        assert (tmp_path / "runs" / "model" / "model.onnx").is_file()
+    finally:
+        down = subprocess.run([*compose, "down", "-v", "--timeout", "20"], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert down.returncode == 0, down.stderr
+
+
+def _health(compose: list[str], env: dict) -> str:
+    container = subprocess.run([*compose, "ps", "-q", "serve"], env=env, capture_output=True, text=True).stdout.strip()
+    if not container:
+        return "missing"
+    return docker("inspect", "--format", "{{.State.Health.Status}}", container, check=False).stdout.strip()
