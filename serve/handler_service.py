@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import traceback
+from http import HTTPStatus
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,7 @@ class ClassifierTransformer(Transformer):
             status, content_type, payload = 500, codec.JSON, codec.error_body(
                 "internal error while classifying; the endpoint's log has the details")
         if status != 200:
-            context.set_response_status(code=status, phrase=_PHRASES.get(status, "Error"), idx=index)
+            context.set_response_status(code=status, phrase=HTTPStatus(status).phrase, idx=index)
         context.set_response_content_type(index, content_type)
         log.info("status=%d latency_ms=%.1f bytes=%d images=%s accept=%s", status,
                  (time.perf_counter() - started) * 1000, len(body),
@@ -83,10 +84,6 @@ def _mark_ready() -> None:
     state_dir = os.environ.get(READY_DIR_ENV)
     if state_dir:
         (Path(state_dir) / f"worker-{os.getpid()}.ready").touch()
-
-
-_PHRASES = {400: "Bad Request", 406: "Not Acceptable", 413: "Payload Too Large", 415: "Unsupported Media Type",
-            500: "Internal Server Error"}
 
 
 class HandlerService(DefaultHandlerService):
