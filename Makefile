@@ -29,10 +29,12 @@ test-docker: setup
 
 bench: setup
 	$(BIN)/python -m bench.train_throughput
+	$(BIN)/python -m bench.feature_cache
 	$(BIN)/python -m bench.serve_latency
 
 bench-quick: setup
 	$(BIN)/python -m bench.train_throughput --quick
+	$(BIN)/python -m bench.feature_cache --quick
 	$(BIN)/python -m bench.serve_latency --quick
 
 lint: setup

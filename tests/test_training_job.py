@@ -161,3 +161,28 @@ def test_the_model_learns_the_sample_data(sample_dataset, tmp_path):
     skipped = json.loads((tmp_path / "output" / "data" / "skipped_files.json").read_text())["train"]
     assert sorted(s["path"].rsplit("/", 1)[-1] for s in skipped) == [
         "broken_empty.jpg", "broken_not_an_image.jpg", "broken_truncated.jpg"]
+
+
+def test_cached_features_train_the_same_head_as_images(tiny_dataset, tmp_path):
+    flags = [*FAST_FLAGS, "--freeze-backbone", "true", "--augment", "false", "--epochs", "3", "--batch-size", "4",
+             "--data-dir", str(tiny_dataset)]
+    runs = {}
+    for cache in ("true", "false"):
+        result = run_train([*flags, "--cache-features", cache], tmp_path / cache)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert ("features cached" in result.stdout) == (cache == "true")
+        runs[cache] = result
+    cached, uncached = (json.loads((tmp_path / c / "output" / "data" / "evaluation.json").read_text())
+                        for c in ("true", "false"))
+    for with_cache, without in zip(cached["history"], uncached["history"], strict=True):
+        for name in ("train:loss", "train:accuracy", "valid:loss", "valid:accuracy"):
+            assert with_cache[name] == pytest.approx(without[name], abs=1e-4), name
+    heads = [torch.load(tmp_path / c / "model" / "model.pt", weights_only=True) for c in ("true", "false")]
+    for key in heads[0]:
+        assert torch.allclose(heads[0][key], heads[1][key], atol=1e-4), key
+
+
+def test_cache_features_refuses_settings_it_cannot_honour(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    assert train_main(["--cache-features", "true", "--augment", "true"]) == 1
+    assert "--cache-features true needs --freeze-backbone true and --augment false" in failure_of(tmp_path)

@@ -61,11 +61,14 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def prepare(self, images: torch.Tensor, normalize: nn.Module) -> torch.Tensor:
-        images = images.to(self.device, non_blocking=True)
+    def prepare(self, inputs: torch.Tensor, normalize: nn.Module | None) -> torch.Tensor:
+        """A uint8 image batch -> normalised float on the device; with normalize=None (cached features) as is."""
+        inputs = inputs.to(self.device, non_blocking=True)
+        if normalize is None:
+            return inputs
         if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return normalize(images)
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return normalize(inputs)
 
 
 class StopRequested(Exception):
@@ -73,7 +76,7 @@ class StopRequested(Exception):
 
 
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                    precision: Precision, normalize: nn.Module, totals: RunningTotals, start_step: int,
+                    precision: Precision, normalize: nn.Module | None, totals: RunningTotals, start_step: int,
                     stop_requested: Callable[[], bool], progress: Progress) -> RunningTotals:
     """Train on the batches from `start_step` on; `totals` carries the epoch's sums in and out."""
     criterion = nn.CrossEntropyLoss()
@@ -102,7 +105,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, precision: Precision, normalize: nn.Module, num_classes: int,
+def evaluate(model: nn.Module, loader, precision: Precision, normalize: nn.Module | None, num_classes: int,
              progress: Progress) -> tuple[float, float, torch.Tensor]:
     """(loss, accuracy, confusion matrix[true, predicted]) over the whole split, all ranks summed.
 

@@ -36,6 +36,15 @@ class Hyperparameters:
     seed: int = 42
     num_workers: int | None = None  # None: chosen from the CPU count
     processes_per_host: int | None = None  # None: one per GPU, else one
+    cache_features: bool | None = None  # None: whenever it applies (frozen backbone, no augmentation)
+
+    @property
+    def features_cacheable(self) -> bool:
+        return self.freeze_backbone and not self.augment
+
+    @property
+    def uses_feature_cache(self) -> bool:
+        return self.features_cacheable if self.cache_features is None else self.cache_features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--processes-per-host", type=_auto_or(_bounded(int, 1, 64)), default="auto",
                     help="DDP processes on this host (auto: one per GPU, else one)")
 
+    hp.add_argument("--cache-features", type=_auto_or(str_to_bool), default="auto",
+                    help="compute the frozen backbone's features once and train the head on them "
+                         "(auto: whenever --freeze-backbone is true and --augment false)")
+
     paths = parser.add_argument_group("paths (default: the SageMaker environment)")
     paths.add_argument("--base-dir", type=Path, help="SageMaker base dir (default $SAGEMAKER_BASE_DIR or /opt/ml)")
     paths.add_argument("--data-dir", type=Path, help="one folder holding train/ valid/ test/")
@@ -152,6 +165,9 @@ def parse_args(argv: list[str]) -> tuple[Hyperparameters, PathOverrides, argpars
     path_fields = {f.name for f in dataclasses.fields(PathOverrides)}
     values = vars(namespace)
     hyperparameters = Hyperparameters(**{k: v for k, v in values.items() if k in hp_fields})
+    if hyperparameters.cache_features and not hyperparameters.features_cacheable:
+        raise UsageError("--cache-features true needs --freeze-backbone true and --augment false: "
+                         "a trained or augmented backbone gives different features every epoch")
     overrides = PathOverrides(**{k: v for k, v in values.items() if k in path_fields})
     return hyperparameters, overrides, namespace
 

@@ -17,6 +17,7 @@ from train.data import EpochSampler, ImageFolderDataset, Split, check_class_sets
 from train.engine import Precision, RunningTotals, StopRequested, evaluate, train_one_epoch
 from train.environment import TrainingEnvironment
 from train.errors import Interrupted, TrainingError
+from train.features import FeatureBatches, compute_features
 from train.hyperparameters import Hyperparameters, default_num_workers
 from train.metrics import format_metrics
 from train.network import Normalize, Preprocess, build_classifier, eval_transform, train_transform
@@ -164,8 +165,10 @@ class _Job:
         # What makes a checkpoint this run's: everything but the epoch count and the machine layout,
         # so a rerun with another lr fails loudly instead of silently resuming the old run.
         self.identity = {**dataclasses.asdict(hp), "classes": data.class_folders}
-        for machine_specific in ("epochs", "num_workers", "processes_per_host"):
+        for machine_specific in ("epochs", "num_workers", "processes_per_host", "cache_features"):
             self.identity.pop(machine_specific)
+        self.cached = hp.uses_feature_cache
+        self.features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- setup ---------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -179,39 +182,61 @@ class _Job:
         self.classifier.to(self.device)
         if self.precision.channels_last:
             self.classifier.to(memory_format=torch.channels_last)
-        self.model = self.classifier
+        # With cached features only the head runs during the epochs; it is the same module as the
+        # classifier's head, so checkpoints and the artifact still hold the whole network.
+        trained = self.classifier.head if self.cached else self.classifier
+        self.model = trained
         if self.world_size > 1:
-            self.model = DistributedDataParallel(self.classifier, device_ids=[self.device.index]
+            self.model = DistributedDataParallel(trained, device_ids=[self.device.index]
                                                  if self.device.type == "cuda" else None)
         trainable = [p for p in self.classifier.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=self.hp.lr)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.precision.autocast_dtype == torch.float16)
         self.normalize = Normalize(self.preprocess.mean, self.preprocess.std).to(self.device)
-        log.info("model: %s + head(%d) -> %d classes, %s backbone, %d trainable parameters",
+        self.input_normalize = None if self.cached else self.normalize  # cached features need none
+        log.info("model: %s + head(%d) -> %d classes, %s backbone, %d trainable parameters%s",
                  self.hp.arch, self.hp.hidden_units, len(self.data.class_folders),
-                 "frozen" if self.hp.freeze_backbone else "trainable", sum(p.numel() for p in trainable))
+                 "frozen" if self.hp.freeze_backbone else "trainable", sum(p.numel() for p in trainable),
+                 ", features cached" if self.cached else "")
 
     def _loader(self, split: Split, train: bool, epoch: int = 0, skip_batches: int = 0):
-        transform = train_transform(self.preprocess, self.hp.augment) if train else eval_transform(self.preprocess)
-        dataset = ImageFolderDataset(split.samples, transform, decode_min_side=self.preprocess.resize)
-        sampler = EpochSampler(len(dataset), shuffle=train, seed=self.hp.seed, rank=self.rank,
+        """This rank's batches of a split: images, or cached features in the very same order."""
+        sampler = EpochSampler(len(split.samples), shuffle=train, seed=self.hp.seed, rank=self.rank,
                                world_size=self.world_size)
         sampler.set_epoch(epoch, skip_samples=skip_batches * self.hp.batch_size)
-        shard = len(dataset) // self.world_size
+        # A last batch of 1 breaks BatchNorm in train mode; full batches only, when there are any.
+        drop_last = train and len(split.samples) // self.world_size >= self.hp.batch_size
+        if self.cached:
+            return FeatureBatches(*self.features[split.name], sampler, self.hp.batch_size, drop_last)
+        transform = train_transform(self.preprocess, self.hp.augment) if train else eval_transform(self.preprocess)
+        return self._image_loader(split, transform, sampler, drop_last, epoch)
+
+    def _image_loader(self, split: Split, transform, sampler, drop_last: bool, epoch: int = 0):
+        dataset = ImageFolderDataset(split.samples, transform, decode_min_side=self.preprocess.resize)
         return torch.utils.data.DataLoader(
             dataset,
             batch_size=self.hp.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
-            # A last batch of 1 breaks BatchNorm in train mode; full batches only, when there are any.
-            drop_last=train and shard >= self.hp.batch_size,
+            drop_last=drop_last,
             worker_init_fn=_ignore_stop_signals,
             generator=torch.Generator().manual_seed(self.hp.seed * 7919 + epoch),
             persistent_workers=False,
             prefetch_factor=4 if self.num_workers > 0 else None,
         )
+
+    def _cache_features(self) -> None:
+        """Every split's backbone features, once; each rank holds all of them (shards differ per epoch)."""
+        started = time.perf_counter()
+        for name, split in self.data.splits.items():
+            loader = self._image_loader(split, eval_transform(self.preprocess),
+                                        EpochSampler(len(split.samples), shuffle=False, seed=0), drop_last=False)
+            with Progress(f"features {name}", len(loader), enabled=self.is_main) as progress:
+                self.features[name] = compute_features(self.classifier.backbone, loader, self.precision,
+                                                       self.normalize, progress)
+        log.info("features cached for %s in %.1f s", ", ".join(self.features), time.perf_counter() - started)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -253,6 +278,8 @@ class _Job:
     def run(self) -> None:
         self._build()
         self._resume()
+        if self.cached:
+            self._cache_features()
         splits = self.data.splits
         valid_loader = self._loader(splits["valid"], train=False)
         for epoch in range(self.start_epoch, self.hp.epochs):
@@ -261,7 +288,7 @@ class _Job:
             self._train_epoch(epoch, skip, totals)
             train_loss, train_accuracy, images_per_second = self._reduced(totals)
             with Progress(f"epoch {epoch + 1} valid", len(valid_loader), enabled=self.is_main) as progress:
-                valid_loss, valid_accuracy, _ = evaluate(self.model, valid_loader, self.precision, self.normalize,
+                valid_loss, valid_accuracy, _ = evaluate(self.model, valid_loader, self.precision, self.input_normalize,
                                                          len(self.data.class_folders), progress)
             values = {"train:loss": train_loss, "train:accuracy": train_accuracy, "valid:loss": valid_loss,
                       "valid:accuracy": valid_accuracy, "epoch:seconds": totals.seconds,
@@ -282,7 +309,7 @@ class _Job:
         with Progress(f"epoch {epoch + 1}/{self.hp.epochs} train", skip + len(loader), initial=skip,
                       enabled=self.is_main) as progress:
             try:
-                train_one_epoch(self.model, loader, self.optimizer, self.scaler, self.precision, self.normalize,
+                train_one_epoch(self.model, loader, self.optimizer, self.scaler, self.precision, self.input_normalize,
                                 totals, skip, self.stop, progress)
             except StopRequested as stopped:
                 step = stopped.args[0]
@@ -307,19 +334,20 @@ class _Job:
             final_split = "test"
             test_loader = self._loader(self.data.splits["test"], train=False)
             with Progress("test", len(test_loader), enabled=self.is_main) as progress:
-                final = evaluate(self.model, test_loader, self.precision, self.normalize, num_classes, progress)
+                final = evaluate(self.model, test_loader, self.precision, self.input_normalize, num_classes, progress)
             metrics.update({"test:loss": final[0], "test:accuracy": final[1]})
             if self.is_main:
                 print(format_metrics({"test:loss": final[0], "test:accuracy": final[1]}), flush=True)
         else:
             valid_loader = self._loader(self.data.splits["valid"], train=False)
-            final = evaluate(self.model, valid_loader, self.precision, self.normalize, num_classes,
+            final = evaluate(self.model, valid_loader, self.precision, self.input_normalize, num_classes,
                              Progress("valid", 0, enabled=False))
         if not self.is_main:
             return
         self._write_outputs(metrics, final_split, final)
 
     def _write_outputs(self, metrics: dict, split_name: str, final) -> None:
+        log.info("training done (best epoch %s); writing the model artifact and report", self.best["epoch"])
         loss, accuracy, confusion = final
         metadata = export.model_metadata(
             classes=self.data.classes, class_folders=self.data.class_folders, preprocess=self.preprocess,

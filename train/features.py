@@ -1,0 +1,45 @@
+"""The feature cache: a frozen backbone's features, computed once, and batches of them.
+
+With a frozen backbone (eval mode, so BatchNorm is fixed) and no random augmentation, every
+epoch would recompute exactly the same features; computing them once leaves each epoch only
+the head's work. Batches come in the order the image loader would give them (same sampler),
+so a cached job trains the same head as an uncached one, up to float rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from train.engine import Precision
+from train.progress import Progress
+
+
+@torch.no_grad()
+def compute_features(backbone: nn.Module, loader, precision: Precision, normalize: nn.Module,
+                     progress: Progress) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features float32 (N, D), labels (N,)) on the training device, in the loader's order."""
+    backbone.eval()
+    features, labels = [], []
+    for step, (images, batch_labels) in enumerate(loader, start=1):
+        with precision.autocast():
+            features.append(backbone(precision.prepare(images, normalize)).float())
+        labels.append(batch_labels.to(precision.device))
+        progress.update(step)
+    return torch.cat(features), torch.cat(labels)
+
+
+class FeatureBatches:
+    """(features, labels) batches drawn with a sampler, like a DataLoader over the cached tensors."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, sampler, batch_size: int, drop_last: bool):
+        self.features, self.labels = features, labels
+        self.batches = torch.utils.data.BatchSampler(sampler, batch_size, drop_last)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for indices in self.batches:
+            index = torch.as_tensor(indices, device=self.features.device)
+            yield self.features[index], self.labels[index]
