@@ -21,23 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from bench.photos import photo
+from bench.photos import make_photos
 from bench.report import print_table
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def make_splits(root: Path, per_split: dict[str, int], classes: int = 4) -> Path:
-    rng = np.random.default_rng(0)
-    for split, count in per_split.items():
-        for i in range(count):
-            folder = root / split / f"{i % classes + 1:03d}.Class_{i % classes}"
-            folder.mkdir(parents=True, exist_ok=True)
-            width = int(rng.integers(500, 1600))
-            photo(rng, width, int(width * 0.75)).save(folder / f"{i:04d}.jpg", quality=90)
-    return root
 
 
 def run_job(data: Path, base: Path, cache: str, image_size: int, epochs: int) -> tuple[float, float]:
@@ -71,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     per_split = {"train": 24, "valid": 8, "test": 8} if args.quick else {"train": 96, "valid": 32, "test": 32}
     image_size, epochs = (128, 5) if args.quick else (224, 5)
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_splits(Path(tmp) / "data", per_split)
+        data = Path(tmp) / "data"
+        for seed, (split, count) in enumerate(per_split.items()):
+            make_photos(data / split, count, classes=4, seed=seed, max_width=1600)
         cached = run_job(data, Path(tmp) / "cached", "true", image_size, epochs)
         uncached = run_job(data, Path(tmp) / "uncached", "false", image_size, epochs)
     print_table(f"feature cache: {epochs}-epoch job, frozen ResNet-50 + head, --augment false, {image_size} px, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -19,3 +20,15 @@ def photo_jpeg(width: int, height: int, seed: int = 0, quality: int = 90) -> byt
     buffer = io.BytesIO()
     photo(np.random.default_rng(seed), width, height).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def make_photos(root: Path, count: int, classes: int, seed: int = 0, max_width: int = 3000) -> Path:
+    """A class-per-folder set of dogImages-sized JPEGs (500x375 up to max_width x 2000)."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        width = int(rng.integers(500, max_width + 1))
+        height = int(np.clip(width * rng.uniform(0.66, 0.75), 375, 2000))
+        folder = root / f"{i % classes + 1:03d}.Class_{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        photo(rng, width, height).save(folder / f"photo_{i:04d}.jpg", quality=90)
+    return root

@@ -20,31 +20,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torchvision
 from torch import nn
 from torchvision import transforms as v1
 
-from bench.photos import photo
+from bench.photos import make_photos
 from bench.report import print_table
 from train.data import EpochSampler, ImageFolderDataset
 from train.engine import Precision, RunningTotals, train_one_epoch
 from train.hyperparameters import default_num_workers
 from train.network import IMAGENET_MEAN, IMAGENET_STD, Normalize, Preprocess, build_classifier, train_transform
 from train.progress import Progress
-
-
-def make_photos(root: Path, count: int, classes: int, seed: int = 0) -> Path:
-    """dogImages-sized JPEGs (500x375 up to 3000x2000) with photo-like smooth content and grain."""
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        width = int(rng.integers(500, 3001))
-        height = int(np.clip(width * rng.uniform(0.66, 0.75), 375, 2000))
-        folder = root / f"{i % classes + 1:03d}.Class_{i % classes}"
-        folder.mkdir(parents=True, exist_ok=True)
-        photo(rng, width, height).save(folder / f"photo_{i:04d}.jpg", quality=90)
-    return root
 
 
 def baseline_loader(root: Path, image_size: int, batch_size: int):
