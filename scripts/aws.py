@@ -1,0 +1,130 @@
+"""What every AWS script shares: the session (standard credential chain, --region, --profile),
+SageMaker SDK sessions (real or local mode), and input checks that run before any AWS call.
+
+Each check is an argparse `type=`, so a bad value ends the script with
+`argument --role: ...`, naming the flag, before anything is sent to AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
+# registry/repository[:tag][@digest]; ECR's is ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]/name:tag
+IMAGE_URI = re.compile(r"^(?P<registry>[a-z0-9.-]+(?::\d+)?)/(?P<repository>[a-z0-9._/-]+)"
+                       r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@sha256:[0-9a-f]{64})?$")
+INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[0-9]*(?:nano|micro|small|medium|large|xlarge)$")
+LOCAL_INSTANCE_TYPES = ("local", "local_gpu")
+NAME = re.compile(r"^[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62}$")  # SageMaker job/endpoint/model names
+
+
+def role_arn(value: str) -> str:
+    if not ROLE_ARN.match(value):
+        raise argparse.ArgumentTypeError(
+            f"expected an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerExecutionRole, got {value!r}")
+    return value
+
+
+def s3_uri(value: str) -> str:
+    if not S3_URI.match(value):
+        raise argparse.ArgumentTypeError(f"expected an S3 URI like s3://bucket/prefix, got {value!r}")
+    return value.rstrip("/")
+
+
+def image_uri(value: str) -> str:
+    if not IMAGE_URI.match(value):
+        raise argparse.ArgumentTypeError(
+            f"expected an image URI like 123456789012.dkr.ecr.us-east-1.amazonaws.com/dog-classifier-train:latest, "
+            f"got {value!r}")
+    return value
+
+
+def instance_type(value: str) -> str:
+    if not INSTANCE_TYPE.match(value):
+        raise argparse.ArgumentTypeError(f"expected a SageMaker instance type like ml.m5.large, got {value!r}")
+    return value
+
+
+def name(value: str) -> str:
+    if not NAME.match(value):
+        raise argparse.ArgumentTypeError(
+            f"expected 1-63 letters, digits and hyphens, starting with a letter or digit, got {value!r}")
+    return value
+
+
+def existing_dir(value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {value} does not exist")
+    return path
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    match = S3_URI.match(uri)
+    if not match:
+        raise ValueError(f"not an S3 URI: {uri!r}")
+    return match["bucket"], (match["key"] or "").strip("/")
+
+
+def add_aws_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("AWS (default: the standard credential chain)")
+    group.add_argument("--region", help="AWS region, e.g. us-east-1")
+    group.add_argument("--profile", help="named profile from ~/.aws/config")
+
+
+def boto_session(args: argparse.Namespace):
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    except ProfileNotFound as error:
+        raise SystemExit(f"error: --profile: {error}") from None
+    if not session.region_name:
+        raise SystemExit("error: no AWS region: pass --region or set AWS_REGION / a profile's region")
+    return session
+
+
+def sagemaker_session(boto, local: bool = False, default_bucket: str | None = None, serving_port: int = 8080):
+    """The SDK session for `boto`: SageMaker's API, or local mode (docker compose) for `--local`."""
+    # SDK 2 is pinned on purpose (3.x dropped Estimator/HyperparameterTuner and the Debugger fields).
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    # The SDK's own default bucket lookup calls STS at a hard-coded regional endpoint, past
+    # AWS_ENDPOINT_URL; naming the same bucket (sagemaker-REGION-ACCOUNT) here avoids that.
+    if local:  # file:// channels and outputs: no bucket is touched, no STS call needed
+        bucket = default_bucket or f"sagemaker-{boto.region_name}-local"
+    else:
+        bucket = default_bucket or f"sagemaker-{boto.region_name}-{account_id(boto)}"
+    if local:
+        from sagemaker.local import LocalSession
+
+        session = LocalSession(boto_session=boto, default_bucket=bucket)
+        # file:// inputs and outputs stay on this machine; local endpoints listen on serving_port
+        session.config = {"local": {"local_code": True, "serving_port": serving_port}}
+        return session
+    import sagemaker
+
+    return sagemaker.Session(boto_session=boto, default_bucket=bucket)
+
+
+def account_id(boto) -> str:
+    return boto.client("sts").get_caller_identity()["Account"]
+
+
+def console_url(region: str, kind: str, job_name: str) -> str:
+    """The SageMaker console page of a job (kind: `hyper-tuning-jobs`, `jobs`, `endpoints`)."""
+    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{kind}/{job_name}"

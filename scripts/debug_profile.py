@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Re-train the best configuration with SageMaker Debugger and the profiler, wait, and read the results.
+
+    python scripts/debug_profile.py --tuning-job dog-tune-... --image-uri IMAGE --role ROLE --data s3://BUCKET/dogImages
+    python scripts/debug_profile.py -p lr=0.01 -p batch-size=64 --image-uri IMAGE --role ROLE --data s3://...
+
+The job gets a Debugger hook saving losses, weights and gradients, the built-in rules
+LossNotDecreasing, Overfit, Overtraining, VanishingGradient and PoorWeightInitialization,
+system monitoring every 500 ms and the ProfilerReport rule. After it ends, the script downloads
+its debug tensors, rule outputs, profiler data and output.tar.gz into --download-dir, plots train
+vs valid loss to loss.png (smdebug create_trial), and prints the rule results and where the
+profiler report is.
+
+`--local` runs the same Estimator in SageMaker local mode on the locally built image with a local
+--data folder (file:// channel). Debugger rules and the profiler are SageMaker-side services:
+local mode runs the job and collects its outputs, without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python scripts/debug_profile.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts import aws
+from scripts.estimator import DEFAULT_MAX_RUN_HOURS, check_hyperparameters, parse_hyperparameters, training_estimator
+from scripts.tune import require_best_training_job
+from train.errors import UsageError
+
+DEBUG_RULES = ("loss_not_decreasing", "overfit", "overtraining", "vanishing_gradient", "poor_weight_initialization")
+SAVE_INTERVAL = "10"  # steps between saved tensors: enough points for the rules, little overhead
+SYSTEM_MONITOR_MILLIS = 500
+LOSS_PLOT = Path(__file__).with_name("loss_plot.py")
+LOSS_PLOT_TIMEOUT = 300
+
+
+def data_location(value: str) -> str:
+    return value if value.startswith("s3://") else str(aws.existing_dir(value).resolve())
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="scripts/debug_profile.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tuning-job", type=aws.name, help="take the best trial's hyperparameters from this job")
+    parser.add_argument("--hyperparameter", "-p", action="append", default=[], metavar="NAME=VALUE",
+                        help="hyperparameter of the job, over the tuning job's (repeatable)")
+    parser.add_argument("--image-uri", type=aws.image_uri, required=True, help="the training image")
+    parser.add_argument("--role", type=aws.role_arn, required=True, help="SageMaker execution role ARN")
+    parser.add_argument("--data", type=data_location, required=True,
+                        help="S3 prefix (a local folder with --local) holding train/ valid/ test/")
+    parser.add_argument("--instance-type", type=aws.instance_type, default="ml.g4dn.xlarge",
+                        help="default ml.g4dn.xlarge")
+    parser.add_argument("--output-path", type=aws.s3_uri,
+                        help="job outputs (default: s3://<default bucket>/dog-classifier/debug)")
+    parser.add_argument("--download-dir", type=Path, help="where results land (default runs/debug/<job name>)")
+    parser.add_argument("--max-run-hours", type=float, default=DEFAULT_MAX_RUN_HOURS)
+    parser.add_argument("--job-name", type=aws.name, help="training job name (default: dog-debug-<timestamp>)")
+    parser.add_argument("--no-logs", action="store_true", help="do not stream the job's log while waiting")
+    parser.add_argument("--local", action="store_true", help="SageMaker local mode on this machine (docker)")
+    aws.add_aws_arguments(parser)
+    args = parser.parse_args(argv)
+    if not args.tuning_job and not args.hyperparameter:
+        parser.error("give --tuning-job or the hyperparameters (-p lr=0.01 -p batch-size=64 ...)")
+    if args.local and args.data.startswith("s3://"):
+        parser.error(f"argument --data: --local trains on a local folder, got {args.data}")
+    if not args.local and not args.data.startswith("s3://"):
+        parser.error(f"argument --data: expected an S3 URI like s3://bucket/dogImages (or add --local), "
+                     f"got {args.data}")
+    if args.local and args.tuning_job:
+        parser.error("argument --tuning-job: not with --local; pass the hyperparameters with -p")
+    try:
+        args.overrides = parse_hyperparameters(args.hyperparameter)
+    except UsageError as error:
+        parser.error(f"argument --hyperparameter: {error}")
+    return args
+
+
+def tuned_hyperparameters(client, tuning_job_name: str) -> dict[str, str]:
+    """The best trial's full hyperparameters: the tuning job's static ones plus the tuned ones."""
+    best = require_best_training_job(client, tuning_job_name)
+    merged = {**best["static_hyperparameters"], **best["hyperparameters"]}
+    # SageMaker's own keys, and JSON-quoted values from framework estimators ("\"64\"")
+    return {name: value.strip('"') for name, value in merged.items() if not name.startswith(("_", "sagemaker_"))}
+
+
+def debugging_configuration(output_path: str) -> dict:
+    from sagemaker.debugger import (
+        CollectionConfig,
+        DebuggerHookConfig,
+        ProfilerConfig,
+        ProfilerRule,
+        Rule,
+        rule_configs,
+    )
+
+    def every_save_interval(configurations):
+        return [CollectionConfig(c["CollectionName"], {**c.get("CollectionParameters", {}),
+                                                       "save_interval": SAVE_INTERVAL}) for c in configurations]
+
+    collections = every_save_interval([{"CollectionName": name} for name in ("losses", "weights", "gradients")])
+    rules = []
+    for name in DEBUG_RULES:
+        # The rules' own collections default to every 500 steps: a 5-epoch dogImages job would save ~1.
+        base = getattr(rule_configs, name)()
+        rules.append(Rule.sagemaker(base, collections_to_save=every_save_interval(
+            base.get("CollectionConfigurations", [])) or None))
+    rules.append(ProfilerRule.sagemaker(rule_configs.ProfilerReport()))
+    return {
+        "debugger_hook_config": DebuggerHookConfig(s3_output_path=output_path, collection_configs=collections),
+        "rules": rules,
+        # System metrics only: framework profiling is deprecated from PyTorch 2.0.
+        "profiler_config": ProfilerConfig(s3_output_path=output_path,
+                                          system_monitor_interval_millis=SYSTEM_MONITOR_MILLIS),
+    }
+
+
+def download_job_outputs(s3, output_path: str, job_name: str, destination: Path) -> list[Path]:
+    """Everything the job wrote under <output_path>/<job>/ but the model (debug, rules, profiler, report)."""
+    bucket, prefix = aws.split_s3_uri(f"{output_path}/{job_name}")
+    files = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for item in page.get("Contents", []):
+            relative = item["Key"][len(prefix) + 1:]
+            if not relative or relative.endswith("/") or relative.endswith("model.tar.gz"):
+                continue
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(target))
+            files.append(target)
+    return files
+
+
+def unpack_outputs(destination: Path) -> None:
+    """output.tar.gz holds the job's own report (evaluation.json, confusion matrix, ...)."""
+    for archive in destination.rglob("output.tar.gz"):
+        with tarfile.open(archive) as tar:
+            tar.extractall(archive.parent / "data", filter="data")
+
+
+def plot_losses(destination: Path) -> str:
+    debug_dir = next((path for path in destination.rglob("debug-output") if path.is_dir()), None)
+    if debug_dir is None:
+        return "no debug tensors were written (was the Debugger hook active in the job?)"
+    png = destination / "loss.png"
+    env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    try:  # smdebug waits for steps of a trial that has not ended: bound it
+        result = subprocess.run([sys.executable, str(LOSS_PLOT), str(debug_dir), str(png)], env=env,
+                                capture_output=True, text=True, timeout=LOSS_PLOT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return f"no loss plot: smdebug still waits for the trial in {debug_dir} to end"
+    if result.returncode != 0:
+        return f"no loss plot: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'failed'}"
+    lines = [f"loss plot: {png}"]
+    for series in json.loads(result.stdout.strip().splitlines()[-1]):
+        mode = "valid" if series["mode"] == "EVAL" else "train"
+        lines.append(f"  {mode} {series['tensor']}: {series['first']:.4f} -> {series['last']:.4f} "
+                     f"over {series['steps']} saved steps")
+    return "\n".join(lines)
+
+
+def rule_summary(description: dict) -> list[str]:
+    statuses = description.get("DebugRuleEvaluationStatuses", []) + \
+        description.get("ProfilerRuleEvaluationStatuses", [])
+    if not statuses:
+        return ["rules: no rule evaluations reported for this job"]
+    width = max(len(status["RuleConfigurationName"]) for status in statuses)
+    lines = ["rules:"]
+    for status in statuses:
+        detail = f"  {status['StatusDetails']}" if status.get("StatusDetails") else ""
+        lines.append(f"  {status['RuleConfigurationName']:{width}}  {status['RuleEvaluationStatus']}{detail}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    boto = aws.boto_session(args)
+    session = aws.sagemaker_session(boto, local=args.local)
+    hyperparameters = tuned_hyperparameters(session.sagemaker_client, args.tuning_job) if args.tuning_job else {}
+    hyperparameters.update(args.overrides)
+    try:
+        check_hyperparameters(hyperparameters)
+    except UsageError as error:
+        raise SystemExit(f"error: the job's hyperparameters {hyperparameters}: {error}") from None
+    print("hyperparameters: " + " ".join(f"{name}={value}" for name, value in sorted(hyperparameters.items())))
+
+    if args.local:
+        download_root = args.download_dir or Path("runs/debug/local")
+        output_path = f"file://{download_root.resolve()}"
+        debugging = {}  # Debugger and the profiler are SageMaker services: none in local mode
+        channel = f"file://{args.data}"
+    else:
+        output_path = args.output_path or f"s3://{session.default_bucket()}/dog-classifier/debug"
+        debugging = debugging_configuration(output_path)
+        channel = args.data
+    estimator = training_estimator(
+        image_uri=args.image_uri, role=args.role, instance_type="local" if args.local else args.instance_type,
+        session=session, hyperparameters=hyperparameters, output_path=output_path,
+        max_run_hours=args.max_run_hours, base_job_name="dog-debug", **debugging)
+    estimator.fit({"training": channel}, job_name=args.job_name, wait=True, logs="None" if args.no_logs else "All")
+    job_name = estimator.latest_training_job.name
+    description = session.sagemaker_client.describe_training_job(TrainingJobName=job_name)
+    status = description["TrainingJobStatus"]
+    print(f"training job: {job_name} ({status})")
+    if not args.local:
+        print(f"console: {aws.console_url(boto.region_name, 'jobs', job_name)}")
+
+    destination = (args.download_dir or Path("runs/debug")) / job_name if not args.local else download_root / job_name
+    if not args.local:
+        files = download_job_outputs(boto.client("s3"), output_path, job_name, destination)
+        print(f"downloaded {len(files)} files to {destination}")
+    unpack_outputs(destination)
+    print(plot_losses(destination))
+    print("\n".join(rule_summary(description)))
+    report = next(destination.rglob("profiler-report.html"), None)
+    print(f"profiler report: {report}" if report else
+          "profiler report: not written (the ProfilerReport rule runs on SageMaker, minutes after the job)")
+    evaluation = next(destination.rglob("evaluation.json"), None)
+    if evaluation:
+        print(f"test accuracy: {json.loads(evaluation.read_text()).get('accuracy')} ({evaluation})")
+    if status != "Completed":
+        print(f"error: the job ended {status}: {description.get('FailureReason', '')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

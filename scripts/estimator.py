@@ -1,0 +1,75 @@
+"""The one SageMaker Estimator for the training image, used by tuning, debug/profile and local mode.
+
+Its metric definitions are the training program's own (`train/metrics.py`), so the regexes the
+tuner reads with can never drift from the lines the job prints.
+"""
+
+from __future__ import annotations
+
+from train.errors import UsageError
+from train.hyperparameters import parse_args as parse_training_flags
+from train.metrics import metric_definitions
+
+HOUR = 3600
+# What a dogImages job needs on a GPU instance; the images and the model come to ~2 GB.
+DEFAULT_MAX_RUN_HOURS = 6
+DEFAULT_VOLUME_GB = 30
+
+
+def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
+    """`name=value` pairs (SageMaker's string form), checked by the training program's own parser."""
+    hyperparameters = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"expected name=value, got {pair!r}")
+        hyperparameters[name.strip().lstrip("-")] = value.strip()
+    check_hyperparameters(hyperparameters)
+    return hyperparameters
+
+
+def check_hyperparameters(hyperparameters: dict[str, str]) -> None:
+    """Refuse before any AWS call what the training job would refuse after minutes of provisioning."""
+    flags = [part for name, value in hyperparameters.items() for part in (f"--{name}", str(value))]
+    _, _, namespace = parse_training_flags(flags)  # raises UsageError naming the flag
+    paths = {"base_dir", "data_dir", "train_dir", "valid_dir", "test_dir", "model_dir", "output_data_dir",
+             "checkpoint_dir", "pretrained_dir"}
+    given_paths = sorted(name for name in paths if getattr(namespace, name) is not None)
+    if given_paths:
+        raise UsageError(f"--{given_paths[0].replace('_', '-')} is a path flag, not a hyperparameter: "
+                         "SageMaker sets the paths of a job")
+
+
+def training_estimator(*, image_uri: str, role: str, instance_type: str, session, hyperparameters: dict,
+                       instance_count: int = 1, output_path: str | None = None, spot: bool = False,
+                       checkpoint_s3_uri: str | None = None, max_run_hours: float = DEFAULT_MAX_RUN_HOURS,
+                       base_job_name: str = "dog-classifier", **debugging):
+    """An Estimator on our image. `debugging`: debugger_hook_config, rules, profiler_config, ..."""
+    from sagemaker.estimator import Estimator
+
+    max_run = int(max_run_hours * HOUR)
+    spot_options = {}
+    if spot:
+        # Managed spot: SageMaker syncs /opt/ml/checkpoints to checkpoint_s3_uri; the job resumes from it.
+        spot_options = {"use_spot_instances": True, "max_wait": max_run + HOUR, "checkpoint_s3_uri": checkpoint_s3_uri}
+    elif checkpoint_s3_uri:
+        spot_options = {"checkpoint_s3_uri": checkpoint_s3_uri}
+    if not debugging:
+        # No Debugger hook or profiler unless asked for (debug_profile.py): they cost a rule job each.
+        debugging = {"debugger_hook_config": False, "disable_profiler": True}
+    return Estimator(
+        image_uri=image_uri,
+        role=role,
+        instance_count=instance_count,
+        instance_type=instance_type,
+        volume_size=DEFAULT_VOLUME_GB,
+        max_run=max_run,
+        hyperparameters=dict(hyperparameters),
+        metric_definitions=metric_definitions(),
+        output_path=output_path,
+        base_job_name=base_job_name,
+        sagemaker_session=session,
+        **spot_options,
+        **debugging,
+    )
+

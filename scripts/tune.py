@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Start a SageMaker hyperparameter tuning job on the training image.
+
+    python scripts/tune.py --image-uri ACCOUNT.dkr.ecr.REGION.amazonaws.com/dog-classifier-train:latest \\
+        --role arn:aws:iam::ACCOUNT:role/SageMakerExecutionRole --data s3://BUCKET/dogImages --wait
+
+Search space (the seed's, overridable): lr continuous on a log scale, batch-size categorical.
+Objective: valid:accuracy, maximised, read from the job's log with the training program's own
+regexes. Early stopping Auto. `--spot` runs every trial on managed spot capacity with checkpoints
+in S3 (interrupted trials resume). Prints the job name and its console page; `--wait` also
+prints the best job, its hyperparameters and objective value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python scripts/tune.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts import aws
+from scripts.estimator import DEFAULT_MAX_RUN_HOURS, check_hyperparameters, parse_hyperparameters, training_estimator
+from train.errors import UsageError
+
+OBJECTIVE = "valid:accuracy"
+DEFAULT_LR_RANGE = (0.001, 0.1)
+DEFAULT_BATCH_SIZES = (32, 64, 128, 256, 512)
+
+
+def batch_sizes(value: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {value!r}") from None
+    if not sizes or min(sizes) < 1 or len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"expected distinct positive batch sizes, got {value!r}")
+    return sizes
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="scripts/tune.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image-uri", type=aws.image_uri, required=True, help="the training image in ECR")
+    parser.add_argument("--role", type=aws.role_arn, required=True, help="SageMaker execution role ARN")
+    parser.add_argument("--data", type=aws.s3_uri, required=True,
+                        help="S3 prefix holding train/ valid/ test/ (the `training` channel)")
+    parser.add_argument("--max-jobs", type=aws.positive_int, default=8, help="trials in all (default 8)")
+    parser.add_argument("--max-parallel-jobs", type=aws.positive_int, default=2,
+                        help="trials at once (default 2; your account's instance quota bounds it)")
+    parser.add_argument("--instance-type", type=aws.instance_type, default="ml.g4dn.xlarge",
+                        help="instance per trial (default ml.g4dn.xlarge: one T4 GPU)")
+    parser.add_argument("--spot", action="store_true", help="managed spot training, checkpoints to S3")
+    parser.add_argument("--checkpoint-s3-uri", type=aws.s3_uri,
+                        help="with --spot (default: s3://<default bucket>/dog-classifier/checkpoints)")
+    parser.add_argument("--output-path", type=aws.s3_uri,
+                        help="where trial models go (default: s3://<default bucket>/dog-classifier/tuning)")
+    parser.add_argument("--lr-range", type=float, nargs=2, metavar=("MIN", "MAX"), default=DEFAULT_LR_RANGE,
+                        help="learning rate range, log scale (default 0.001 0.1)")
+    parser.add_argument("--batch-sizes", type=batch_sizes, default=list(DEFAULT_BATCH_SIZES),
+                        help="batch sizes to choose from (default 32,64,128,256,512)")
+    parser.add_argument("--hyperparameter", "-p", action="append", default=[], metavar="NAME=VALUE",
+                        help="a static hyperparameter of every trial, e.g. -p epochs=10 (repeatable)")
+    parser.add_argument("--max-run-hours", type=float, default=DEFAULT_MAX_RUN_HOURS,
+                        help=f"per trial (default {DEFAULT_MAX_RUN_HOURS})")
+    parser.add_argument("--job-name", type=aws.name, help="tuning job name (default: dog-tune-<timestamp>)")
+    parser.add_argument("--wait", action="store_true", help="wait for the tuning job and print the best trial")
+    aws.add_aws_arguments(parser)
+    args = parser.parse_args(argv)
+    low, high = args.lr_range
+    if not 0 < low < high:
+        parser.error(f"argument --lr-range: expected 0 < MIN < MAX, got {low} {high}")
+    if args.checkpoint_s3_uri and not args.spot:
+        parser.error("argument --checkpoint-s3-uri: only used with --spot")
+    try:
+        args.static_hyperparameters = parse_hyperparameters(args.hyperparameter)
+        tuned = {"lr", "batch-size"} & set(args.static_hyperparameters)
+        if tuned:
+            raise UsageError(f"--{sorted(tuned)[0]} is tuned: set its range with --lr-range / --batch-sizes")
+        for lr in (low, high):  # the ends of the search space must be values the job accepts
+            for size in (min(args.batch_sizes), max(args.batch_sizes)):
+                check_hyperparameters({**args.static_hyperparameters, "lr": str(lr), "batch-size": str(size)})
+    except UsageError as error:
+        parser.error(f"argument --hyperparameter/--lr-range/--batch-sizes: {error}")
+    return args
+
+
+def build_tuner(args, session):
+    from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
+
+    bucket = f"s3://{session.default_bucket()}/dog-classifier"
+    estimator = training_estimator(
+        image_uri=args.image_uri, role=args.role, instance_type=args.instance_type, session=session,
+        hyperparameters=args.static_hyperparameters, output_path=args.output_path or f"{bucket}/tuning",
+        spot=args.spot, checkpoint_s3_uri=args.checkpoint_s3_uri or (f"{bucket}/checkpoints" if args.spot else None),
+        max_run_hours=args.max_run_hours)
+    return HyperparameterTuner(
+        estimator,
+        objective_metric_name=OBJECTIVE,
+        objective_type="Maximize",
+        hyperparameter_ranges={
+            "lr": ContinuousParameter(*args.lr_range, scaling_type="Logarithmic"),
+            "batch-size": CategoricalParameter(args.batch_sizes),
+        },
+        metric_definitions=estimator.metric_definitions,
+        max_jobs=args.max_jobs,
+        max_parallel_jobs=args.max_parallel_jobs,
+        early_stopping_type="Auto",
+        base_tuning_job_name="dog-tune",
+    )
+
+
+def best_training_job(client, tuning_job_name: str) -> dict | None:
+    """The tuner's best trial (None before one finishes): its name, tuned hyperparameters and objective
+    value, with the tuning job's static hyperparameters and output path beside them."""
+    description = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_job_name)
+    best = description.get("BestTrainingJob")
+    if not best:
+        return None
+    definition = description.get("TrainingJobDefinition", {})
+    return {"name": best["TrainingJobName"], "hyperparameters": best.get("TunedHyperParameters", {}),
+            "objective": best.get("FinalHyperParameterTuningJobObjectiveMetric", {}),
+            "static_hyperparameters": definition.get("StaticHyperParameters", {}),
+            "output_path": definition.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")}
+
+
+def require_best_training_job(client, tuning_job_name: str) -> dict:
+    best = best_training_job(client, tuning_job_name)
+    if best is None:
+        raise SystemExit(f"error: --tuning-job: {tuning_job_name} has no completed trial yet")
+    return best
+
+
+def print_best(best: dict | None) -> None:
+    if best is None:
+        print("no trial has finished with an objective value yet")
+        return
+    objective = best["objective"]
+    print(f"best training job: {best['name']}")
+    print(f"  {objective.get('MetricName', OBJECTIVE)} = {objective.get('Value')}")
+    for name, value in sorted(best["hyperparameters"].items()):
+        print(f"  {name} = {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    boto = aws.boto_session(args)
+    session = aws.sagemaker_session(boto)
+    tuner = build_tuner(args, session)
+    tuner.fit({"training": args.data}, job_name=args.job_name, wait=False)
+    name = tuner.latest_tuning_job.name
+    print(f"tuning job: {name}")
+    print(f"console: {aws.console_url(boto.region_name, 'hyper-tuning-jobs', name)}")
+    print(f"next: python scripts/debug_profile.py --tuning-job {name} --image-uri {args.image_uri} "
+          f"--role {args.role} --data {args.data}")
+    if args.wait:
+        tuner.wait()
+        print_best(best_training_job(session.sagemaker_client, name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

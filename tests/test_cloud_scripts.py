@@ -1,0 +1,391 @@
+"""scripts/ against a local AWS: the real SageMaker SDK and boto3 talking to a moto server.
+
+What reached AWS is read from moto's own recording of the requests. moto completes every job at
+once and trains nothing; where it lacks an API the test says so next to the one call it works around.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import boto3
+import pytest
+from moto_aws import ACCOUNT, REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE, MotoServer, aws_environment
+
+from scripts import cleanup, debug_profile, deploy, tune
+from train.metrics import metric_definitions
+
+DATA = "s3://dog-data/dogImages"
+
+
+@pytest.fixture(scope="module")
+def moto_server(tmp_path_factory):
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_server, tmp_path, monkeypatch):
+    """A clean moto for each test, with this process's AWS clients pointed at it."""
+    moto_server.reset()
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in aws_environment(moto_server, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    return moto_server
+
+
+def client(service: str):
+    return boto3.client(service, region_name=REGION)
+
+
+# ---------------------------------------------------------------- tune.py
+
+def test_tune_sends_the_search_space_objective_and_metric_regexes(moto, capsys):
+    assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "--max-jobs", "6",
+                      "--max-parallel-jobs", "3", "-p", "epochs=10", "--job-name", "dog-tune-test"]) == 0
+    out = capsys.readouterr().out
+    assert "tuning job: dog-tune-test" in out
+    assert f"https://{REGION}.console.aws.amazon.com/sagemaker/home?region={REGION}#/hyper-tuning-jobs/dog-tune-test" \
+        in out
+
+    request = moto.request("CreateHyperParameterTuningJob")
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "valid:accuracy"}
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 3}
+    assert config["TrainingJobEarlyStoppingType"] == "Auto"
+    ranges = config["ParameterRanges"]
+    assert ranges["ContinuousParameterRanges"] == [
+        {"Name": "lr", "MinValue": "0.001", "MaxValue": "0.1", "ScalingType": "Logarithmic"}]
+    assert ranges["CategoricalParameterRanges"] == [
+        {"Name": "batch-size", "Values": ["32", "64", "128", "256", "512"]}]
+    assert ranges.get("IntegerParameterRanges", []) == []
+
+    definition = request["TrainingJobDefinition"]
+    algorithm = definition["AlgorithmSpecification"]
+    assert algorithm["TrainingImage"] == TRAIN_IMAGE and algorithm["TrainingInputMode"] == "File"
+    assert algorithm["MetricDefinitions"] == metric_definitions()  # the training code's single definition
+    assert definition["RoleArn"] == ROLE
+    assert definition["HyperParameterTuningResourceConfig"] == {"InstanceCount": 1, "InstanceType": "ml.g4dn.xlarge",
+                                                                "VolumeSizeInGB": 30}
+    [channel] = definition["InputDataConfig"]
+    assert channel["ChannelName"] == "training"
+    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == DATA
+    assert definition["StaticHyperParameters"] == {"epochs": "10"}
+    assert "EnableManagedSpotTraining" not in definition or not definition["EnableManagedSpotTraining"]
+    assert definition["OutputDataConfig"]["S3OutputPath"].startswith(f"s3://sagemaker-{REGION}-{ACCOUNT}/")
+
+
+def test_tune_with_spot_checkpoints_and_a_custom_space(moto):
+    assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "--spot",
+                      "--checkpoint-s3-uri", "s3://my-bucket/ckpt", "--lr-range", "0.0001", "0.01",
+                      "--batch-sizes", "16,32", "--instance-type", "ml.p3.2xlarge", "--max-run-hours", "2"]) == 0
+    request = moto.request("CreateHyperParameterTuningJob")
+    definition = request["TrainingJobDefinition"]
+    assert definition["EnableManagedSpotTraining"] is True
+    assert definition["CheckpointConfig"]["S3Uri"] == "s3://my-bucket/ckpt"
+    assert definition["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 10800}
+    assert definition["HyperParameterTuningResourceConfig"]["InstanceType"] == "ml.p3.2xlarge"
+    ranges = request["HyperParameterTuningJobConfig"]["ParameterRanges"]
+    assert ranges["ContinuousParameterRanges"][0]["MinValue"] == "0.0001"
+    assert ranges["CategoricalParameterRanges"][0]["Values"] == ["16", "32"]
+
+
+def test_tune_wait_prints_the_best_trial(moto, capsys):
+    assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "--wait"]) == 0
+    out = capsys.readouterr().out
+    # moto completes a tuning job at once and reports a fixed placeholder as its best trial.
+    assert "best training job: FakeTrainingJobName" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--role", "SageMakerRole"], "argument --role: expected an IAM role ARN"),
+    (["--data", "dog-data/dogImages"], "argument --data: expected an S3 URI"),
+    (["--image-uri", "not an image"], "argument --image-uri: expected an image URI"),
+    (["--instance-type", "g4dn.xlarge"], "argument --instance-type: expected a SageMaker instance type"),
+    (["--max-jobs", "0"], "argument --max-jobs: must be at least 1"),
+    (["--lr-range", "0.1", "0.01"], "argument --lr-range: expected 0 < MIN < MAX"),
+    (["--lr-range", "0.001", "50"], "--lr: must be between"),
+    (["--batch-sizes", "32,abc"], "argument --batch-sizes: expected comma-separated whole numbers"),
+    (["-p", "epochs=many"], "--epochs: expected a number"),
+    (["-p", "colour=red"], "unrecognized arguments: --colour red"),
+    (["-p", "lr=0.01"], "--lr is tuned"),
+    (["-p", "data-dir=/tmp"], "--data-dir is a path flag, not a hyperparameter"),
+    (["--checkpoint-s3-uri", "s3://bkt/c"], "argument --checkpoint-s3-uri: only used with --spot"),
+])
+def test_tune_refuses_bad_input_before_calling_aws(args, message, moto, capsys):
+    base = {"--image-uri": TRAIN_IMAGE, "--role": ROLE, "--data": DATA}
+    for flag in list(base):
+        if flag in args:
+            del base[flag]
+    with pytest.raises(SystemExit) as exit_:
+        tune.main([*[part for pair in base.items() for part in pair], *args])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert moto.requests() == []
+
+
+# ---------------------------------------------------------------- debug_profile.py
+
+DEBUG_JOB = "dog-debug-test"
+DEBUG_OUTPUT = f"sagemaker-{REGION}-{ACCOUNT}"  # the default bucket the scripts name
+WRITE_TRIAL = """
+import sys, numpy as np
+from smdebug.core.modes import ModeKeys
+from smdebug.core.writer import FileWriter
+trial = sys.argv[1]
+for mode, losses in ((ModeKeys.TRAIN, [2.0, 1.5, 1.1, 0.8]), (ModeKeys.EVAL, [1.9, 1.6])):
+    for mode_step, loss in enumerate(losses):
+        step = mode_step if mode == ModeKeys.TRAIN else 100 + mode_step
+        with FileWriter(trial_dir=trial, step=step, worker="worker_0", mode=mode) as writer:
+            writer.write_tensor(tdata=np.array(loss, dtype=np.float32), tname="CrossEntropyLoss_output_0",
+                                mode=mode, mode_step=mode_step)
+# what the hook writes besides the tensors: its collections, and the end-of-job marker
+from smdebug.core.access_layer.utils import training_has_ended
+from smdebug.core.collection_manager import CollectionManager
+collections = CollectionManager()
+collections.get("losses").add_tensor_name("CrossEntropyLoss_output_0")
+collections.set_num_workers(1)
+collections.export(trial, "worker_0_collections.json")
+training_has_ended(trial)
+"""
+
+
+def upload_job_outputs(tmp_path, prefix: str) -> None:
+    """What a finished SageMaker debug job leaves in S3 (moto trains nothing): real smdebug tensors,
+    the ProfilerReport rule's HTML, output.tar.gz with the job's evaluation, and the model."""
+    import os
+    import subprocess
+    import sys
+
+    trial = tmp_path / "trial"
+    env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    subprocess.run([sys.executable, "-c", WRITE_TRIAL, str(trial)], check=True, env=env, capture_output=True)
+    s3 = client("s3")
+    s3.create_bucket(Bucket=DEBUG_OUTPUT)
+    for path in trial.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), DEBUG_OUTPUT, f"{prefix}/debug-output/{path.relative_to(trial)}")
+    s3.put_object(Bucket=DEBUG_OUTPUT, Key=f"{prefix}/rule-output/ProfilerReport/profiler-output/profiler-report.html",
+                  Body=b"<html>report</html>")
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        payload = json.dumps({"accuracy": 0.875}).encode()
+        info = tarfile.TarInfo("evaluation.json")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    s3.put_object(Bucket=DEBUG_OUTPUT, Key=f"{prefix}/output/output.tar.gz", Body=archive.getvalue())
+    s3.put_object(Bucket=DEBUG_OUTPUT, Key=f"{prefix}/output/model.tar.gz", Body=b"model")
+
+
+def test_debug_profile_configures_debugger_rules_and_profiler_and_reads_the_results(moto, tmp_path, capsys):
+    upload_job_outputs(tmp_path, f"dog-classifier/debug/{DEBUG_JOB}")
+    downloads = tmp_path / "downloads"
+    assert debug_profile.main(["-p", "lr=0.01", "-p", "batch-size=64", "-p", "epochs=3", "--image-uri", TRAIN_IMAGE,
+                               "--role", ROLE, "--data", DATA, "--job-name", DEBUG_JOB,
+                               "--download-dir", str(downloads)]) == 0
+    out = capsys.readouterr().out
+
+    request = moto.request("CreateTrainingJob")
+    assert request["HyperParameters"] == {"lr": "0.01", "batch-size": "64", "epochs": "3"}
+    assert request["AlgorithmSpecification"]["TrainingImage"] == TRAIN_IMAGE
+    assert request["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
+    assert request["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    assert request["InputDataConfig"][0]["ChannelName"] == "training"
+    assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == DATA
+    output_path = f"s3://{DEBUG_OUTPUT}/dog-classifier/debug"
+    hook = request["DebugHookConfig"]
+    assert hook["S3OutputPath"] == output_path
+    collections = hook["CollectionConfigurations"]
+    assert {"losses", "weights", "gradients"} <= {c["CollectionName"] for c in collections}
+    # every collection, the rules' own included, saved every 10 steps (the rules' default is 500)
+    assert {c["CollectionParameters"]["save_interval"] for c in collections} == {"10"}
+    rules = {rule["RuleConfigurationName"]: rule for rule in request["DebugRuleConfigurations"]}
+    assert set(rules) == {"LossNotDecreasing", "Overfit", "Overtraining", "VanishingGradient",
+                          "PoorWeightInitialization"}
+    assert all(".dkr.ecr." in rule["RuleEvaluatorImage"] for rule in rules.values())
+    assert rules["LossNotDecreasing"]["RuleParameters"]["rule_to_invoke"] == "LossNotDecreasing"
+    assert request["ProfilerConfig"]["S3OutputPath"] == output_path
+    assert request["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 500
+    assert "ProfilingParameters" not in request["ProfilerConfig"]  # framework profiling: deprecated on PyTorch 2
+    [profiler_rule] = request["ProfilerRuleConfigurations"]
+    assert profiler_rule["RuleConfigurationName"].startswith("ProfilerReport")
+    assert profiler_rule["RuleParameters"]["rule_to_invoke"] == "ProfilerReport"
+
+    job_dir = downloads / DEBUG_JOB
+    assert f"training job: {DEBUG_JOB} (Completed)" in out
+    assert (job_dir / "loss.png").stat().st_size > 5000
+    assert f"loss plot: {job_dir / 'loss.png'}" in out
+    assert "train CrossEntropyLoss_output_0: 2.0000 -> 0.8000 over 4 saved steps" in out
+    assert "valid CrossEntropyLoss_output_0: 1.9000 -> 1.6000 over 2 saved steps" in out
+    assert f"profiler report: {job_dir}/rule-output/ProfilerReport/profiler-output/profiler-report.html" in out
+    assert "test accuracy: 0.875" in out
+    # moto records rules but never evaluates them: no statuses come back
+    assert "rules: no rule evaluations reported for this job" in out
+    assert not list(job_dir.rglob("model.tar.gz"))  # the model stays in S3
+
+
+def test_debug_profile_takes_the_best_trial_of_a_tuning_job(moto, monkeypatch, capsys):
+    assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "-p", "epochs=7",
+                      "--job-name", "dog-tune-best"]) == 0
+
+    # moto answers DescribeHyperParameterTuningJob with a fixed placeholder best trial
+    # ({"string": "TunedHyperParameters"}); this replaces only that field with what SageMaker sends.
+    def realistic_best_trial(parsed, **_):
+        parsed["BestTrainingJob"].update(TrainingJobName="dog-tune-best-003-1a2b3c4d",
+                                         TunedHyperParameters={"lr": "0.0123", "batch-size": '"128"'})
+
+    original = debug_profile.aws.boto_session
+
+    def session_with_realistic_best_trial(args):
+        session = original(args)
+        session.events.register("after-call.sagemaker.DescribeHyperParameterTuningJob", realistic_best_trial)
+        return session
+
+    monkeypatch.setattr(debug_profile.aws, "boto_session", session_with_realistic_best_trial)
+    assert debug_profile.main(["--tuning-job", "dog-tune-best", "-p", "epochs=2", "--image-uri", TRAIN_IMAGE,
+                               "--role", ROLE, "--data", DATA, "--no-logs", "--job-name", "dog-debug-best"]) == 0
+    request = moto.request("CreateTrainingJob")
+    assert request["HyperParameters"] == {"epochs": "2", "lr": "0.0123", "batch-size": "128"}
+    assert "hyperparameters: batch-size=128 epochs=2 lr=0.0123" in capsys.readouterr().out
+
+
+def test_debug_profile_refuses_moto_placeholder_hyperparameters_by_name(moto, capsys):
+    # moto's placeholder best trial tunes a hyperparameter called "string": the training job would
+    # reject it after minutes of provisioning, the script refuses it before creating the job.
+    assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "--job-name", "dog-tune-x"]) == 0
+    with pytest.raises(SystemExit) as exit_:
+        debug_profile.main(["--tuning-job", "dog-tune-x", "--image-uri", TRAIN_IMAGE, "--role", ROLE,
+                            "--data", DATA])
+    assert "unrecognized arguments: --string" in str(exit_.value)
+    assert moto.requests("CreateTrainingJob") == []
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give --tuning-job or the hyperparameters"),
+    (["-p", "lr"], "argument --hyperparameter: expected name=value"),
+    (["-p", "lr=0", "--data", "/tmp"], "argument --data: expected an S3 URI"),
+    (["-p", "lr=0.01", "--local", "--data", DATA], "argument --data: --local trains on a local folder"),
+    (["-p", "lr=0.01", "--data", "/no/such/folder"], "argument --data: folder /no/such/folder does not exist"),
+    (["-p", "lr=-1"], "--lr: must be between"),
+])
+def test_debug_profile_refuses_bad_input_before_calling_aws(args, message, moto, capsys):
+    argv = ["--image-uri", TRAIN_IMAGE, "--role", ROLE, *([] if "--data" in args else ["--data", DATA]), *args]
+    with pytest.raises(SystemExit) as exit_:
+        debug_profile.main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert moto.requests() == []
+
+
+# ---------------------------------------------------------------- deploy.py and cleanup.py
+
+MODEL_DATA = "s3://dog-models/dog-classifier/model.tar.gz"
+
+
+def test_deploy_creates_model_config_and_endpoint_on_the_serving_image(moto, capsys):
+    assert deploy.main(["--image-uri", SERVE_IMAGE, "--role", ROLE, "--model-data", MODEL_DATA,
+                        "--endpoint-name", "dogs", "--env", "SAGEMAKER_MODEL_SERVER_WORKERS=2"]) == 0
+    out = capsys.readouterr().out
+    model = moto.request("CreateModel")
+    assert model["ModelName"] == "dogs" and model["ExecutionRoleArn"] == ROLE
+    assert model["PrimaryContainer"]["Image"] == SERVE_IMAGE
+    assert model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
+    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+    config = moto.request("CreateEndpointConfig")
+    [variant] = config["ProductionVariants"]
+    assert variant["ModelName"] == "dogs" and variant["InstanceType"] == "ml.m5.large"
+    assert variant["InitialInstanceCount"] == 1
+    endpoint = moto.request("CreateEndpoint")
+    assert endpoint["EndpointName"] == "dogs" and endpoint["EndpointConfigName"] == config["EndpointConfigName"]
+    assert client("sagemaker").describe_endpoint(EndpointName="dogs")["EndpointStatus"] == "InService"
+    assert "endpoint: dogs (InService)" in out
+    assert "ml.m5.large: about $0.115/hour per instance" in out
+    assert f"clean up: python scripts/cleanup.py --endpoint-name dogs --region {REGION}" in out
+
+
+def test_deploy_the_best_trial_of_a_tuning_job(moto, capsys):
+    assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "--job-name", "dog-tune-d",
+                      "--output-path", "s3://dog-models/tuning"]) == 0
+    assert deploy.main(["--image-uri", SERVE_IMAGE, "--role", ROLE, "--tuning-job", "dog-tune-d",
+                        "--instance-type", "ml.c5.xlarge"]) == 0
+    # moto's best trial is always named FakeTrainingJobName; SageMaker writes its model to this key
+    assert moto.request("CreateModel")["PrimaryContainer"]["ModelDataUrl"] == \
+        "s3://dog-models/tuning/FakeTrainingJobName/output/model.tar.gz"
+    assert moto.request("CreateEndpointConfig")["ProductionVariants"][0]["InstanceType"] == "ml.c5.xlarge"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model-data", "model.tar.gz"], "argument --model-data: expected an S3 URI or an existing model.tar.gz"),
+    (["--model-data", MODEL_DATA, "--instance-type", "m5.large"], "argument --instance-type"),
+    (["--model-data", MODEL_DATA, "--endpoint-name", "dogs_v2"], "argument --endpoint-name: expected 1-63 letters"),
+    (["--model-data", MODEL_DATA, "--role", "arn:aws:iam::12:role/x"], "argument --role"),
+    (["--model-data", MODEL_DATA, "--env", "no-equals"], "argument --env: expected NAME=VALUE"),
+    ([], "one of the arguments --model-data --tuning-job is required"),
+])
+def test_deploy_refuses_bad_input_before_calling_aws(args, message, moto, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        deploy.main(["--image-uri", SERVE_IMAGE, *([] if "--role" in args else ["--role", ROLE]), *args])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert moto.requests() == []
+
+
+def test_deploy_refuses_a_local_model_for_a_sagemaker_endpoint(moto, tmp_path, capsys):
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(b"x")
+    with pytest.raises(SystemExit):
+        deploy.main(["--image-uri", SERVE_IMAGE, "--role", ROLE, "--model-data", str(archive)])
+    assert "a SageMaker endpoint needs an S3 URI" in capsys.readouterr().err
+
+
+def test_cleanup_leaves_nothing_behind(moto, capsys):
+    assert deploy.main(["--image-uri", SERVE_IMAGE, "--role", ROLE, "--model-data", MODEL_DATA,
+                        "--endpoint-name", "dogs"]) == 0
+    ecr, s3, sagemaker = client("ecr"), client("s3"), client("sagemaker")
+    for repository in ("dog-classifier-train", "dog-classifier-serve"):
+        ecr.create_repository(repositoryName=repository)
+        ecr.put_image(repositoryName=repository, imageTag="latest",
+                      imageManifest=json.dumps({"schemaVersion": 2, "config": {"digest": f"sha256:{'a' * 64}"}}),
+                      imageManifestMediaType="application/vnd.docker.distribution.manifest.v2+json")
+    s3.create_bucket(Bucket="dog-data")
+    for key in ("dogImages/train/a.jpg", "dogImages/valid/b.jpg", "other/keep.txt"):
+        s3.put_object(Bucket="dog-data", Key=key, Body=b"x")
+    capsys.readouterr()
+
+    assert cleanup.main(["--endpoint-name", "dogs", "--ecr-repository", "dog-classifier-train",
+                         "--ecr-repository", "dog-classifier-serve", "--s3-prefix", "s3://dog-data/dogImages",
+                         "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "endpoint dogs" in out and "endpoint config dogs" in out and "model dogs" in out
+    assert "2 objects under s3://dog-data/dogImages/" in out
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+    assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sagemaker.list_models()["Models"] == []
+    assert ecr.describe_repositories()["repositories"] == []
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="dog-data")["Contents"]] == ["other/keep.txt"]
+    # a second run finds nothing and says so
+    assert cleanup.main(["--endpoint-name", "dogs", "--yes"]) == 0
+    assert "endpoint dogs: nothing found" in capsys.readouterr().out
+
+
+def test_cleanup_asks_first_and_deletes_nothing_without_an_answer(moto, monkeypatch, capsys):
+    assert deploy.main(["--image-uri", SERVE_IMAGE, "--role", ROLE, "--model-data", MODEL_DATA,
+                        "--endpoint-name", "dogs"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal, as in CI
+    assert cleanup.main(["--endpoint-name", "dogs"]) == 1
+    assert "pass --yes" in capsys.readouterr().err
+    assert client("sagemaker").describe_endpoint(EndpointName="dogs")["EndpointStatus"] == "InService"
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "nothing to delete"),
+    (["--s3-prefix", "s3://dog-data"], "refusing to empty a whole bucket"),
+    (["--ecr-repository", "Dog Classifier"], "argument --ecr-repository: expected an ECR repository name"),
+])
+def test_cleanup_refuses_bad_input(args, message, moto, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cleanup.main(args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
