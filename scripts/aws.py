@@ -8,6 +8,7 @@ Each check is an argparse `type=`, so a bad value ends the script with
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 from pathlib import Path
@@ -103,6 +104,7 @@ def sagemaker_session(boto, local: bool = False, default_bucket: str | None = No
     """The SDK session for `boto`: SageMaker's API, or local mode (docker compose) for `--local`."""
     # SDK 2 is pinned on purpose (3.x dropped Estimator/HyperparameterTuner and the Debugger fields).
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)  # "config file not found" lines
     # The SDK's own default bucket lookup calls STS at a hard-coded regional endpoint, past
     # AWS_ENDPOINT_URL; naming the same bucket (sagemaker-REGION-ACCOUNT) here avoids that.
     if local:  # file:// channels and outputs: no bucket is touched, no STS call needed

@@ -3,6 +3,7 @@
 
     python scripts/invoke.py dog.jpg --endpoint-name dog-classifier         # a SageMaker endpoint (boto3)
     python scripts/invoke.py dog.jpg cat.png --url http://127.0.0.1:8080    # a local container (docker compose)
+    python scripts/invoke.py dog.jpg --endpoint-name dog-classifier --local  # SageMaker local mode (deploy.py --local)
 
 Each file goes in its own request (Content-Type from its extension, Accept: application/json,
 top_k as a SageMaker custom attribute). Exit status 1 if any request failed.
@@ -52,7 +53,13 @@ def invoke_endpoint(client, endpoint_name: str, body: bytes, content_type: str, 
         # A model error (the container's 4xx) arrives as ModelError with the container's body in Message.
         raise InvokeError(f"{error.response['Error'].get('Code')}: "
                           f"{_error_message(error.response['Error'].get('Message', ''))}") from None
-    return json.loads(response["Body"].read())
+    body = response["Body"]
+    payload = body.read()
+    # Local mode's runtime client hands back the container's raw HTTP response, error statuses included.
+    status = getattr(body, "status", 200)
+    if status >= 400:
+        raise InvokeError(f"HTTP {status}: {_error_message(payload)}")
+    return json.loads(payload)
 
 
 def _error_message(body) -> str:
@@ -77,6 +84,9 @@ def parse_args(argv):
     target.add_argument("--endpoint-name", help="SageMaker endpoint to call with boto3 sagemaker-runtime")
     target.add_argument("--url", help="a serving container instead, e.g. http://127.0.0.1:8080")
     parser.add_argument("--top-k", type=int, default=5, help="classes to print per image (default 5)")
+    parser.add_argument("--local", action="store_true",
+                        help="with --endpoint-name: a SageMaker local-mode endpoint (scripts/deploy.py --local)")
+    parser.add_argument("--local-port", type=int, default=8080, help="the local-mode endpoint's port (default 8080)")
     parser.add_argument("--region", help="AWS region (default: the credential chain's)")
     parser.add_argument("--profile", help="AWS profile (default: the credential chain's)")
     args = parser.parse_args(argv)
@@ -85,17 +95,27 @@ def parse_args(argv):
             parser.error(f"image file {path} does not exist")
     if args.top_k < 1:
         parser.error(f"--top-k must be at least 1, got {args.top_k}")
+    if args.local and not args.endpoint_name:
+        parser.error("argument --local: needs --endpoint-name (for a container's URL use --url)")
     if args.url and not args.url.startswith(("http://", "https://")):
         parser.error(f"--url must start with http:// or https://, got {args.url!r}")
     return args
 
 
+def runtime_client(args):
+    if args.local:
+        from sagemaker.local import LocalSagemakerRuntimeClient
+
+        return LocalSagemakerRuntimeClient(config={"local": {"serving_port": args.local_port}})
+    import boto3
+
+    return boto3.Session(profile_name=args.profile, region_name=args.region).client("sagemaker-runtime")
+
+
 def main(argv: list[str] | None = None, client=None) -> int:
     args = parse_args(argv)
     if args.endpoint_name and client is None:
-        import boto3
-
-        client = boto3.Session(profile_name=args.profile, region_name=args.region).client("sagemaker-runtime")
+        client = runtime_client(args)
     failed = 0
     for path in args.images:
         body, content_type = path.read_bytes(), content_type_for(path)

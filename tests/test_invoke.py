@@ -36,12 +36,27 @@ def test_url_against_the_serving_stack(trained_model_dir, jpeg, tmp_path, capsys
         assert f"{broken}: error: HTTP 400: image is not a decodable image" in captured.err
 
 
+@pytest.mark.slow
+def test_local_mode_endpoint_through_the_sagemaker_local_runtime_client(trained_model_dir, jpeg, tmp_path, capsys):
+    # SageMaker local mode serves the container on localhost:<serving_port>; the real serving stack
+    # on that port is what the SDK's LocalSagemakerRuntimeClient reaches (Docker is not needed here).
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not an image")
+    with running_server(trained_model_dir) as server:
+        port = server.base.rsplit(":", 1)[1]
+        assert invoke_main([str(jpeg), "--endpoint-name", "dogs", "--local", "--local-port", port]) == 0
+        assert f"{jpeg}: " in capsys.readouterr().out
+        assert invoke_main([str(broken), "--endpoint-name", "dogs", "--local", "--local-port", port]) == 1
+        assert f"{broken}: error: HTTP 400: image is not a decodable image" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["missing.jpg", "--url", "http://127.0.0.1:1"], "image file missing.jpg does not exist"),
     (["{jpeg}"], "one of the arguments --endpoint-name --url is required"),
     (["{jpeg}", "--url", "http://x", "--endpoint-name", "e"], "not allowed with argument"),
     (["{jpeg}", "--url", "127.0.0.1:8080"], "--url must start with http://"),
     (["{jpeg}", "--url", "http://x", "--top-k", "0"], "--top-k must be at least 1"),
+    (["{jpeg}", "--url", "http://x", "--local"], "argument --local: needs --endpoint-name"),
 ])
 def test_bad_arguments_name_the_flag_or_file(args, message, jpeg, capsys):
     with pytest.raises(SystemExit) as exit_:
