@@ -23,6 +23,13 @@ LOCAL_INSTANCE_TYPES = ("local", "local_gpu")
 NAME = re.compile(r"^[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62}$")  # SageMaker job/endpoint/model names
 
 
+# Before the SDK is imported: it prints "Not applying SDK defaults from location ..." lines at INFO,
+# and warns that v2 is deprecated (pinned on purpose: 3.x dropped Estimator, HyperparameterTuner
+# and the Debugger fields).
+logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+
 def role_arn(value: str) -> str:
     if not ROLE_ARN.match(value):
         raise argparse.ArgumentTypeError(
@@ -102,9 +109,6 @@ def boto_session(args: argparse.Namespace):
 
 def sagemaker_session(boto, local: bool = False, default_bucket: str | None = None, serving_port: int = 8080):
     """The SDK session for `boto`: SageMaker's API, or local mode (docker compose) for `--local`."""
-    # SDK 2 is pinned on purpose (3.x dropped Estimator/HyperparameterTuner and the Debugger fields).
-    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)  # "config file not found" lines
     # The SDK's own default bucket lookup calls STS at a hard-coded regional endpoint, past
     # AWS_ENDPOINT_URL; naming the same bucket (sagemaker-REGION-ACCOUNT) here avoids that.
     if local:  # file:// channels and outputs: no bucket is touched, no STS call needed

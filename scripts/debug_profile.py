@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python scripts/debug_profile.py`
@@ -39,6 +40,7 @@ SAVE_INTERVAL = "10"  # steps between saved tensors: enough points for the rules
 SYSTEM_MONITOR_MILLIS = 500
 LOSS_PLOT = Path(__file__).with_name("loss_plot.py")
 LOSS_PLOT_TIMEOUT = 300
+RULE_POLL_SECONDS = 30
 
 
 def data_location(value: str) -> str:
@@ -63,6 +65,8 @@ def parse_args(argv):
     parser.add_argument("--max-run-hours", type=float, default=DEFAULT_MAX_RUN_HOURS)
     parser.add_argument("--job-name", type=aws.name, help="training job name (default: dog-debug-<timestamp>)")
     parser.add_argument("--no-logs", action="store_true", help="do not stream the job's log while waiting")
+    parser.add_argument("--rules-timeout-minutes", type=float, default=30,
+                        help="how long to wait for the rule evaluations after the job (default 30)")
     parser.add_argument("--local", action="store_true", help="SageMaker local mode on this machine (docker)")
     aws.add_aws_arguments(parser)
     args = parser.parse_args(argv)
@@ -166,8 +170,7 @@ def plot_losses(destination: Path) -> str:
 
 
 def rule_summary(description: dict) -> list[str]:
-    statuses = description.get("DebugRuleEvaluationStatuses", []) + \
-        description.get("ProfilerRuleEvaluationStatuses", [])
+    statuses = _rule_statuses(description)
     if not statuses:
         return ["rules: no rule evaluations reported for this job"]
     width = max(len(status["RuleConfigurationName"]) for status in statuses)
@@ -178,22 +181,21 @@ def rule_summary(description: dict) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    boto = aws.boto_session(args)
-    session = aws.sagemaker_session(boto, local=args.local)
-    hyperparameters = tuned_hyperparameters(session.sagemaker_client, args.tuning_job) if args.tuning_job else {}
+def job_hyperparameters(args, client) -> dict[str, str]:
+    """The tuning job's best trial's (if given), overridden by -p, checked like the job will check them."""
+    hyperparameters = tuned_hyperparameters(client, args.tuning_job) if args.tuning_job else {}
     hyperparameters.update(args.overrides)
     try:
         check_hyperparameters(hyperparameters)
     except UsageError as error:
         raise SystemExit(f"error: the job's hyperparameters {hyperparameters}: {error}") from None
-    print("hyperparameters: " + " ".join(f"{name}={value}" for name, value in sorted(hyperparameters.items())))
+    return hyperparameters
 
-    from sagemaker.utils import name_from_base
 
-    job_name = args.job_name or name_from_base("dog-debug")
-    destination = (args.download_dir or Path("runs/debug")) / job_name
+def run_job(args, session, hyperparameters: dict, job_name: str, destination: Path) -> dict:
+    """Start the job, stream its log, wait; its description (a failed job is described too)."""
+    from sagemaker.exceptions import UnexpectedStatusException
+
     if args.local:
         # Local mode writes model.tar.gz and output.tar.gz straight into a file:// output path.
         output_path = f"file://{destination.resolve()}"
@@ -207,21 +209,31 @@ def main(argv: list[str] | None = None) -> int:
         image_uri=args.image_uri, role=args.role, instance_type="local" if args.local else args.instance_type,
         session=session, hyperparameters=hyperparameters, output_path=output_path,
         max_run_hours=args.max_run_hours, base_job_name="dog-debug", **debugging)
-    from sagemaker.exceptions import UnexpectedStatusException
-
     try:
         estimator.fit({"training": channel}, job_name=job_name, wait=True, logs="None" if args.no_logs else "All")
     except UnexpectedStatusException:
         pass  # a failed job's tensors and rule results are the most useful ones: read them all the same
-    description = session.sagemaker_client.describe_training_job(TrainingJobName=job_name)
-    status = description["TrainingJobStatus"]
-    print(f"training job: {job_name} ({status})")
-    if args.local:
-        print(f"model: {destination / 'model.tar.gz'}")
-    else:
-        print(f"console: {aws.console_url(boto.region_name, 'jobs', job_name)}")
-        files = download_job_outputs(boto.client("s3"), output_path, job_name, destination)
-        print(f"downloaded {len(files)} files to {destination}")
+    return session.sagemaker_client.describe_training_job(TrainingJobName=job_name)
+
+
+def wait_for_rules(client, job_name: str, description: dict, timeout: float) -> dict:
+    """Rules run as their own jobs after the training job: wait until none is InProgress (or timeout)."""
+    deadline = time.monotonic() + timeout
+    while any(status["RuleEvaluationStatus"] == "InProgress" for status in _rule_statuses(description)):
+        if time.monotonic() >= deadline:
+            print(f"rules still running after {timeout:.0f} s; the console shows their results later")
+            break
+        print("waiting for the rule evaluations ...", flush=True)
+        time.sleep(RULE_POLL_SECONDS)
+        description = client.describe_training_job(TrainingJobName=job_name)
+    return description
+
+
+def _rule_statuses(description: dict) -> list[dict]:
+    return description.get("DebugRuleEvaluationStatuses", []) + description.get("ProfilerRuleEvaluationStatuses", [])
+
+
+def print_results(destination: Path, description: dict) -> None:
     unpack_outputs(destination)
     print(plot_losses(destination))
     print("\n".join(rule_summary(description)))
@@ -231,6 +243,30 @@ def main(argv: list[str] | None = None) -> int:
     evaluation = next(destination.rglob("evaluation.json"), None)
     if evaluation:
         print(f"test accuracy: {json.loads(evaluation.read_text()).get('accuracy')} ({evaluation})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sagemaker.utils import name_from_base
+
+    args = parse_args(argv)
+    boto = aws.boto_session(args)
+    session = aws.sagemaker_session(boto, local=args.local)
+    hyperparameters = job_hyperparameters(args, session.sagemaker_client)
+    print("hyperparameters: " + " ".join(f"{name}={value}" for name, value in sorted(hyperparameters.items())))
+    job_name = args.job_name or name_from_base("dog-debug")
+    destination = (args.download_dir or Path("runs/debug")) / job_name
+    description = run_job(args, session, hyperparameters, job_name, destination)
+    status = description["TrainingJobStatus"]
+    print(f"training job: {job_name} ({status})")
+    if args.local:
+        print(f"model: {destination / 'model.tar.gz'}")
+    else:
+        print(f"console: {aws.console_url(boto.region_name, 'jobs', job_name)}")
+        description = wait_for_rules(session.sagemaker_client, job_name, description, args.rules_timeout_minutes * 60)
+        output_path = description["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        files = download_job_outputs(boto.client("s3"), output_path, job_name, destination)
+        print(f"downloaded {len(files)} files to {destination}")
+    print_results(destination, description)
     if status != "Completed":
         print(f"error: the job ended {status}: {description.get('FailureReason', '')}", file=sys.stderr)
         return 1

@@ -85,11 +85,11 @@ command -v docker >/dev/null || fail "docker not found: install Docker (the imag
 command -v aws >/dev/null || fail "aws not found: install the AWS CLI (pip install awscli, or AWS CLI v2)"
 
 aws_() { aws "${aws_args[@]}" "$@"; }
-region=$(aws_ configure get region 2>/dev/null || true)
-region=${AWS_REGION:-${AWS_DEFAULT_REGION:-$region}}
+region=""  # --region, else the environment, else the profile's
 for ((i = 0; i < ${#aws_args[@]}; i += 2)); do
   [ "${aws_args[i]}" != --region ] || region=${aws_args[i + 1]}
 done
+region=${region:-${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws_ configure get region 2>/dev/null || true)}}}
 [ -n "$region" ] || fail "no AWS region: pass --region or set AWS_REGION / a profile's region"
 account=$(aws_ sts get-caller-identity --query Account --output text) \
   || fail "AWS credentials do not work (aws sts get-caller-identity failed): check --profile or your credentials"

@@ -164,9 +164,36 @@ def upload_job_outputs(tmp_path, prefix: str) -> None:
     s3.put_object(Bucket=DEBUG_OUTPUT, Key=f"{prefix}/output/model.tar.gz", Body=b"model")
 
 
-def test_debug_profile_configures_debugger_rules_and_profiler_and_reads_the_results(moto, tmp_path, capsys):
+def with_rule_statuses(monkeypatch, module, rounds: list[list[dict]]):
+    """moto stores a job's rules but never evaluates them: this fills in DescribeTrainingJob's rule
+    statuses as SageMaker reports them, one round per call (the last one repeats)."""
+    original = module.aws.boto_session
+    calls = []
+
+    def add_statuses(parsed, **_):
+        parsed["DebugRuleEvaluationStatuses"] = rounds[min(len(calls), len(rounds) - 1)]
+        calls.append(1)
+
+    def session(args):
+        boto = original(args)
+        boto.events.register("after-call.sagemaker.DescribeTrainingJob", add_statuses)
+        return boto
+
+    monkeypatch.setattr(module.aws, "boto_session", session)
+    monkeypatch.setattr(module, "RULE_POLL_SECONDS", 0)
+
+
+def test_debug_profile_configures_debugger_rules_and_profiler_and_reads_the_results(moto, tmp_path, monkeypatch,
+                                                                                   capsys):
     upload_job_outputs(tmp_path, f"dog-classifier/debug/{DEBUG_JOB}")
     downloads = tmp_path / "downloads"
+    running = [{"RuleConfigurationName": "LossNotDecreasing", "RuleEvaluationStatus": "InProgress"},
+               {"RuleConfigurationName": "Overfit", "RuleEvaluationStatus": "InProgress"}]
+    done = [{"RuleConfigurationName": "LossNotDecreasing", "RuleEvaluationStatus": "NoIssuesFound"},
+            {"RuleConfigurationName": "Overfit", "RuleEvaluationStatus": "IssuesFound",
+             "StatusDetails": "RuleEvaluationConditionMet: Evaluation of the rule Overfit at step 120 resulted in "
+                              "the condition being met"}]
+    with_rule_statuses(monkeypatch, debug_profile, [running, running, done])
     assert debug_profile.main(["-p", "lr=0.01", "-p", "batch-size=64", "-p", "epochs=3", "--image-uri", TRAIN_IMAGE,
                                "--role", ROLE, "--data", DATA, "--job-name", DEBUG_JOB,
                                "--download-dir", str(downloads)]) == 0
@@ -206,8 +233,9 @@ def test_debug_profile_configures_debugger_rules_and_profiler_and_reads_the_resu
     assert "valid CrossEntropyLoss_output_0: 1.9000 -> 1.6000 over 2 saved steps" in out
     assert f"profiler report: {job_dir}/rule-output/ProfilerReport/profiler-output/profiler-report.html" in out
     assert "test accuracy: 0.875" in out
-    # moto records rules but never evaluates them: no statuses come back
-    assert "rules: no rule evaluations reported for this job" in out
+    assert "waiting for the rule evaluations" in out
+    assert "  LossNotDecreasing  NoIssuesFound\n" in out
+    assert "  Overfit            IssuesFound  RuleEvaluationConditionMet: Evaluation of the rule Overfit" in out
     assert not list(job_dir.rglob("model.tar.gz"))  # the model stays in S3
 
 
@@ -233,7 +261,9 @@ def test_debug_profile_takes_the_best_trial_of_a_tuning_job(moto, monkeypatch, c
                                "--role", ROLE, "--data", DATA, "--no-logs", "--job-name", "dog-debug-best"]) == 0
     request = moto.request("CreateTrainingJob")
     assert request["HyperParameters"] == {"epochs": "2", "lr": "0.0123", "batch-size": "128"}
-    assert "hyperparameters: batch-size=128 epochs=2 lr=0.0123" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hyperparameters: batch-size=128 epochs=2 lr=0.0123" in out
+    assert "rules: no rule evaluations reported for this job" in out  # what moto itself answers
 
 
 def test_debug_profile_refuses_moto_placeholder_hyperparameters_by_name(moto, capsys):
