@@ -15,8 +15,9 @@ from pathlib import Path
 
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
-# registry/repository[:tag][@digest]; ECR's is ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]/name:tag
-IMAGE_URI = re.compile(r"^(?P<registry>[a-z0-9.-]+(?::\d+)?)/(?P<repository>[a-z0-9._/-]+)"
+# [registry/]repository[:tag][@digest]; ECR's registry is ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]
+IMAGE_URI = re.compile(r"^(?:(?P<registry>[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::\d+)?|localhost)/)?"
+                       r"(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)"
                        r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@sha256:[0-9a-f]{64})?$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[0-9]*(?:nano|micro|small|medium|large|xlarge)$")
 LOCAL_INSTANCE_TYPES = ("local", "local_gpu")
@@ -44,11 +45,26 @@ def s3_uri(value: str) -> str:
 
 
 def image_uri(value: str) -> str:
-    if not IMAGE_URI.match(value):
+    """An image SageMaker can pull: in a registry (ECR), with the registry's host in front."""
+    match = IMAGE_URI.match(value)
+    if not match or not _is_registry(match["registry"]):
         raise argparse.ArgumentTypeError(
             f"expected an image URI like 123456789012.dkr.ecr.us-east-1.amazonaws.com/dog-classifier-train:latest, "
             f"got {value!r}")
     return value
+
+
+def local_or_registry_image(value: str) -> str:
+    """With --local, an image on this machine (dog-classifier-train:local) will do too."""
+    if not IMAGE_URI.match(value):
+        raise argparse.ArgumentTypeError(f"expected an image name like dog-classifier-train:local or an image URI, "
+                                         f"got {value!r}")
+    return value
+
+
+def _is_registry(host: str | None) -> bool:
+    # Docker's rule: a first path component with a dot or a port, or localhost, names a registry.
+    return bool(host) and ("." in host or ":" in host or host == "localhost")
 
 
 def instance_type(value: str) -> str:

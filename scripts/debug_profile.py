@@ -53,7 +53,7 @@ def parse_args(argv):
     parser.add_argument("--tuning-job", type=aws.name, help="take the best trial's hyperparameters from this job")
     parser.add_argument("--hyperparameter", "-p", action="append", default=[], metavar="NAME=VALUE",
                         help="hyperparameter of the job, over the tuning job's (repeatable)")
-    parser.add_argument("--image-uri", type=aws.image_uri, required=True, help="the training image")
+    parser.add_argument("--image-uri", type=aws.local_or_registry_image, required=True, help="the training image")
     parser.add_argument("--role", type=aws.role_arn, required=True, help="SageMaker execution role ARN")
     parser.add_argument("--data", type=data_location, required=True,
                         help="S3 prefix (a local folder with --local) holding train/ valid/ test/")
@@ -70,6 +70,11 @@ def parse_args(argv):
     parser.add_argument("--local", action="store_true", help="SageMaker local mode on this machine (docker)")
     aws.add_aws_arguments(parser)
     args = parser.parse_args(argv)
+    if not args.local:
+        try:
+            aws.image_uri(args.image_uri)
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"argument --image-uri: {error} (a local image needs --local)")
     if not args.tuning_job and not args.hyperparameter:
         parser.error("give --tuning-job or the hyperparameters (-p lr=0.01 -p batch-size=64 ...)")
     if args.local and args.data.startswith("s3://"):

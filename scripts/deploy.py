@@ -64,7 +64,7 @@ def environment_pair(value: str) -> tuple[str, str]:
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="scripts/deploy.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image-uri", type=aws.image_uri, required=True, help="the serving image")
+    parser.add_argument("--image-uri", type=aws.local_or_registry_image, required=True, help="the serving image")
     parser.add_argument("--role", type=aws.role_arn, required=True, help="SageMaker execution role ARN")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model-data", type=model_data, help="the model.tar.gz a training job wrote")
@@ -80,6 +80,11 @@ def parse_args(argv):
     parser.add_argument("--local-port", type=aws.positive_int, default=8080, help="with --local (default 8080)")
     aws.add_aws_arguments(parser)
     args = parser.parse_args(argv)
+    if not args.local:
+        try:
+            aws.image_uri(args.image_uri)
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"argument --image-uri: {error} (a local image needs --local)")
     if args.local and args.tuning_job:
         parser.error("argument --tuning-job: not with --local; pass --model-data (a local model.tar.gz)")
     if not args.local and args.model_data and not args.model_data.startswith("s3://"):

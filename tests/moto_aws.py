@@ -66,16 +66,26 @@ class MotoServer:
     def requests(self, operation: str | None = None) -> list[dict]:
         """Recorded JSON-protocol requests (SageMaker, ECR, ...) as {"service", "operation", "body"}, in order."""
         found = []
-        if not self.recording.exists():
-            return found
-        for line in self.recording.read_text().splitlines():
-            entry = json.loads(line)
+        for entry in self._entries():
             target = {k.lower(): v for k, v in entry["headers"].items()}.get("x-amz-target", "")
             body = base64.b64decode(entry["body"]) if entry.get("body_encoded") else (entry.get("body") or "")
             service, _, name = target.rpartition(".")
             if target and (operation is None or name == operation):
                 found.append({"service": service, "operation": name, "body": json.loads(body or "{}")})
         return found
+
+    def _entries(self) -> list[dict]:
+        # moto's threaded server writes an entry and its newline separately: under concurrent requests
+        # (aws s3 sync) two entries can share a line, so decode object after object, not line by line.
+        text = self.recording.read_text() if self.recording.exists() else ""
+        decoder, entries, position = json.JSONDecoder(), [], 0
+        while True:
+            while position < len(text) and text[position].isspace():
+                position += 1
+            if position >= len(text):
+                return entries
+            entry, position = decoder.raw_decode(text, position)
+            entries.append(entry)
 
     def request(self, operation: str) -> dict:
         """The body of the one request of this operation (fails if there were none or several)."""

@@ -84,11 +84,16 @@ def test_push_and_tune_pushes_uploads_and_starts_tuning(moto, registry, tiny_dat
     import boto3
 
     archive = dogimages_zip(tiny_dataset, tmp_path / "dogImages.zip")
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "push_and_tune.sh"), "--role", ROLE, "--registry", registry,
-         "--fetch-dogimages", str(tmp_path / "dogImages"), "--dogimages-url", archive.as_uri(),
-         "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", "test-1", "--", "--max-jobs", "2"],
-        capture_output=True, text=True, env=script_env(), timeout=1800)
+    try:
+        result = subprocess.run(
+            ["bash", str(REPO / "scripts" / "push_and_tune.sh"), "--role", ROLE, "--registry", registry,
+             "--fetch-dogimages", str(tmp_path / "dogImages"), "--dogimages-url", archive.as_uri(),
+             "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", "test-1", "--", "--max-jobs", "2"],
+            capture_output=True, text=True, env=script_env(), timeout=1800)
+    finally:  # the registry-tagged names only (the images stay: they are the stage's own builds)
+        tags = [f"{registry}/dog-classifier-{image}:{tag}" for image in ("train", "serve")
+                for tag in ("test-1", "latest")]
+        subprocess.run(["docker", "rmi", *tags], capture_output=True)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
 
     catalog = registry_json(registry, "/v2/_catalog")["repositories"]

@@ -92,6 +92,7 @@ def test_tune_wait_prints_the_best_trial(moto, capsys):
     (["--role", "SageMakerRole"], "argument --role: expected an IAM role ARN"),
     (["--data", "dog-data/dogImages"], "argument --data: expected an S3 URI"),
     (["--image-uri", "not an image"], "argument --image-uri: expected an image URI"),
+    (["--image-uri", "dog-classifier-train:latest"], "argument --image-uri: expected an image URI"),
     (["--instance-type", "g4dn.xlarge"], "argument --instance-type: expected a SageMaker instance type"),
     (["--max-jobs", "0"], "argument --max-jobs: must be at least 1"),
     (["--lr-range", "0.1", "0.01"], "argument --lr-range: expected 0 < MIN < MAX"),
@@ -284,9 +285,11 @@ def test_debug_profile_refuses_moto_placeholder_hyperparameters_by_name(moto, ca
     (["-p", "lr=0.01", "--local", "--data", DATA], "argument --data: --local trains on a local folder"),
     (["-p", "lr=0.01", "--data", "/no/such/folder"], "argument --data: folder /no/such/folder does not exist"),
     (["-p", "lr=-1"], "--lr: must be between"),
+    (["-p", "lr=0.01", "--image-uri", "dog-classifier-train:local"], "a local image needs --local"),
 ])
 def test_debug_profile_refuses_bad_input_before_calling_aws(args, message, moto, capsys):
-    argv = ["--image-uri", TRAIN_IMAGE, "--role", ROLE, *([] if "--data" in args else ["--data", DATA]), *args]
+    argv = [*([] if "--image-uri" in args else ["--image-uri", TRAIN_IMAGE]), "--role", ROLE,
+            *([] if "--data" in args else ["--data", DATA]), *args]
     with pytest.raises(SystemExit) as exit_:
         debug_profile.main(argv)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
@@ -336,11 +339,13 @@ def test_deploy_the_best_trial_of_a_tuning_job(moto, capsys):
     (["--model-data", MODEL_DATA, "--endpoint-name", "dogs_v2"], "argument --endpoint-name: expected 1-63 letters"),
     (["--model-data", MODEL_DATA, "--role", "arn:aws:iam::12:role/x"], "argument --role"),
     (["--model-data", MODEL_DATA, "--env", "no-equals"], "argument --env: expected NAME=VALUE"),
+    (["--model-data", MODEL_DATA, "--image-uri", "dog-classifier-serve:local"], "a local image needs --local"),
     ([], "one of the arguments --model-data --tuning-job is required"),
 ])
 def test_deploy_refuses_bad_input_before_calling_aws(args, message, moto, capsys):
     with pytest.raises(SystemExit) as exit_:
-        deploy.main(["--image-uri", SERVE_IMAGE, *([] if "--role" in args else ["--role", ROLE]), *args])
+        deploy.main([*([] if "--image-uri" in args else ["--image-uri", SERVE_IMAGE]),
+                     *([] if "--role" in args else ["--role", ROLE]), *args])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert moto.requests() == []
 
