@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
 	$(BIN)/python -m pip install -q -e ".[train,serve,cloud,dev]"
-	$(BIN)/python -m pip install -q --no-deps "smdebug==1.0.34"
+	$(BIN)/python -m pip install -q --no-deps "smdebug==1.0.34" "pyinstrument==3.4.2" "pyinstrument_cext==0.2.4"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -20,7 +20,9 @@ os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
 
 def loss_series(trial_dir: Path) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
-    """{tensor name: {"TRAIN"/"EVAL": (steps, values)}} for the trial's loss tensors."""
+    """{tensor name: {"TRAIN"/"EVAL": (global steps, values)}} for the trial's loss tensors.
+
+    Global steps put each validation pass where it happened in training, on the same axis."""
     from smdebug.core.modes import ModeKeys
     from smdebug.trials import create_trial
 
@@ -33,7 +35,7 @@ def loss_series(trial_dir: Path) -> dict[str, dict[str, tuple[list[int], list[fl
             steps = tensor.steps(mode=mode)
             if steps:
                 values = [float(tensor.value(step, mode=mode).mean()) for step in steps]
-                series.setdefault(name, {})[mode.name] = (steps, values)
+                series.setdefault(name, {})[mode.name] = ([trial.global_step(mode, step) for step in steps], values)
     return series
 
 
@@ -48,7 +50,7 @@ def plot(series, png: Path) -> None:
         for mode, (steps, values) in modes.items():
             label = f"{'valid' if mode == 'EVAL' else 'train'} ({name})"
             axis.plot(steps, values, marker="." if len(steps) < 50 else None, label=label)
-    axis.set_xlabel("step (per mode)")
+    axis.set_xlabel("training step")
     axis.set_ylabel("loss")
     axis.set_title("train vs valid loss (SageMaker Debugger tensors)")
     axis.grid(alpha=0.3)

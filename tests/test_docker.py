@@ -86,6 +86,23 @@ def test_a_broken_job_ends_with_a_one_line_reason(tiny_dataset, tmp_path):
 
 
 @pytest.mark.docker
+def test_training_image_saves_debugger_tensors_when_sagemaker_asks(tiny_dataset, tmp_path):
+    from test_debugger import read_trial
+
+    opt_ml = sagemaker_tree(tmp_path / "opt_ml", tiny_dataset,
+                            {**TINY_HYPERPARAMETERS, "epochs": "2", "freeze-backbone": "true"})
+    # what SageMaker writes for a job with a DebuggerHookConfig (its default LocalPath)
+    (opt_ml / "input" / "config" / "debughookconfig.json").write_text(json.dumps({
+        "LocalPath": "/opt/ml/output/tensors", "HookParameters": {"save_interval": "1"},
+        "CollectionConfigurations": [{"CollectionName": "losses"}, {"CollectionName": "gradients"}]}))
+    result = run_training(opt_ml, f"train-debug-{os.getpid()}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SageMaker Debugger: hook created" in result.stdout
+    trial = read_trial(opt_ml / "output" / "tensors")
+    assert trial["train_steps"] >= 2 and trial["eval_steps"] >= 2
+
+
+@pytest.mark.docker
 def test_docker_stop_checkpoints_the_job(tiny_dataset, tmp_path):
     # StopTrainingJob and spot interruptions arrive as SIGTERM to the container's PID 1.
     opt_ml = sagemaker_tree(tmp_path / "opt_ml", tiny_dataset,

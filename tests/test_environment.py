@@ -90,3 +90,16 @@ def test_missing_folders_and_bad_host_variables_are_named(tmp_path):
         read_environment({"SM_HOSTS": '["a"]', "SM_CURRENT_HOST": "b"}, PathOverrides(base_dir=tmp_path, data_dir=data))
     with pytest.raises(TrainingError, match="SM_NUM_GPUS"):
         read_environment({"SM_NUM_GPUS": "two"}, PathOverrides(base_dir=tmp_path, data_dir=data))
+
+
+def test_debugger_hook_config_where_sagemaker_writes_it_or_named_by_smdebugs_variable(tmp_path):
+    make_splits(tmp_path / "input" / "data" / "training")
+    assert read_environment({"SAGEMAKER_BASE_DIR": str(tmp_path)}, PathOverrides()).debug_hook_config is None
+    config = tmp_path / "input" / "config" / "debughookconfig.json"
+    config.parent.mkdir(parents=True)
+    config.write_text("{}")
+    assert read_environment({"SAGEMAKER_BASE_DIR": str(tmp_path)}, PathOverrides()).debug_hook_config == config
+    other = tmp_path / "elsewhere.json"
+    env = read_environment({"SAGEMAKER_BASE_DIR": str(tmp_path), "SMDEBUG_CONFIG_FILE_PATH": str(other)},
+                           PathOverrides())
+    assert env.debug_hook_config == other

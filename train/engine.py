@@ -77,9 +77,13 @@ class StopRequested(Exception):
 
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                     precision: Precision, normalize: nn.Module | None, totals: RunningTotals, start_step: int,
-                    stop_requested: Callable[[], bool], progress: Progress) -> RunningTotals:
-    """Train on the batches from `start_step` on; `totals` carries the epoch's sums in and out."""
-    criterion = nn.CrossEntropyLoss()
+                    stop_requested: Callable[[], bool], progress: Progress,
+                    criterion: nn.Module | None = None) -> RunningTotals:
+    """Train on the batches from `start_step` on; `totals` carries the epoch's sums in and out.
+
+    `criterion`: a mean cross-entropy module (the one a Debugger hook watches), else a new one.
+    """
+    criterion = nn.CrossEntropyLoss() if criterion is None else criterion
     model.train()
     step = start_step
     started = time.perf_counter()
@@ -106,13 +110,14 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, precision: Precision, normalize: nn.Module | None, num_classes: int,
-             progress: Progress) -> tuple[float, float, torch.Tensor]:
+             progress: Progress, criterion: nn.Module | None = None) -> tuple[float, float, torch.Tensor]:
     """(loss, accuracy, confusion matrix[true, predicted]) over the whole split, all ranks summed.
 
     It does not stop early on SIGTERM: ranks hold different numbers of eval batches, so a
     per-step agreement to stop could deadlock; eval is short, and the caller checks after it.
+    `criterion` is training's mean cross-entropy (so a Debugger hook sees validation losses too).
     """
-    criterion = nn.CrossEntropyLoss(reduction="sum")
+    criterion = nn.CrossEntropyLoss() if criterion is None else criterion
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=precision.device)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=precision.device)
@@ -121,7 +126,7 @@ def evaluate(model: nn.Module, loader, precision: Precision, normalize: nn.Modul
         labels = labels.to(precision.device, non_blocking=True)
         with precision.autocast():
             logits = model(images).float()
-        loss_sum += criterion(logits, labels).double()
+        loss_sum += criterion(logits, labels).double() * labels.numel()
         pairs = labels * num_classes + logits.argmax(1)
         confusion += torch.bincount(pairs, minlength=num_classes * num_classes).view(num_classes, num_classes)
         progress.update(step)

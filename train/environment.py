@@ -19,6 +19,7 @@ from train.hyperparameters import PathOverrides
 
 SPLITS = ("train", "valid", "test")
 FAILURE_COPY_ENV = "TRAIN_FAILURE_REASON_COPY"
+DEBUG_HOOK_CONFIG_ENV = "SMDEBUG_CONFIG_FILE_PATH"  # smdebug's own variable for the hook config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,7 @@ class TrainingEnvironment:
     num_gpus: int | None  # None: whatever CUDA reports
     hosts: tuple[str, ...]
     current_host: str
+    debug_hook_config: Path | None = None  # SageMaker Debugger's hook config, when the job has one
 
     @property
     def host_rank(self) -> int:
@@ -76,7 +78,16 @@ def read_environment(environ: Mapping[str, str], overrides: PathOverrides) -> Tr
         num_gpus=_int(environ, "SM_NUM_GPUS", default=None),
         hosts=hosts,
         current_host=current_host,
+        debug_hook_config=_debug_hook_config(environ, base),
     )
+
+
+def _debug_hook_config(environ: Mapping[str, str], base: Path) -> Path | None:
+    """SageMaker writes input/config/debughookconfig.json for a job with a DebuggerHookConfig."""
+    if environ.get(DEBUG_HOOK_CONFIG_ENV):
+        return Path(environ[DEBUG_HOOK_CONFIG_ENV])
+    default = base / "input" / "config" / "debughookconfig.json"
+    return default if default.is_file() else None
 
 
 def _data_dirs(environ, overrides: PathOverrides, base: Path) -> tuple[Path, Path, Path | None]:

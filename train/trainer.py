@@ -14,6 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from train import checkpoint, distributed, export, report
 from train.data import EpochSampler, ImageFolderDataset, Split, check_class_sets, class_name, scan_split
+from train.debugger import DebuggerHook, create_hook
 from train.engine import Precision, RunningTotals, StopRequested, evaluate, train_one_epoch
 from train.environment import TrainingEnvironment
 from train.errors import Interrupted, TrainingError
@@ -193,6 +194,10 @@ class _Job:
         self.optimizer = torch.optim.Adam(trainable, lr=self.hp.lr)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.precision.autocast_dtype == torch.float16)
+        self.criterion = torch.nn.CrossEntropyLoss()
+        # SageMaker Debugger's tensors come from rank 0 (its rules read one worker's view).
+        self.debugger = create_hook(self.env.debug_hook_config, self.classifier, self.criterion) \
+            if self.is_main else DebuggerHook()
         self.normalize = Normalize(self.preprocess.mean, self.preprocess.std).to(self.device)
         self.input_normalize = None if self.cached else self.normalize  # cached features need none
         log.info("model: %s + head(%d) -> %d classes, %s backbone, %d trainable parameters%s",
@@ -277,6 +282,12 @@ class _Job:
     # -- the job -------------------------------------------------------------------------------
     def run(self) -> None:
         self._build()
+        try:
+            self._run()
+        finally:
+            self.debugger.close()
+
+    def _run(self) -> None:
         self._resume()
         if self.cached:
             self._cache_features()
@@ -287,9 +298,10 @@ class _Job:
             totals = self.totals if epoch == self.start_epoch else RunningTotals()
             self._train_epoch(epoch, skip, totals)
             train_loss, train_accuracy, images_per_second = self._reduced(totals)
+            self.debugger.set_mode("EVAL")
             with Progress(f"epoch {epoch + 1} valid", len(valid_loader), enabled=self.is_main) as progress:
                 valid_loss, valid_accuracy, _ = evaluate(self.model, valid_loader, self.precision, self.input_normalize,
-                                                         len(self.data.class_folders), progress)
+                                                         len(self.data.class_folders), progress, self.criterion)
             values = {"train:loss": train_loss, "train:accuracy": train_accuracy, "valid:loss": valid_loss,
                       "valid:accuracy": valid_accuracy, "epoch:seconds": totals.seconds,
                       "train:images_per_second": images_per_second}
@@ -302,15 +314,17 @@ class _Job:
             self._save_checkpoint(epoch + 1, 0, RunningTotals())
             if self.stop():
                 raise Interrupted(f"stopped by {self.stop.signal_name} after epoch {epoch + 1}; checkpoint saved")
+        self.debugger.close()  # before the export, which must not copy or trigger its hooks
         self._finish()
 
     def _train_epoch(self, epoch: int, skip: int, totals: RunningTotals) -> None:
         loader = self._loader(self.data.splits["train"], train=True, epoch=epoch, skip_batches=skip)
         with Progress(f"epoch {epoch + 1}/{self.hp.epochs} train", skip + len(loader), initial=skip,
                       enabled=self.is_main) as progress:
+            self.debugger.set_mode("TRAIN")
             try:
                 train_one_epoch(self.model, loader, self.optimizer, self.scaler, self.precision, self.input_normalize,
-                                totals, skip, self.stop, progress)
+                                totals, skip, self.stop, progress, self.criterion)
             except StopRequested as stopped:
                 step = stopped.args[0]
                 self._save_checkpoint(epoch, step, totals)
