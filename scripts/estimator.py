@@ -49,11 +49,13 @@ def training_estimator(*, image_uri: str, role: str, instance_type: str, session
 
     max_run = int(max_run_hours * HOUR)
     spot_options = {}
+    if checkpoint_s3_uri:
+        # SageMaker syncs /opt/ml/checkpoints with this prefix; the trailing / keeps .../ckpt-1 from
+        # also syncing .../ckpt-10. Each job keeps its checkpoint in a folder of its own name there.
+        spot_options["checkpoint_s3_uri"] = checkpoint_s3_uri.rstrip("/") + "/"
     if spot:
-        # Managed spot: SageMaker syncs /opt/ml/checkpoints to checkpoint_s3_uri; the job resumes from it.
-        spot_options = {"use_spot_instances": True, "max_wait": max_run + HOUR, "checkpoint_s3_uri": checkpoint_s3_uri}
-    elif checkpoint_s3_uri:
-        spot_options = {"checkpoint_s3_uri": checkpoint_s3_uri}
+        # Managed spot: an interrupted job restarts under the same name and resumes from its checkpoint.
+        spot_options.update(use_spot_instances=True, max_wait=max_run + HOUR)
     if not debugging:
         # No Debugger hook or profiler unless asked for (debug_profile.py): they cost a rule job each.
         debugging = {"debugger_hook_config": False, "disable_profiler": True}

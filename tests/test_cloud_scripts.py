@@ -73,7 +73,7 @@ def test_tune_with_spot_checkpoints_and_a_custom_space(moto):
     request = moto.request("CreateHyperParameterTuningJob")
     definition = request["TrainingJobDefinition"]
     assert definition["EnableManagedSpotTraining"] is True
-    assert definition["CheckpointConfig"]["S3Uri"] == "s3://my-bucket/ckpt"
+    assert definition["CheckpointConfig"]["S3Uri"] == "s3://my-bucket/ckpt/"
     assert definition["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 10800}
     assert definition["HyperParameterTuningResourceConfig"]["InstanceType"] == "ml.p3.2xlarge"
     ranges = request["HyperParameterTuningJobConfig"]["ParameterRanges"]

@@ -103,3 +103,13 @@ def test_debugger_hook_config_where_sagemaker_writes_it_or_named_by_smdebugs_var
     env = read_environment({"SAGEMAKER_BASE_DIR": str(tmp_path), "SMDEBUG_CONFIG_FILE_PATH": str(other)},
                            PathOverrides())
     assert env.debug_hook_config == other
+
+
+def test_checkpoints_of_a_sagemaker_job_live_under_its_name(tmp_path):
+    # a tuning job syncs one checkpoint prefix into every trial; a spot restart keeps the job's name
+    make_splits(tmp_path / "input" / "data" / "training")
+    environ = {"SAGEMAKER_BASE_DIR": str(tmp_path), "TRAINING_JOB_NAME": "dog-tune-251126-1903-003-7c1d2e4f"}
+    env = read_environment(environ, PathOverrides())
+    assert env.checkpoint_dir == tmp_path / "checkpoints" / "dog-tune-251126-1903-003-7c1d2e4f"
+    assert read_environment({"SAGEMAKER_BASE_DIR": str(tmp_path)}, PathOverrides()).checkpoint_dir == \
+        tmp_path / "checkpoints"

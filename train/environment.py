@@ -72,7 +72,7 @@ def read_environment(environ: Mapping[str, str], overrides: PathOverrides) -> Tr
         model_dir=overrides.model_dir or Path(environ.get("SM_MODEL_DIR", base / "model")),
         output_data_dir=overrides.output_data_dir
         or Path(environ.get("SM_OUTPUT_DATA_DIR", base / "output" / "data")),
-        checkpoint_dir=overrides.checkpoint_dir or base / "checkpoints",
+        checkpoint_dir=overrides.checkpoint_dir or _checkpoint_dir(environ, base),
         failure_file=failure_file_from(environ, overrides),
         pretrained_dir=overrides.pretrained_dir or _channel(environ, base, "pretrained"),
         num_gpus=_int(environ, "SM_NUM_GPUS", default=None),
@@ -80,6 +80,14 @@ def read_environment(environ: Mapping[str, str], overrides: PathOverrides) -> Tr
         current_host=current_host,
         debug_hook_config=_debug_hook_config(environ, base),
     )
+
+
+def _checkpoint_dir(environ: Mapping[str, str], base: Path) -> Path:
+    """SageMaker syncs one S3 prefix into /opt/ml/checkpoints, and a tuning job gives all its trials
+    the same prefix: each job keeps its checkpoint under its own name (SageMaker sets
+    TRAINING_JOB_NAME; a spot restart keeps it), so a trial never finds another trial's."""
+    job_name = environ.get("TRAINING_JOB_NAME", "").strip()
+    return base / "checkpoints" / job_name if job_name and "/" not in job_name else base / "checkpoints"
 
 
 def _debug_hook_config(environ: Mapping[str, str], base: Path) -> Path | None:
