@@ -30,7 +30,7 @@ class DebuggerHook:
         return self._hook is not None
 
     def set_mode(self, mode: str) -> None:
-        """TRAIN, EVAL (validation) or PREDICT (the test pass): rules compare TRAIN with EVAL."""
+        """TRAIN or EVAL (validation): the rules compare the two modes' losses."""
         if self._hook is not None:
             self._hook.set_mode(getattr(self._modes, mode))
 
