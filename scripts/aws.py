@@ -62,6 +62,15 @@ def local_or_registry_image(value: str) -> str:
     return value
 
 
+def require_registry_image_unless_local(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """SageMaker pulls `--image-uri` from a registry; an image on this machine only does with --local."""
+    if not args.local:
+        try:
+            image_uri(args.image_uri)
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"argument --image-uri: {error} (a local image needs --local)")
+
+
 def _is_registry(host: str | None) -> bool:
     # Docker's rule: a first path component with a dot or a port, or localhost, names a registry.
     return bool(host) and ("." in host or ":" in host or host == "localhost")

@@ -70,11 +70,7 @@ def parse_args(argv):
     parser.add_argument("--local", action="store_true", help="SageMaker local mode on this machine (docker)")
     aws.add_aws_arguments(parser)
     args = parser.parse_args(argv)
-    if not args.local:
-        try:
-            aws.image_uri(args.image_uri)
-        except argparse.ArgumentTypeError as error:
-            parser.error(f"argument --image-uri: {error} (a local image needs --local)")
+    aws.require_registry_image_unless_local(parser, args)
     if not args.tuning_job and not args.hyperparameter:
         parser.error("give --tuning-job or the hyperparameters (-p lr=0.01 -p batch-size=64 ...)")
     if args.local and args.data.startswith("s3://"):

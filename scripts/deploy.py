@@ -80,11 +80,7 @@ def parse_args(argv):
     parser.add_argument("--local-port", type=aws.positive_int, default=8080, help="with --local (default 8080)")
     aws.add_aws_arguments(parser)
     args = parser.parse_args(argv)
-    if not args.local:
-        try:
-            aws.image_uri(args.image_uri)
-        except argparse.ArgumentTypeError as error:
-            parser.error(f"argument --image-uri: {error} (a local image needs --local)")
+    aws.require_registry_image_unless_local(parser, args)
     if args.local and args.tuning_job:
         parser.error("argument --tuning-job: not with --local; pass --model-data (a local model.tar.gz)")
     if not args.local and args.model_data and not args.model_data.startswith("s3://"):
