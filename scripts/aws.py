@@ -20,7 +20,6 @@ IMAGE_URI = re.compile(r"^(?:(?P<registry>[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::\d+)?|l
                        r"(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)"
                        r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@sha256:[0-9a-f]{64})?$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[0-9]*(?:nano|micro|small|medium|large|xlarge)$")
-LOCAL_INSTANCE_TYPES = ("local", "local_gpu")
 NAME = re.compile(r"^[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62}$")  # SageMaker job/endpoint/model names
 
 
@@ -113,6 +112,15 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return match["bucket"], (match["key"] or "").strip("/")
 
 
+def s3_keys(s3, uri: str) -> tuple[str, str, list[str]]:
+    """(bucket, prefix, every key under prefix/) of an S3 URI."""
+    bucket, prefix = split_s3_uri(uri)
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    return bucket, prefix, keys
+
+
 def add_aws_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("AWS (default: the standard credential chain)")
     group.add_argument("--region", help="AWS region, e.g. us-east-1")
@@ -134,22 +142,21 @@ def boto_session(args: argparse.Namespace):
 
 def sagemaker_session(boto, local: bool = False, default_bucket: str | None = None, serving_port: int = 8080):
     """The SDK session for `boto`: SageMaker's API, or local mode (docker compose) for `--local`."""
-    # The SDK's own default bucket lookup calls STS at a hard-coded regional endpoint, past
-    # AWS_ENDPOINT_URL; naming the same bucket (sagemaker-REGION-ACCOUNT) here avoids that.
-    if local:  # file:// channels and outputs: no bucket is touched, no STS call needed
-        bucket = default_bucket or f"sagemaker-{boto.region_name}-local"
-    else:
-        bucket = default_bucket or f"sagemaker-{boto.region_name}-{account_id(boto)}"
     if local:
         from sagemaker.local import LocalSession
 
-        session = LocalSession(boto_session=boto, default_bucket=bucket)
-        # file:// inputs and outputs stay on this machine; local endpoints listen on serving_port
+        # file:// channels and outputs stay on this machine: no bucket is touched, no account looked up;
+        # local endpoints listen on serving_port
+        session = LocalSession(boto_session=boto,
+                               default_bucket=default_bucket or f"sagemaker-{boto.region_name}-local")
         session.config = {"local": {"local_code": True, "serving_port": serving_port}}
         return session
     import sagemaker
 
-    return sagemaker.Session(boto_session=boto, default_bucket=bucket)
+    # The SDK's own default bucket lookup calls STS at a hard-coded regional endpoint, past
+    # AWS_ENDPOINT_URL; naming the same bucket (sagemaker-REGION-ACCOUNT) here avoids that.
+    return sagemaker.Session(boto_session=boto,
+                             default_bucket=default_bucket or f"sagemaker-{boto.region_name}-{account_id(boto)}")
 
 
 def account_id(boto) -> str:

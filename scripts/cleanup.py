@@ -76,14 +76,6 @@ def endpoint_resources(client, endpoint_name: str) -> dict[str, list[str]]:
     return found
 
 
-def s3_keys(s3, uri: str) -> tuple[str, list[str]]:
-    bucket, prefix = aws.split_s3_uri(uri)
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-        keys += [item["Key"] for item in page.get("Contents", [])]
-    return bucket, keys
-
-
 def existing_repositories(ecr, names: list[str]) -> list[str]:
     existing = []
     for name in names:
@@ -115,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"endpoint {args.endpoint_name}: nothing found (no endpoint, endpoint config or model of that name)")
     repositories = existing_repositories(ecr, args.ecr_repository)
     plan += [f"ECR repository {name} and all its images" for name in repositories]
-    bucket, keys = s3_keys(s3, args.s3_prefix) if args.s3_prefix else ("", [])
+    bucket, _, keys = aws.s3_keys(s3, args.s3_prefix) if args.s3_prefix else ("", "", [])
     if args.s3_prefix:
         plan.append(f"{len(keys)} objects under {args.s3_prefix}/")
     if not plan:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -128,17 +127,16 @@ def debugging_configuration(output_path: str) -> dict:
 
 def download_job_outputs(s3, output_path: str, job_name: str, destination: Path) -> list[Path]:
     """Everything the job wrote under <output_path>/<job>/ but the model (debug, rules, profiler, report)."""
-    bucket, prefix = aws.split_s3_uri(f"{output_path}/{job_name}")
+    bucket, prefix, keys = aws.s3_keys(s3, f"{output_path}/{job_name}")
     files = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-        for item in page.get("Contents", []):
-            relative = item["Key"][len(prefix) + 1:]
-            if not relative or relative.endswith("/") or relative.endswith("model.tar.gz"):
-                continue
-            target = destination / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, item["Key"], str(target))
-            files.append(target)
+    for key in keys:
+        relative = key[len(prefix) + 1:]
+        if not relative or relative.endswith("/") or relative.endswith("model.tar.gz"):
+            continue
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(target))
+        files.append(target)
     return files
 
 
@@ -154,9 +152,8 @@ def plot_losses(destination: Path) -> str:
     if debug_dir is None:
         return "no debug tensors were written (was the Debugger hook active in the job?)"
     png = destination / "loss.png"
-    env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
-    try:  # smdebug waits for steps of a trial that has not ended: bound it
-        result = subprocess.run([sys.executable, str(LOSS_PLOT), str(debug_dir), str(png)], env=env,
+    try:  # smdebug waits for steps of a trial that has not ended: bound it (its own process: protobuf)
+        result = subprocess.run([sys.executable, str(LOSS_PLOT), str(debug_dir), str(png)],
                                 capture_output=True, text=True, timeout=LOSS_PLOT_TIMEOUT)
     except subprocess.TimeoutExpired:
         return f"no loss plot: smdebug still waits for the trial in {debug_dir} to end"

@@ -6,7 +6,10 @@ tuner reads with can never drift from the lines the job prints.
 
 from __future__ import annotations
 
+import dataclasses
+
 from train.errors import UsageError
+from train.hyperparameters import PathOverrides
 from train.hyperparameters import parse_args as parse_training_flags
 from train.metrics import metric_definitions
 
@@ -32,9 +35,8 @@ def check_hyperparameters(hyperparameters: dict[str, str]) -> None:
     """Refuse before any AWS call what the training job would refuse after minutes of provisioning."""
     flags = [part for name, value in hyperparameters.items() for part in (f"--{name}", str(value))]
     _, _, namespace = parse_training_flags(flags)  # raises UsageError naming the flag
-    paths = {"base_dir", "data_dir", "train_dir", "valid_dir", "test_dir", "model_dir", "output_data_dir",
-             "checkpoint_dir", "pretrained_dir"}
-    given_paths = sorted(name for name in paths if getattr(namespace, name) is not None)
+    given_paths = sorted(field.name for field in dataclasses.fields(PathOverrides)
+                         if getattr(namespace, field.name) is not None)
     if given_paths:
         raise UsageError(f"--{given_paths[0].replace('_', '-')} is a path flag, not a hyperparameter: "
                          "SageMaker sets the paths of a job")
