@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 
+from train.diagnostics.settings import settings_from
 from train.environment import failure_copy_from, failure_file_from, read_environment
 from train.errors import Interrupted, UsageError, clear_failure_file, one_line_reason, write_failure_file
 from train.hyperparameters import PathOverrides, parse_args
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("hyperparameters: %s", hyperparameters)
         from train import trainer  # torch is imported only once the flags are known to be good
 
-        trainer.run(hyperparameters, env)
+        trainer.run(hyperparameters, env, settings_from(namespace))
     except Interrupted as error:
         return _fail(failure_file, one_line_reason(error), EXIT_INTERRUPTED, error, traceback=False)
     except Exception as error:  # noqa: BLE001 - every error must end in a failure file

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from train import distributed
+from train.diagnostics.recorder import StepObserver
 from train.progress import Progress
 
 
@@ -78,27 +79,33 @@ class StopRequested(Exception):
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                     precision: Precision, normalize: nn.Module | None, totals: RunningTotals, start_step: int,
                     stop_requested: Callable[[], bool], progress: Progress,
-                    criterion: nn.Module | None = None) -> RunningTotals:
+                    criterion: nn.Module | None = None, observer: StepObserver | None = None) -> RunningTotals:
     """Train on the batches from `start_step` on; `totals` carries the epoch's sums in and out.
 
     `criterion`: a mean cross-entropy module (the one a Debugger hook watches), else a new one.
+    `observer`: told where each phase of a step ends (the profiler and the rules' recorder).
     """
     criterion = nn.CrossEntropyLoss() if criterion is None else criterion
+    observer = StepObserver() if observer is None else observer
     model.train()
     step = start_step
     started = time.perf_counter()
     try:
-        for images, labels in loader:
+        for images, labels in observer.batches(loader):
             images = precision.prepare(images, normalize)
             labels = labels.to(precision.device, non_blocking=True)
             with precision.autocast():
                 logits = model(images)
                 loss = criterion(logits.float(), labels)
+            observer.end_of("forward")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            observer.end_of("backward")
             scaler.step(optimizer)
             scaler.update()
+            observer.end_of("optimizer")
             totals.add(loss.detach(), logits.detach(), labels)
+            observer.step_done(loss.detach(), scaler)
             step += 1
             progress.update(step, loss=totals.loss, accuracy=totals.accuracy)
             if distributed.any_rank(stop_requested(), precision.device):

@@ -36,6 +36,7 @@ class TrainingEnvironment:
     hosts: tuple[str, ...]
     current_host: str
     debug_hook_config: Path | None = None  # SageMaker Debugger's hook config, when the job has one
+    tensorboard_dir: Path = Path("/opt/ml/output/tensorboard")  # TensorBoardOutputConfig's default LocalPath
 
     @property
     def host_rank(self) -> int:
@@ -79,6 +80,7 @@ def read_environment(environ: Mapping[str, str], overrides: PathOverrides) -> Tr
         hosts=hosts,
         current_host=current_host,
         debug_hook_config=_debug_hook_config(environ, base),
+        tensorboard_dir=overrides.tensorboard_dir or base / "output" / "tensorboard",
     )
 
 

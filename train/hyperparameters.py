@@ -12,6 +12,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from train.diagnostics import settings as diagnostics
 from train.errors import UsageError
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101")
@@ -60,6 +61,7 @@ class PathOverrides:
     output_data_dir: Path | None = None
     checkpoint_dir: Path | None = None
     pretrained_dir: Path | None = None
+    tensorboard_dir: Path | None = None
 
 
 def str_to_bool(value: str) -> bool:
@@ -152,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     paths.add_argument("--output-data-dir", type=Path)
     paths.add_argument("--checkpoint-dir", type=Path)
     paths.add_argument("--pretrained-dir", type=Path, help="folder holding torchvision ImageNet weight files")
+    paths.add_argument("--tensorboard-dir", type=Path,
+                       help="TensorBoard event files (default: output/tensorboard, where SageMaker collects them)")
+    diagnostics.add_arguments(parser, str_to_bool, _bounded)
 
     parser.add_argument("--print-metric-definitions", action="store_true",
                         help="print the tuner's metric regexes as JSON and exit")

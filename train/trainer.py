@@ -15,6 +15,8 @@ from torch.nn.parallel import DistributedDataParallel
 from train import checkpoint, distributed, export, report
 from train.data import EpochSampler, ImageFolderDataset, Split, check_class_sets, class_name, scan_split
 from train.debugger import DebuggerHook, create_hook
+from train.diagnostics.session import Diagnostics, NoDiagnostics
+from train.diagnostics.settings import DiagnosticsSettings
 from train.engine import Precision, RunningTotals, StopRequested, evaluate, train_one_epoch
 from train.environment import TrainingEnvironment
 from train.errors import Interrupted, TrainingError
@@ -68,17 +70,18 @@ class StopFlag:
         return self.signal_name is not None
 
 
-def run(hp: Hyperparameters, env: TrainingEnvironment) -> None:
+def run(hp: Hyperparameters, env: TrainingEnvironment, diagnostics: DiagnosticsSettings | None = None) -> None:
     layout = distributed.plan_layout(hp.processes_per_host, env.num_gpus, env.hosts, env.host_rank)
     workers = hp.num_workers if hp.num_workers is not None else default_num_workers()
     data = prepare_data(env, threads=max(1, workers))
     log.info("process layout: %d host(s) x %d process(es), %s", layout.num_hosts, layout.processes_per_host,
              "CUDA" if layout.use_cuda else "CPU")
+    diagnostics = diagnostics or DiagnosticsSettings()
     if layout.processes_per_host == 1:
         with StopFlag() as stop:
-            train_process(0, hp, env, layout, data, stop)
+            train_process(0, hp, env, layout, data, stop, diagnostics)
     else:
-        _spawn(hp, env, layout, data)
+        _spawn(hp, env, layout, data, diagnostics)
 
 
 def prepare_data(env: TrainingEnvironment, threads: int) -> PreparedData:
@@ -99,9 +102,9 @@ def prepare_data(env: TrainingEnvironment, threads: int) -> PreparedData:
     return PreparedData(class_folders=folders, splits=splits)
 
 
-def _spawn(hp, env, layout, data) -> None:
-    context = mp.start_processes(_train_process_entry, args=(hp, env, layout, data), nprocs=layout.processes_per_host,
-                                 join=False, start_method="spawn")
+def _spawn(hp, env, layout, data, diagnostics) -> None:
+    context = mp.start_processes(_train_process_entry, args=(hp, env, layout, data, diagnostics),
+                                 nprocs=layout.processes_per_host, join=False, start_method="spawn")
     stop = StopFlag()
 
     def forward(signum, frame):
@@ -124,11 +127,11 @@ def _spawn(hp, env, layout, data) -> None:
         raise TrainingError(f"training process {error.error_index} exited with code {error.exit_code}") from error
 
 
-def _train_process_entry(local_rank, hp, env, layout, data) -> None:
+def _train_process_entry(local_rank, hp, env, layout, data, diagnostics) -> None:
     _configure_child_logging(local_rank)
     stop = StopFlag()
     stop.install()
-    train_process(local_rank, hp, env, layout, data, stop)
+    train_process(local_rank, hp, env, layout, data, stop, diagnostics)
 
 
 def _configure_child_logging(local_rank: int) -> None:
@@ -143,17 +146,19 @@ def _ignore_stop_signals(_worker_id: int) -> None:
 
 
 def train_process(local_rank: int, hp: Hyperparameters, env: TrainingEnvironment,
-                  layout: distributed.ProcessLayout, data: PreparedData, stop: StopFlag) -> None:
+                  layout: distributed.ProcessLayout, data: PreparedData, stop: StopFlag,
+                  diagnostics: DiagnosticsSettings) -> None:
     device = distributed.init_process(layout, local_rank)
     try:
-        _Job(hp, env, layout, data, stop, device).run()
+        _Job(hp, env, layout, data, stop, device, diagnostics).run()
     finally:
         distributed.shutdown()
 
 
 class _Job:
-    def __init__(self, hp, env, layout, data, stop, device):
+    def __init__(self, hp, env, layout, data, stop, device, diagnostics_settings):
         self.hp, self.env, self.data, self.stop, self.device = hp, env, data, stop, device
+        self.diagnostics_settings = diagnostics_settings
         self.rank, self.world_size = distributed.rank_and_world()
         self.is_main = self.rank == 0
         self.precision = Precision.for_device(device)
@@ -198,12 +203,23 @@ class _Job:
         # SageMaker Debugger's tensors come from rank 0 (its rules read one worker's view).
         self.debugger = create_hook(self.env.debug_hook_config, self.classifier, self.criterion) \
             if self.is_main else DebuggerHook()
+        self.diagnostics = self._diagnostics()
         self.normalize = Normalize(self.preprocess.mean, self.preprocess.std).to(self.device)
         self.input_normalize = None if self.cached else self.normalize  # cached features need none
         log.info("model: %s + head(%d) -> %d classes, %s backbone, %d trainable parameters%s",
                  self.hp.arch, self.hp.hidden_units, len(self.data.class_folders),
                  "frozen" if self.hp.freeze_backbone else "trainable", sum(p.numel() for p in trainable),
                  ", features cached" if self.cached else "")
+
+    def _diagnostics(self):
+        """Rank 0 profiles and judges the run (gradients are all-reduced: its view is everyone's)."""
+        if not (self.is_main and self.diagnostics_settings.enabled):
+            return NoDiagnostics()
+        counts = [0] * len(self.data.class_folders)
+        for _, label in self.data.splits["train"].samples:
+            counts[label] += 1
+        return Diagnostics(self.diagnostics_settings, self.classifier, self.device, self.data.classes, counts,
+                           self.env.output_data_dir, self.env.tensorboard_dir)
 
     def _loader(self, split: Split, train: bool, epoch: int = 0, skip_batches: int = 0):
         """This rank's batches of a split: images, or cached features in the very same order."""
@@ -286,6 +302,7 @@ class _Job:
             self._run()
         finally:
             self.debugger.close()
+            self.diagnostics.close()
 
     def _run(self) -> None:
         self._resume()
@@ -300,12 +317,15 @@ class _Job:
             train_loss, train_accuracy, images_per_second = self._reduced(totals)
             self.debugger.set_mode("EVAL")
             with Progress(f"epoch {epoch + 1} valid", len(valid_loader), enabled=self.is_main) as progress:
-                valid_loss, valid_accuracy, _ = evaluate(self.model, valid_loader, self.precision, self.input_normalize,
-                                                         len(self.data.class_folders), progress, self.criterion)
+                valid_loss, valid_accuracy, valid_confusion = evaluate(
+                    self.model, valid_loader, self.precision, self.input_normalize, len(self.data.class_folders),
+                    progress, self.criterion)
             values = {"train:loss": train_loss, "train:accuracy": train_accuracy, "valid:loss": valid_loss,
                       "valid:accuracy": valid_accuracy, "epoch:seconds": totals.seconds,
                       "train:images_per_second": images_per_second}
             self.history.append({"epoch": epoch + 1, **values})
+            self.diagnostics.end_epoch(epoch + 1, train_loss, valid_loss, train_accuracy, valid_accuracy,
+                                       valid_confusion)
             if valid_accuracy > self.best["valid_accuracy"]:
                 self.best = {"epoch": epoch + 1, "valid_accuracy": valid_accuracy, "valid_loss": valid_loss,
                              "state": {k: v.detach().cpu().clone() for k, v in self.classifier.state_dict().items()}}
@@ -319,12 +339,13 @@ class _Job:
 
     def _train_epoch(self, epoch: int, skip: int, totals: RunningTotals) -> None:
         loader = self._loader(self.data.splits["train"], train=True, epoch=epoch, skip_batches=skip)
+        self.diagnostics.start_epoch(epoch + 1, global_step=epoch * (skip + len(loader)) + skip)
         with Progress(f"epoch {epoch + 1}/{self.hp.epochs} train", skip + len(loader), initial=skip,
                       enabled=self.is_main) as progress:
             self.debugger.set_mode("TRAIN")
             try:
                 train_one_epoch(self.model, loader, self.optimizer, self.scaler, self.precision, self.input_normalize,
-                                totals, skip, self.stop, progress, self.criterion)
+                                totals, skip, self.stop, progress, self.criterion, self.diagnostics.observer)
             except StopRequested as stopped:
                 step = stopped.args[0]
                 self._save_checkpoint(epoch, step, totals)
@@ -371,6 +392,7 @@ class _Job:
             report.write_report(self.env.output_data_dir, classes=self.data.classes, split_name=split_name,
                                 loss=loss, accuracy=accuracy, confusion=confusion, history=self.history,
                                 splits=list(self.data.splits.values()))
+            self.diagnostics.finish(self.env.output_data_dir)
         except OSError as error:
             raise TrainingError(f"cannot write the model or report: {error}") from error
         log.info("model artifact written to %s; report to %s", self.env.model_dir, self.env.output_data_dir)
