@@ -1,0 +1,261 @@
+"""In-process rules, profiler, report and TensorBoard output, driven by small real training runs.
+
+Each run is the real training program on data the test makes; each is built to trip one rule
+(a huge learning rate, a model memorising a tiny train set, a deliberately slow loader, ...)
+and others to stay quiet. GPU-only rule paths cannot run on these machines: those are tested
+on hand-made records (said at each test).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from conftest import FAST_FLAGS, run_train
+from PIL import Image
+
+from train.diagnostics import settings
+from train.diagnostics.record import RunRecord, StepRecord, SystemSample
+from train.diagnostics.rules import ISSUES, NO_ISSUES, NOT_APPLICABLE, evaluate_rules
+from train.errors import UsageError
+from train.hyperparameters import parse_args
+from train.sample_data import make_sample_dataset
+
+RULE_NAMES = ["LossNotDecreasing", "Overfit", "Overtraining", "VanishingGradient", "ExplodingTensor",
+              "PoorWeightInitialization", "ClassImbalance", "LowGPUUtilization", "CPUBottleneck", "StepOutlier"]
+
+
+# -- flags --------------------------------------------------------------------------------------
+
+
+def test_rule_flags_carry_sagemakers_names_and_defaults():
+    _, _, namespace = parse_args([])
+    found = settings.settings_from(namespace)
+    assert [type(rule).__name__ for rule in found.rules] == RULE_NAMES
+    by_name = {type(rule).__name__: rule for rule in found.rules}
+    # SageMaker's documented defaults
+    assert by_name["Overfit"] == settings.Overfit(start_step=0, patience=1, ratio_threshold=0.1)
+    assert by_name["VanishingGradient"].threshold == 1e-7
+    assert by_name["PoorWeightInitialization"] == settings.PoorWeightInitialization(10.0, 0.001, 5, 10)
+    assert by_name["ClassImbalance"] == settings.ClassImbalance(10.0, 0.7, 500)
+    assert by_name["LowGPUUtilization"] == settings.LowGPUUtilization(70, 10, 500, 1000)
+    assert by_name["CPUBottleneck"] == settings.CPUBottleneck(50, 10, 90, 1000)
+    assert by_name["StepOutlier"] == settings.StepOutlier(3, 10)
+    assert found.enabled and found.sample_interval_ms == 500 and found.profile_steps is None
+
+
+def test_rule_flags_set_thresholds_the_way_sagemaker_passes_hyperparameters():
+    _, _, namespace = parse_args(["--overfit-ratio-threshold", "0.25", "--low-gpu-utilization-threshold-p95", "60",
+                                  "--step-outlier-n-outliers", "2", "--exploding-tensor-only-nan", "True",
+                                  "--profile-steps", "5-8", "--diagnostics", "false"])
+    found = settings.settings_from(namespace)
+    assert found.rule(settings.Overfit).ratio_threshold == 0.25
+    assert found.rule(settings.LowGPUUtilization).threshold_p95 == 60
+    assert found.rule(settings.StepOutlier).n_outliers == 2
+    assert found.rule(settings.ExplodingTensor).only_nan is True
+    assert found.profile_steps == (5, 8) and not found.enabled
+
+
+@pytest.mark.parametrize(("args", "flag"), [(["--profile-steps", "8-5"], "--profile-steps"),
+                                            (["--overfit-patience", "-1"], "--overfit-patience"),
+                                            (["--cpu-bottleneck-threshold", "lots"], "--cpu-bottleneck-threshold")])
+def test_bad_diagnostics_flags_name_the_flag(args, flag):
+    with pytest.raises(UsageError, match=re.escape(flag)):
+        parse_args(args)
+
+
+# -- GPU rules on hand-made records: no GPU on the machines these tests run on ------------------
+
+
+def _gpu_record(gpu_percent, cpu_percent=50.0) -> RunRecord:
+    record = RunRecord(device="cuda")
+    record.system = [SystemSample(i * 0.5, cpu_percent, 30.0, [g], [40.0]) for i, g in enumerate(gpu_percent)]
+    return record
+
+
+def _status(rule, record) -> tuple[str, str]:
+    result = evaluate_rules((rule,), record)[0]
+    return result.status, result.message
+
+
+def test_low_gpu_utilization_finds_underuse_and_fluctuation_after_the_start_up():
+    rule = settings.LowGPUUtilization()
+    rng = np.random.default_rng(0)
+    start_up = [0.0] * 1000  # the patience window: ignored
+    assert _status(rule, _gpu_record(start_up + list(rng.uniform(85, 99, 600))))[0] == NO_ISSUES
+    status, message = _status(rule, _gpu_record(start_up + list(rng.uniform(20, 40, 600))))
+    assert status == ISSUES and "underused" in message
+    fluctuating = [95.0 if i % 5 else 0.0 for i in range(600)]
+    status, message = _status(rule, _gpu_record(start_up + fluctuating))
+    assert status == ISSUES and "fluctuates" in message
+    assert _status(rule, _gpu_record([95.0] * 1200))[0] == NOT_APPLICABLE  # fewer than a window after patience
+    assert _status(rule, RunRecord(device="cpu"))[0] == NOT_APPLICABLE
+
+
+def test_cpu_bottleneck_in_sagemakers_gpu_form():
+    rule = settings.CPUBottleneck()
+    steps = [StepRecord(i, 1, 1.0, {"data_wait": 0.001, "forward": 0.01, "backward": 0.01, "optimizer": 0.001})
+             for i in range(1, 50)]
+    starved = _gpu_record([0.0] * 1000 + [5.0] * 600, cpu_percent=97.0)
+    starved.steps = steps
+    status, message = _status(rule, starved)
+    assert status == ISSUES and "GPU under 10%" in message
+    busy = _gpu_record([0.0] * 1000 + [90.0] * 600, cpu_percent=97.0)
+    busy.steps = steps
+    assert _status(rule, busy)[0] == NO_ISSUES
+
+
+# -- real runs ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diagnostics")
+    made = {"tiny": make_sample_dataset(root / "tiny", num_classes=3, sizes={"train": 8, "valid": 3, "test": 3},
+                                        seed=1, broken=False)}
+    # valid folders rotated: what the model learns from train is wrong on valid, so it can only memorise
+    memorise = make_sample_dataset(root / "memorise", num_classes=3, sizes={"train": 4, "valid": 4, "test": 2},
+                                   seed=2, broken=False)
+    folders = sorted((memorise / "valid").iterdir())
+    moved = [folder.rename(folder.with_name("x" + folder.name)) for folder in folders]
+    for folder, target in zip(moved, folders[1:] + folders[:1], strict=True):
+        folder.rename(target)
+    made["memorise"] = memorise
+    # 22 images of one class, 2 of the other
+    imbalanced = make_sample_dataset(root / "imbalanced", num_classes=2, sizes={"train": 22, "valid": 2, "test": 2},
+                                     seed=3, broken=False)
+    for path in sorted((imbalanced / "train" / "002.Green_Square").iterdir())[2:]:
+        path.unlink()
+    made["imbalanced"] = imbalanced
+    # noise PNGs of 1200x1200 decoded for 32 px crops: the loader, not the network, sets the pace
+    rng = np.random.default_rng(0)
+    slow = root / "slow"
+    for split, count in (("train", 6), ("valid", 2), ("test", 2)):
+        for index, name in enumerate(("a", "b")):
+            folder = slow / split / f"00{index + 1}.{name}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 255, (1200, 1200, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    made["slow"] = slow
+    # 120 small photos and 4 huge PNGs among them: 4 steps far slower than the rest
+    outliers = make_sample_dataset(root / "outliers", num_classes=2, sizes={"train": 60, "valid": 2, "test": 2},
+                                   seed=4, broken=False)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (1500, 1500, 3), dtype=np.uint8)).save(
+            outliers / "train" / "001.Red_Disc" / f"huge_{i}.png")
+    made["outliers"] = outliers
+    regular = make_sample_dataset(root / "regular", num_classes=2, sizes={"train": 60, "valid": 2, "test": 2},
+                                  seed=4, broken=False)
+    made["regular"] = regular
+    # backbone weight files: one NaN, and one BatchNorm scaled 1000x (a badly initialised layer)
+    state = torchvision.models.resnet18().state_dict()
+    state["layer4.0.conv1.weight"][0, 0, 1, 1] = float("nan")
+    torch.save(state, root / "nan.pt")
+    state = torchvision.models.resnet18().state_dict()
+    state["layer3.0.bn1.weight"] *= 1000
+    torch.save(state, root / "badly_initialised.pt")
+    made["weights"] = root
+    return made
+
+
+def _rules(datasets, tmp_path, data: str, *flags: str) -> dict[str, dict]:
+    result = run_train([*FAST_FLAGS, "--data-dir", str(datasets[data]), *flags], tmp_path / "ml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rules = json.loads((tmp_path / "ml" / "output" / "data" / "rules.json").read_text())
+    assert [r["rule"] for r in rules] == RULE_NAMES
+    assert all(set(r) >= {"rule", "status", "message"} and r["status"] in (ISSUES, NO_ISSUES, NOT_APPLICABLE)
+               for r in rules)
+    return {r["rule"]: r for r in rules}
+
+
+# (data, flags, rules that must find issues, rules that must not)
+RUNS = {
+    "a huge learning rate kills the head's ReLUs": (
+        "tiny", ["--epochs", "3", "--augment", "false", "--lr", "10", "--batch-size", "2"],
+        ["VanishingGradient"], ["ExplodingTensor", "ClassImbalance", "CPUBottleneck"]),
+    "a learning rate too small to move the loss": (
+        "tiny", ["--epochs", "3", "--augment", "false", "--lr", "1e-8", "--batch-size", "2"],
+        ["LossNotDecreasing"], ["VanishingGradient", "ExplodingTensor", "Overfit"]),
+    "a model memorising a tiny train set": (
+        "memorise", ["--epochs", "12", "--augment", "false", "--lr", "0.03", "--batch-size", "4"],
+        ["Overfit", "Overtraining"], ["LossNotDecreasing", "VanishingGradient", "ExplodingTensor", "CPUBottleneck",
+                                      "PoorWeightInitialization"]),
+    "NaN in the backbone weights": (
+        "tiny", ["--epochs", "1", "--weights", "{weights}/nan.pt"], ["ExplodingTensor"], []),
+    "a badly initialised layer in a trainable backbone": (
+        "tiny", ["--epochs", "1", "--weights", "{weights}/badly_initialised.pt", "--freeze-backbone", "false",
+                 "--batch-size", "2"],
+        ["PoorWeightInitialization"], ["ExplodingTensor"]),
+    "the default initialisation": (
+        "tiny", ["--epochs", "1", "--freeze-backbone", "false", "--batch-size", "2"],
+        [], ["PoorWeightInitialization", "ExplodingTensor", "VanishingGradient"]),
+    "an imbalanced train split": (
+        "imbalanced", ["--epochs", "1"], ["ClassImbalance"], []),
+    "a deliberately slow loader": (
+        "slow", ["--epochs", "2", "--batch-size", "2"], ["CPUBottleneck"], ["ClassImbalance"]),
+    "a few huge images among small ones": (
+        "outliers", ["--epochs", "1", "--batch-size", "1", "--step-outlier-n-outliers", "2"], ["StepOutlier"], []),
+    "steps of even cost": (
+        "regular", ["--epochs", "1", "--batch-size", "1"], [], ["StepOutlier", "ClassImbalance"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", list(RUNS))
+def test_each_rule_fires_on_the_run_built_to_trip_it_and_not_elsewhere(scenario, datasets, tmp_path):
+    data, flags, issues, clean = RUNS[scenario]
+    flags = [flag.replace("{weights}", str(datasets["weights"])) for flag in flags]
+    rules = _rules(datasets, tmp_path, data, *flags)
+    for name in issues:
+        assert rules[name]["status"] == ISSUES, rules[name]
+    for name in clean:
+        assert rules[name]["status"] == NO_ISSUES, rules[name]
+    assert rules["LowGPUUtilization"]["status"] == NOT_APPLICABLE  # no GPU here
+
+
+@pytest.mark.slow
+def test_report_tensorboard_and_trace_of_a_resnet50_run(datasets, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = run_train([*FAST_FLAGS, "--arch", "resnet50", "--freeze-backbone", "false", "--batch-size", "4",
+                        "--epochs", "2", "--profile-steps", "2-3", "--profiler-interval-ms", "50",
+                        "--data-dir", str(datasets["tiny"])], tmp_path / "ml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = tmp_path / "ml" / "output"
+
+    recorded = json.loads((output / "data" / "diagnostics.json").read_text())
+    assert len(recorded["steps"]) == 12 and recorded["steps"][-1]["step"] == 12
+    assert set(recorded["steps"][0]["seconds"]) == {"data_wait", "forward", "backward", "optimizer"}
+    # gradient norms for every ResNet-50 layer group
+    assert set(recorded["gradients"][0]["group_norms"]) == {"stem", "layer1", "layer2", "layer3", "layer4", "head"}
+    assert len(recorded["system"]) >= 5 and recorded["epochs"][-1]["last_step"] == 12
+
+    page = (output / "data" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4  # loss, gradients, step time, utilisation: all inline
+    assert "src=\"http" not in page and "src='http" not in page
+    assert all(name in page for name in RULE_NAMES)
+    assert "torch.profiler: top operators" in page
+
+    trace = json.loads((output / "data" / "torch_profiler" / "trace.json").read_text())
+    assert trace["traceEvents"]
+
+    events = EventAccumulator(str(output / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss/train_step", "loss/train", "loss/valid", "accuracy/valid", "gradient_norm/layer4",
+            "step_time_ms/data_wait", "step_time_ms/forward", "system/cpu_percent"} <= tags
+    assert len(events.Scalars("loss/train_step")) == 12 and len(events.Scalars("loss/valid")) == 2
+
+
+@pytest.mark.slow
+def test_diagnostics_false_writes_none_of_it(datasets, tmp_path):
+    result = run_train([*FAST_FLAGS, "--epochs", "1", "--diagnostics", "false", "--data-dir", str(datasets["tiny"])],
+                       tmp_path / "ml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = tmp_path / "ml" / "output"
+    assert (output / "data" / "evaluation.json").is_file()
+    assert not (output / "data" / "rules.json").exists() and not (output / "tensorboard").exists()
