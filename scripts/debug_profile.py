@@ -94,13 +94,14 @@ def tuned_hyperparameters(client, tuning_job_name: str) -> dict[str, str]:
     return {name: value.strip('"') for name, value in merged.items() if not name.startswith(("_", "sagemaker_"))}
 
 
-def debugging_configuration(output_path: str) -> dict:
+def debugging_configuration(output_path: str, job_name: str) -> dict:
     from sagemaker.debugger import (
         CollectionConfig,
         DebuggerHookConfig,
         ProfilerConfig,
         ProfilerRule,
         Rule,
+        TensorBoardOutputConfig,
         rule_configs,
     )
 
@@ -122,6 +123,9 @@ def debugging_configuration(output_path: str) -> dict:
         # System metrics only: framework profiling is deprecated from PyTorch 2.0.
         "profiler_config": ProfilerConfig(s3_output_path=output_path,
                                           system_monitor_interval_millis=SYSTEM_MONITOR_MILLIS),
+        # The training program writes event files to /opt/ml/output/tensorboard; SageMaker uploads
+        # them here while the job runs (under the job's name, so they download with the rest).
+        "tensorboard_output_config": TensorBoardOutputConfig(s3_output_path=f"{output_path}/{job_name}/tensorboard"),
     }
 
 
@@ -201,7 +205,7 @@ def run_job(args, session, hyperparameters: dict, job_name: str, destination: Pa
         channel = f"file://{args.data}"
     else:
         output_path = args.output_path or f"s3://{session.default_bucket()}/dog-classifier/debug"
-        debugging = debugging_configuration(output_path)
+        debugging = debugging_configuration(output_path, job_name)
         channel = args.data
     estimator = training_estimator(
         image_uri=args.image_uri, role=args.role, instance_type="local" if args.local else args.instance_type,
@@ -227,6 +231,18 @@ def wait_for_rules(client, job_name: str, description: dict, timeout: float) -> 
     return description
 
 
+def in_job_rule_summary(destination: Path) -> list[str]:
+    """The training program's own rules (rules.json in output.tar.gz), evaluated in the job itself."""
+    found = next(destination.rglob("rules.json"), None)
+    if found is None:
+        return ["in-job rules: no rules.json in the job's output (ran with --diagnostics false?)"]
+    rules = json.loads(found.read_text())
+    width = max((len(rule["rule"]) for rule in rules), default=0)
+    report = found.with_name("report.html")
+    return ([f"in-job rules ({found}):"] + [f"  {rule['rule']:{width}}  {rule['status']}  {rule['message']}"
+                                             for rule in rules] + [f"training report: {report}"])
+
+
 def _rule_statuses(description: dict) -> list[dict]:
     return description.get("DebugRuleEvaluationStatuses", []) + description.get("ProfilerRuleEvaluationStatuses", [])
 
@@ -235,6 +251,7 @@ def print_results(destination: Path, description: dict) -> None:
     unpack_outputs(destination)
     print(plot_losses(destination))
     print("\n".join(rule_summary(description)))
+    print("\n".join(in_job_rule_summary(destination)))
     report = next(destination.rglob("profiler-report.html"), None)
     print(f"profiler report: {report}" if report else
           "profiler report: not written (the ProfilerReport rule runs on SageMaker, minutes after the job)")

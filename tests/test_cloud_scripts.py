@@ -156,11 +156,14 @@ def upload_job_outputs(tmp_path, prefix: str) -> None:
     s3.put_object(Bucket=DEBUG_OUTPUT, Key=f"{prefix}/rule-output/ProfilerReport/profiler-output/profiler-report.html",
                   Body=b"<html>report</html>")
     archive = io.BytesIO()
+    rules = [{"rule": "Overfit", "status": "IssuesFound", "message": "epoch 2: validation loss 1.2 is 50% above"},
+             {"rule": "LowGPUUtilization", "status": "NotApplicable", "message": "no GPU in this run"}]
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        payload = json.dumps({"accuracy": 0.875}).encode()
-        info = tarfile.TarInfo("evaluation.json")
-        info.size = len(payload)
-        tar.addfile(info, io.BytesIO(payload))
+        for name, content in (("evaluation.json", {"accuracy": 0.875}), ("rules.json", rules)):
+            payload = json.dumps(content).encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
     s3.put_object(Bucket=DEBUG_OUTPUT, Key=f"{prefix}/output/output.tar.gz", Body=archive.getvalue())
     s3.put_object(Bucket=DEBUG_OUTPUT, Key=f"{prefix}/output/model.tar.gz", Body=b"model")
 
@@ -222,6 +225,7 @@ def test_debug_profile_configures_debugger_rules_and_profiler_and_reads_the_resu
     assert request["ProfilerConfig"]["S3OutputPath"] == output_path
     assert request["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 500
     assert "ProfilingParameters" not in request["ProfilerConfig"]  # framework profiling: deprecated on PyTorch 2
+    assert request["TensorBoardOutputConfig"]["S3OutputPath"] == f"{output_path}/{DEBUG_JOB}/tensorboard"
     [profiler_rule] = request["ProfilerRuleConfigurations"]
     assert profiler_rule["RuleConfigurationName"].startswith("ProfilerReport")
     assert profiler_rule["RuleParameters"]["rule_to_invoke"] == "ProfilerReport"
@@ -237,6 +241,8 @@ def test_debug_profile_configures_debugger_rules_and_profiler_and_reads_the_resu
     assert "waiting for the rule evaluations" in out
     assert "  LossNotDecreasing  NoIssuesFound\n" in out
     assert "  Overfit            IssuesFound  RuleEvaluationConditionMet: Evaluation of the rule Overfit" in out
+    assert "  Overfit            IssuesFound  epoch 2: validation loss 1.2 is 50% above\n" in out  # in-job rules
+    assert "  LowGPUUtilization  NotApplicable  no GPU in this run\n" in out
     assert not list(job_dir.rglob("model.tar.gz"))  # the model stays in S3
 
 
