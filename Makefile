@@ -32,11 +32,13 @@ bench: setup
 	$(BIN)/python -m bench.train_throughput
 	$(BIN)/python -m bench.feature_cache
 	$(BIN)/python -m bench.serve_latency
+	$(BIN)/python -m bench.diagnostics_overhead
 
 bench-quick: setup
 	$(BIN)/python -m bench.train_throughput --quick
 	$(BIN)/python -m bench.feature_cache --quick
 	$(BIN)/python -m bench.serve_latency --quick
+	$(BIN)/python -m bench.diagnostics_overhead --quick
 
 lint: setup
 	$(BIN)/ruff check .

@@ -49,11 +49,12 @@ class Diagnostics(NoDiagnostics):
         self.record = RunRecord(device=device.type, classes=classes, train_class_counts=train_class_counts)
         self.profile = ProfileWindow(settings.profile_steps, output_dir / "torch_profiler", device)
         self.observer = Recorder(self.record, classifier, device,
-                                 first_steps=settings.rule(PoorWeightInitialization).steps, profile=self.profile)
+                                 first_steps=settings.rule(PoorWeightInitialization).steps,
+                                 gradient_interval=settings.gradient_interval, profile=self.profile)
         self.tensorboard = TensorBoardWriter(tensorboard_dir)
         self.started_wall_time = time.time()
         self.monitor = SystemMonitor(settings.sample_interval_ms / 1000, use_gpu=device.type == "cuda").start()
-        self._steps_written = self._samples_written = 0
+        self._steps_written = self._gradients_written = self._samples_written = 0
         log.info("diagnostics: rules, profiler (system every %d ms, step phases%s), TensorBoard events in %s",
                  settings.sample_interval_ms,
                  ", torch.profiler steps {}-{}".format(*settings.profile_steps) if settings.profile_steps else "",
@@ -94,10 +95,10 @@ class Diagnostics(NoDiagnostics):
 
     def _write_tensorboard(self) -> None:
         steps = self.record.steps[self._steps_written:]
-        gradients = self.record.gradients[self._steps_written:]
-        for step, gradient in zip(steps, gradients, strict=True):
-            self.tensorboard.step(step, gradient)
+        gradients = self.record.gradients[self._gradients_written:]
+        self.tensorboard.steps(steps, gradients)
         self._steps_written += len(steps)
+        self._gradients_written += len(gradients)
         samples = self.monitor.samples[self._samples_written:]
         self.tensorboard.system(samples, self.started_wall_time, self._samples_written)
         self._samples_written += len(samples)

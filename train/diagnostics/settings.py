@@ -87,6 +87,7 @@ RULE_TYPES = (LossNotDecreasing, Overfit, Overtraining, VanishingGradient, Explo
 class DiagnosticsSettings:
     enabled: bool = True
     sample_interval_ms: int = 500  # SageMaker's default system-monitor interval
+    gradient_interval: int = 10  # gradient statistics every this many steps (and every one of the first steps)
     profile_steps: tuple[int, int] | None = None  # first and last training step traced by torch.profiler
     rules: tuple = tuple(rule() for rule in RULE_TYPES)
 
@@ -107,6 +108,10 @@ def add_arguments(parser: argparse.ArgumentParser, str_to_bool, bounded) -> None
                             "TensorBoard events")
     group.add_argument("--profiler-interval-ms", type=bounded(int, 10, 60000), default=500,
                        help="system metrics sampling interval")
+    group.add_argument("--gradient-interval-steps", type=bounded(int, 1, 1000000), default=10,
+                       help="gradient statistics (VanishingGradient, ExplodingTensor, gradient norm plots) every N "
+                            "steps, like a Debugger hook's save_interval; the first PoorWeightInitialization steps "
+                            "always")
     group.add_argument("--profile-steps", type=_step_window, default=None, metavar="FIRST-LAST",
                        help="trace these training steps (1-based, inclusive) with torch.profiler")
     rules = parser.add_argument_group("rule thresholds (SageMaker's built-in rule parameters and defaults)")
@@ -124,6 +129,7 @@ def settings_from(namespace: argparse.Namespace) -> DiagnosticsSettings:
     rules = tuple(rule_type(**{field.name: values[f"rule__{rule_type.__name__}__{field.name}"]
                                for field in dataclasses.fields(rule_type)}) for rule_type in RULE_TYPES)
     return DiagnosticsSettings(enabled=values["diagnostics"], sample_interval_ms=values["profiler_interval_ms"],
+                               gradient_interval=values["gradient_interval_steps"],
                                profile_steps=values["profile_steps"], rules=rules)
 
 

@@ -27,14 +27,16 @@ class TensorBoardWriter:
         except Exception as error:  # noqa: BLE001 - TensorBoard output is optional, the job is not
             log.warning("TensorBoard events are not written (%s: %s)", type(error).__name__, error)
 
-    def step(self, step: StepRecord, gradients: GradientRecord) -> None:
+    def steps(self, steps: list[StepRecord], gradients: list[GradientRecord]) -> None:
         if self._writer is None:
             return
-        self._writer.add_scalar("loss/train_step", step.loss, step.step)
-        for phase, seconds in step.seconds.items():
-            self._writer.add_scalar(f"step_time_ms/{phase}", seconds * 1000, step.step)
-        for group, norm in gradients.group_norms.items():
-            self._writer.add_scalar(f"gradient_norm/{group}", norm, step.step)
+        for step in steps:
+            self._writer.add_scalar("loss/train_step", step.loss, step.step)
+            for phase, seconds in step.seconds.items():
+                self._writer.add_scalar(f"step_time_ms/{phase}", seconds * 1000, step.step)
+        for gradient in gradients:
+            for group, norm in gradient.group_norms.items():
+                self._writer.add_scalar(f"gradient_norm/{group}", norm, gradient.step)
 
     def epoch(self, epoch: EpochRecord) -> None:
         if self._writer is None:
