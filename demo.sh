@@ -31,6 +31,10 @@ evaluation = json.load(open(f"{base}/output/data/evaluation.json"))
 print(f"classes:         {', '.join(model['classes'])}")
 print(f"test accuracy:   {evaluation['accuracy']:.3f} on {sum(c['images'] for c in evaluation['per_class'])} images")
 print(f"skipped files:   {sum(v['skipped'] for v in evaluation['files'].values())} (see skipped_files.json)")
+rules = json.load(open(f"{base}/output/data/rules.json"))
+found = [r["rule"] for r in rules if r["status"] == "IssuesFound"]
+print(f"rules:           {len(found)} of {len(rules)} found issues{': ' + ', '.join(found) if found else ''} "
+      "(see rules.json, report.html)")
 PY
 
 echo

@@ -99,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (CI)")
     args = parser.parse_args(argv)
-    image_size, rounds = (64, 5) if args.quick else (128, 7)
+    image_size, rounds = (64, 5) if args.quick else (128, 5)
     steps = {"head on cached features": 400 if args.quick else 2000,
-             "frozen ResNet-50": 20 if args.quick else 60,
-             "trainable ResNet-50": 10 if args.quick else 30}
+             "frozen ResNet-50": 20 if args.quick else 30,
+             "trainable ResNet-50": 10 if args.quick else 20}
     rows, shares = [], []
     for name, count in steps.items():
         on, off, share = measure(name, image_size, count, rounds)

@@ -73,6 +73,11 @@ def test_training_image_runs_as_sagemaker_runs_it(tiny_dataset, tmp_path):
     assert (opt_ml / "model" / "model.onnx").stat().st_size > 1000
     assert json.loads((opt_ml / "output" / "data" / "evaluation.json").read_text())["accuracy"] >= 0
     assert "valid:accuracy=" in result.stdout  # the tuner's regexes read the container's log
+    # diagnostics in the image's own stack (protobuf 3.20.3 under TensorBoard, psutil, NVML bindings)
+    rules = json.loads((opt_ml / "output" / "data" / "rules.json").read_text())
+    assert len(rules) == 10 and (opt_ml / "output" / "data" / "report.html").stat().st_size > 10000
+    assert list((opt_ml / "output" / "tensorboard").glob("events.out.tfevents.*"))
+    assert "TensorBoard events are not written" not in result.stdout + result.stderr
 
 
 @pytest.mark.docker
