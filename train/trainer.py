@@ -335,6 +335,7 @@ class _Job:
             if self.stop():
                 raise Interrupted(f"stopped by {self.stop.signal_name} after epoch {epoch + 1}; checkpoint saved")
         self.debugger.close()  # before the export, which must not copy or trigger its hooks
+        self.diagnostics.close()  # likewise its ReLU hooks (left on when a run has under 10 steps)
         self._finish()
 
     def _train_epoch(self, epoch: int, skip: int, totals: RunningTotals) -> None:
