@@ -29,16 +29,10 @@ test-docker: setup
 	bash .ci/docker-stage.sh
 
 bench: setup
-	$(BIN)/python -m bench.train_throughput
-	$(BIN)/python -m bench.feature_cache
-	$(BIN)/python -m bench.serve_latency
-	$(BIN)/python -m bench.diagnostics_overhead
+	$(BIN)/python -m bench
 
 bench-quick: setup
-	$(BIN)/python -m bench.train_throughput --quick
-	$(BIN)/python -m bench.feature_cache --quick
-	$(BIN)/python -m bench.serve_latency --quick
-	$(BIN)/python -m bench.diagnostics_overhead --quick
+	$(BIN)/python -m bench --quick
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,0 +1,29 @@
+"""`python -m bench [--quick]`: every benchmark in one run, then one summary table of all their rows.
+
+Each row: what is measured, ours, the baseline, the ratio, and which baseline (defined under the
+table). `--quick` (CI) runs each benchmark's quick mode. Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import diagnostics_overhead, feature_cache, serve_latency, train_throughput
+from bench.report import PRINTED, print_summary
+
+BENCHMARKS = (train_throughput, feature_cache, diagnostics_overhead, serve_latency)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="every benchmark's quick mode (CI)")
+    args = parser.parse_args(argv)
+    for benchmark in BENCHMARKS:
+        benchmark.main(["--quick"] if args.quick else [])
+    print_summary(PRINTED)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
