@@ -23,20 +23,9 @@ if __package__ in (None, ""):  # run as `python scripts/tune.py`
 from scripts import aws
 from scripts.estimator import DEFAULT_MAX_RUN_HOURS, check_hyperparameters, parse_hyperparameters, training_estimator
 from train.errors import UsageError
+from train.tune import DEFAULT_BATCH_SIZES, DEFAULT_LR_RANGE, batch_sizes  # one search space, local and SageMaker
 
 OBJECTIVE = "valid:accuracy"
-DEFAULT_LR_RANGE = (0.001, 0.1)
-DEFAULT_BATCH_SIZES = (32, 64, 128, 256, 512)
-
-
-def batch_sizes(value: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {value!r}") from None
-    if not sizes or min(sizes) < 1 or len(set(sizes)) != len(sizes):
-        raise argparse.ArgumentTypeError(f"expected distinct positive batch sizes, got {value!r}")
-    return sizes
 
 
 def parse_args(argv):

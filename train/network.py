@@ -93,11 +93,7 @@ class Classifier(nn.Module):
         features = backbone.fc.in_features
         backbone.fc = nn.Identity()
         self.backbone = backbone
-        self.head = nn.Sequential(
-            nn.Linear(features, hidden_units),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden_units, num_classes),
-        )
+        self.head = build_head(features, hidden_units, num_classes)
         self.backbone_frozen = False
 
     def freeze_backbone(self) -> None:
@@ -118,6 +114,15 @@ class Classifier(nn.Module):
         else:
             features = self.backbone(images)
         return self.head(features)
+
+
+def build_head(features: int, hidden_units: int, num_classes: int) -> nn.Module:
+    """Linear-ReLU-Linear on the backbone's pooled features (also what local tuning trains alone)."""
+    return nn.Sequential(
+        nn.Linear(features, hidden_units),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden_units, num_classes),
+    )
 
 
 class WithSoftmax(nn.Module):
