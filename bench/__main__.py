@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from bench import diagnostics_overhead, feature_cache, serve_latency, train_throughput
+from bench import diagnostics_overhead, feature_cache, serve_latency, train_throughput, tuning_trial
 from bench.report import PRINTED, print_summary
 
-BENCHMARKS = (train_throughput, feature_cache, diagnostics_overhead, serve_latency)
+BENCHMARKS = (train_throughput, feature_cache, tuning_trial, diagnostics_overhead, serve_latency)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,63 @@
+"""Tuning time per trial: a local Optuna trial on cached features against the same trial as a training job.
+
+Ours: `python -m train.tune` with N trials, its whole wall time (start-up and the one backbone
+pass over train and valid included) divided by N. Baseline: what a SageMaker tuning trial runs,
+the training program from images (`python -m train`, frozen ResNet-50, `--cache-features false`,
+the same epochs), one job's wall time. Same generated photos, same run. Prints numbers; asserts
+nothing.
+
+    python -m bench.tuning_trial [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.photos import make_photos
+from bench.report import print_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wall_seconds(command: list[str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tuning_trial", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer, smaller photos and trials (CI)")
+    args = parser.parse_args(argv)
+    per_split, image_size, trials, epochs = ((24, 8), 128, 5, 3) if args.quick else ((96, 32), 224, 10, 5)
+    common = ["--arch", "resnet50", "--weights", "none", "--image-size", str(image_size)]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        for seed, (split, count) in enumerate(zip(("train", "valid"), per_split, strict=True)):
+            make_photos(data / split, count, classes=4, seed=seed, max_width=1600)
+        tuning = wall_seconds(["-m", "train.tune", "--data-dir", str(data), *common, "--trials", str(trials),
+                               "--epochs", str(epochs), "--batch-sizes", "8,16,32"])
+        job = wall_seconds(["-m", "train", "--data-dir", str(data), "--base-dir", str(Path(tmp) / "job"), *common,
+                            "--freeze-backbone", "true", "--augment", "false", "--cache-features", "false",
+                            "--epochs", str(epochs), "--batch-size", "16", "--diagnostics", "false"])
+    print_table(f"tuning: seconds per trial, {epochs} epochs, frozen ResNet-50, {image_size} px, "
+                f"{per_split[0]}/{per_split[1]} photos, {platform.machine()} x {os.cpu_count()} CPUs "
+                "(lower is better)",
+                [(f"time per trial, {trials} local trials amortised (s)", tuning / trials, job)],
+                "one trial as a tuning job runs it: the training program from images, --cache-features false")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
