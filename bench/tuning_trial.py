@@ -1,10 +1,12 @@
-"""Tuning time per trial: a local Optuna trial on cached features against the same trial as a training job.
+"""Tuning time per trial: trials on features computed once, against the same trial as a training job from images.
 
-Ours: `python -m train.tune` with N trials, its whole wall time (start-up and the one backbone
-pass over train and valid included) divided by N. Baseline: what a SageMaker tuning trial runs,
-the training program from images (`python -m train`, frozen ResNet-50, `--cache-features false`,
-the same epochs), one job's wall time. Same generated photos, same run. Prints numbers; asserts
-nothing.
+Ours, three ways: `python -m train.tune` with N trials, its whole wall time (start-up and the one
+backbone pass over train and valid included) divided by N; one SageMaker-style trial on a
+featurize job's output (`python -m train` with the model.tar.gz as its `features` channel, no
+images); and that trial with the featurize job's time shared by N trials. Baseline: what a
+tuning trial runs without featurizing, the training program from images (`python -m train`,
+frozen ResNet-50, `--cache-features false`, the same epochs), one job's wall time. Same
+generated photos, same run. Prints numbers; asserts nothing.
 
     python -m bench.tuning_trial [--quick]
 """
@@ -16,6 +18,7 @@ import os
 import platform
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -48,13 +51,24 @@ def main(argv: list[str] | None = None) -> int:
             make_photos(data / split, count, classes=4, seed=seed, max_width=1600)
         tuning = wall_seconds(["-m", "train.tune", "--data-dir", str(data), *common, "--trials", str(trials),
                                "--epochs", str(epochs), "--batch-sizes", "8,16,32"])
-        job = wall_seconds(["-m", "train", "--data-dir", str(data), "--base-dir", str(Path(tmp) / "job"), *common,
-                            "--freeze-backbone", "true", "--augment", "false", "--cache-features", "false",
-                            "--epochs", str(epochs), "--batch-size", "16", "--diagnostics", "false"])
+        trial = ["-m", "train", *common, "--freeze-backbone", "true", "--augment", "false", "--epochs", str(epochs),
+                 "--batch-size", "16", "--diagnostics", "false"]
+        job = wall_seconds([*trial, "--data-dir", str(data), "--base-dir", f"{tmp}/job", "--cache-features", "false"])
+        featurize = wall_seconds([*trial, "--data-dir", str(data), "--base-dir", f"{tmp}/featurize",
+                                  "--featurize", "true"])
+        channel = Path(tmp) / "trial" / "input" / "data" / "features"
+        channel.mkdir(parents=True)
+        with tarfile.open(channel / "model.tar.gz", "w:gz") as archive:  # what SageMaker uploads and hands over
+            for path in (Path(tmp) / "featurize" / "model").iterdir():
+                archive.add(path, arcname=path.name)
+        on_features = wall_seconds([*trial, "--base-dir", f"{tmp}/trial"])
     print_table(f"tuning: seconds per trial, {epochs} epochs, frozen ResNet-50, {image_size} px, "
                 f"{per_split[0]}/{per_split[1]} photos, {platform.machine()} x {os.cpu_count()} CPUs "
                 "(lower is better)",
-                [(f"time per trial, {trials} local trials amortised (s)", tuning / trials, job)],
+                [(f"time per trial, {trials} local trials amortised (s)", tuning / trials, job),
+                 ("one trial job on a featurize job's output (s)", on_features, job),
+                 (f"that, with the featurize job ({featurize:.1f} s) shared by {trials} trials (s)",
+                  on_features + featurize / trials, job)],
                 "one trial as a tuning job runs it: the training program from images, --cache-features false")
     return 0
 

@@ -9,6 +9,13 @@ Objective: valid:accuracy, maximised, read from the job's log with the training 
 regexes. Early stopping Auto. `--spot` runs every trial on managed spot capacity with checkpoints
 in S3 (interrupted trials resume). Prints the job name and its console page; `--wait` also
 prints the best job, its hyperparameters and objective value.
+
+`--featurize`: a frozen backbone gives every trial the same features, so one featurize job
+(`featurize=true`, on --featurize-instance-type) computes them once, and each trial takes its
+model.tar.gz as a `features` channel and trains only the head: seconds on a CPU instance
+(--instance-type defaults to ml.m5.xlarge then). `--features S3_URI` reuses an earlier featurize
+job's model.tar.gz. The final model is still trained from images: the `next:` line's
+debug_profile.py run takes the best trial's hyperparameters and the image data.
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ if __package__ in (None, ""):  # run as `python scripts/tune.py`
 from scripts import aws
 from scripts.estimator import DEFAULT_MAX_RUN_HOURS, check_hyperparameters, parse_hyperparameters, training_estimator
 from train.errors import UsageError
+from train.hyperparameters import str_to_bool
 from train.tune import DEFAULT_BATCH_SIZES, DEFAULT_LR_RANGE, batch_sizes  # one search space, local and SageMaker
 
 OBJECTIVE = "valid:accuracy"
+GPU_INSTANCE = "ml.g4dn.xlarge"
+CPU_INSTANCE = "ml.m5.xlarge"  # a trial on fixed features trains a small head: a GPU would idle
 
 
 def parse_args(argv):
@@ -38,8 +48,15 @@ def parse_args(argv):
     parser.add_argument("--max-jobs", type=aws.positive_int, default=8, help="trials in all (default 8)")
     parser.add_argument("--max-parallel-jobs", type=aws.positive_int, default=2,
                         help="trials at once (default 2; your account's instance quota bounds it)")
-    parser.add_argument("--instance-type", type=aws.instance_type, default="ml.g4dn.xlarge",
-                        help="instance per trial (default ml.g4dn.xlarge: one T4 GPU)")
+    parser.add_argument("--instance-type", type=aws.instance_type,
+                        help=f"instance per trial (default {GPU_INSTANCE}: one T4 GPU; "
+                             f"with --featurize {CPU_INSTANCE})")
+    parser.add_argument("--featurize", action="store_true",
+                        help="compute the frozen backbone's features once, in a featurize job, and tune heads on them")
+    parser.add_argument("--featurize-instance-type", type=aws.instance_type, default=GPU_INSTANCE,
+                        help=f"instance of the featurize job (default {GPU_INSTANCE})")
+    parser.add_argument("--features", type=aws.s3_uri,
+                        help="an earlier featurize job's model.tar.gz: no new featurize job (implies --featurize)")
     parser.add_argument("--spot", action="store_true", help="managed spot training, checkpoints to S3")
     parser.add_argument("--checkpoint-s3-uri", type=aws.s3_uri,
                         help="with --spot (default: s3://<default bucket>/dog-classifier/checkpoints)")
@@ -62,11 +79,17 @@ def parse_args(argv):
         parser.error(f"argument --lr-range: expected 0 < MIN < MAX, got {low} {high}")
     if args.checkpoint_s3_uri and not args.spot:
         parser.error("argument --checkpoint-s3-uri: only used with --spot")
+    args.featurize = args.featurize or args.features is not None
+    args.instance_type = args.instance_type or (CPU_INSTANCE if args.featurize else GPU_INSTANCE)
     try:
         args.static_hyperparameters = parse_hyperparameters(args.hyperparameter)
         tuned = {"lr", "batch-size"} & set(args.static_hyperparameters)
         if tuned:
             raise UsageError(f"--{sorted(tuned)[0]} is tuned: set its range with --lr-range / --batch-sizes")
+        if "featurize" in args.static_hyperparameters:
+            raise UsageError("--featurize is not a trial's hyperparameter: use scripts/tune.py --featurize")
+        if args.featurize:
+            args.static_hyperparameters = features_trial_hyperparameters(args.static_hyperparameters)
         for lr in (low, high):  # the ends of the search space must be values the job accepts
             for size in (min(args.batch_sizes), max(args.batch_sizes)):
                 check_hyperparameters({**args.static_hyperparameters, "lr": str(lr), "batch-size": str(size)})
@@ -75,13 +98,55 @@ def parse_args(argv):
     return args
 
 
+def features_trial_hyperparameters(static: dict[str, str]) -> dict[str, str]:
+    """A trial on fixed features trains a head on a frozen backbone without augmentation: say so, or refuse.
+    (The values were already checked by the training program's parser.)"""
+    required = {"freeze-backbone": True, "augment": False}
+    for name, value in required.items():
+        if name in static and str_to_bool(static[name]) != value:
+            raise UsageError(f"--{name} {static[name]}: trials on fixed features need --{name} {str(value).lower()}")
+    if static.get("cache-features", "auto").strip().lower() != "auto" and not str_to_bool(static["cache-features"]):
+        raise UsageError("--cache-features false: trials on fixed features train on the cached features")
+    return {**static, **{name: str(value).lower() for name, value in required.items()}}
+
+
+def start_featurize_job(args, session) -> str:
+    """Run the featurize job to the end; the S3 URI of its model.tar.gz (the trials' `features` channel)."""
+    from sagemaker.exceptions import UnexpectedStatusException
+
+    estimator = training_estimator(
+        image_uri=args.image_uri, role=args.role, instance_type=args.featurize_instance_type, session=session,
+        hyperparameters={**args.static_hyperparameters, "featurize": "true"},
+        output_path=f"{args.output_path or default_output(session)}/features", max_run_hours=args.max_run_hours,
+        base_job_name="dog-featurize")
+    estimator.fit({"training": args.data}, wait=False)
+    name = estimator.latest_training_job.name
+    print(f"featurize job: {name} (one backbone pass over {args.data})")
+    print(f"console: {aws.console_url(session.boto_region_name, 'jobs', name)}", flush=True)
+    try:
+        estimator.latest_training_job.wait(logs="None")
+    except UnexpectedStatusException:
+        pass  # described below, with SageMaker's reason
+    description = session.sagemaker_client.describe_training_job(TrainingJobName=name)
+    if description["TrainingJobStatus"] != "Completed":
+        raise SystemExit(f"error: featurize job {name} {description['TrainingJobStatus'].lower()}: "
+                         f"{description.get('FailureReason', 'no reason given')}")
+    features = description["ModelArtifacts"]["S3ModelArtifacts"]
+    print(f"features: {features}", flush=True)
+    return features
+
+
+def default_output(session) -> str:
+    return f"s3://{session.default_bucket()}/dog-classifier/tuning"
+
+
 def build_tuner(args, session):
     from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
 
     bucket = f"s3://{session.default_bucket()}/dog-classifier"
     estimator = training_estimator(
         image_uri=args.image_uri, role=args.role, instance_type=args.instance_type, session=session,
-        hyperparameters=args.static_hyperparameters, output_path=args.output_path or f"{bucket}/tuning",
+        hyperparameters=args.static_hyperparameters, output_path=args.output_path or default_output(session),
         spot=args.spot, checkpoint_s3_uri=args.checkpoint_s3_uri or (f"{bucket}/checkpoints" if args.spot else None),
         max_run_hours=args.max_run_hours)
     return HyperparameterTuner(
@@ -136,8 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     boto = aws.boto_session(args)
     session = aws.sagemaker_session(boto)
+    channels = {"training": args.data}
+    if args.featurize:
+        channels = {"features": args.features or start_featurize_job(args, session)}
     tuner = build_tuner(args, session)
-    tuner.fit({"training": args.data}, job_name=args.job_name, wait=False)
+    tuner.fit(channels, job_name=args.job_name, wait=False)
     name = tuner.latest_tuning_job.name
     print(f"tuning job: {name}")
     print(f"console: {aws.console_url(boto.region_name, 'hyper-tuning-jobs', name)}")

@@ -88,6 +88,63 @@ def test_tune_wait_prints_the_best_trial(moto, capsys):
     assert "best training job: FakeTrainingJobName" in out
 
 
+def test_tune_featurize_runs_one_featurize_job_then_trials_on_its_features(moto, capsys):
+    assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "--featurize", "-p", "epochs=10",
+                      "-p", "image-size=160", "--job-name", "dog-tune-features"]) == 0
+    out = capsys.readouterr().out
+    featurize = moto.request("CreateTrainingJob")
+    assert featurize["TrainingJobName"].startswith("dog-featurize-")
+    assert featurize["HyperParameters"] == {"epochs": "10", "image-size": "160", "freeze-backbone": "true",
+                                            "augment": "false", "featurize": "true"}
+    assert featurize["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    [channel] = featurize["InputDataConfig"]
+    assert channel["ChannelName"] == "training" and channel["DataSource"]["S3DataSource"]["S3Uri"] == DATA
+    # moto completes the job at once; SageMaker would report the same place for its model.tar.gz
+    features = (f"{featurize['OutputDataConfig']['S3OutputPath']}/{featurize['TrainingJobName']}/output/"
+                "model.tar.gz")
+    assert featurize["OutputDataConfig"]["S3OutputPath"] == f"s3://sagemaker-{REGION}-{ACCOUNT}/dog-classifier/tuning/features"
+    assert f"featurize job: {featurize['TrainingJobName']}" in out and f"features: {features}" in out
+
+    definition = moto.request("CreateHyperParameterTuningJob")["TrainingJobDefinition"]
+    [channel] = definition["InputDataConfig"]  # the trials read features, never the images
+    assert channel["ChannelName"] == "features" and channel["DataSource"]["S3DataSource"]["S3Uri"] == features
+    assert definition["StaticHyperParameters"] == {"epochs": "10", "image-size": "160", "freeze-backbone": "true",
+                                                   "augment": "false"}
+    assert definition["HyperParameterTuningResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    assert "next: python scripts/debug_profile.py --tuning-job dog-tune-features" in out  # final model from images
+
+
+def test_tune_stops_when_the_featurize_job_fails(moto, monkeypatch):
+    # moto completes every job; this turns its answer into what SageMaker says of a failed job.
+    def failed(parsed, **_):
+        parsed.update(TrainingJobStatus="Failed", FailureReason="AlgorithmError: train split: 40 of 400 files "
+                                                                "(10%) are unreadable")
+
+    original = tune.aws.boto_session
+
+    def session_with_a_failing_job(args):
+        session = original(args)
+        session.events.register("after-call.sagemaker.DescribeTrainingJob", failed)
+        return session
+
+    monkeypatch.setattr(tune.aws, "boto_session", session_with_a_failing_job)
+    with pytest.raises(SystemExit) as exit_:
+        tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "--featurize"])
+    assert "failed: AlgorithmError: train split: 40 of 400 files (10%) are unreadable" in str(exit_.value)
+    assert str(exit_.value).startswith("error: featurize job dog-featurize-")
+    assert moto.requests("CreateHyperParameterTuningJob") == []  # no trials on features that do not exist
+
+
+def test_tune_reuses_given_features_without_a_featurize_job(moto):
+    features = "s3://my-bucket/features/dog-featurize-1/output/model.tar.gz"
+    assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "--features", features,
+                      "--instance-type", "ml.c5.2xlarge"]) == 0
+    assert moto.requests("CreateTrainingJob") == []
+    definition = moto.request("CreateHyperParameterTuningJob")["TrainingJobDefinition"]
+    assert definition["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == features
+    assert definition["HyperParameterTuningResourceConfig"]["InstanceType"] == "ml.c5.2xlarge"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--role", "SageMakerRole"], "argument --role: expected an IAM role ARN"),
     (["--data", "dog-data/dogImages"], "argument --data: expected an S3 URI"),
@@ -103,6 +160,12 @@ def test_tune_wait_prints_the_best_trial(moto, capsys):
     (["-p", "lr=0.01"], "--lr is tuned"),
     (["-p", "data-dir=/tmp"], "--data-dir is a path flag, not a hyperparameter"),
     (["--checkpoint-s3-uri", "s3://bkt/c"], "argument --checkpoint-s3-uri: only used with --spot"),
+    (["-p", "featurize=true"], "--featurize is not a trial's hyperparameter: use scripts/tune.py --featurize"),
+    (["--featurize", "-p", "augment=true"], "--augment true: trials on fixed features need --augment false"),
+    (["--featurize", "-p", "freeze-backbone=no"], "--freeze-backbone no: trials on fixed features need"),
+    (["--featurize", "-p", "cache-features=false"], "--cache-features false: trials on fixed features train on"),
+    (["--features", "features.tar.gz"], "argument --features: expected an S3 URI"),
+    (["--featurize-instance-type", "p3"], "argument --featurize-instance-type: expected a SageMaker instance"),
 ])
 def test_tune_refuses_bad_input_before_calling_aws(args, message, moto, capsys):
     base = {"--image-uri": TRAIN_IMAGE, "--role": ROLE, "--data": DATA}

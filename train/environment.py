@@ -24,8 +24,8 @@ DEBUG_HOOK_CONFIG_ENV = "SMDEBUG_CONFIG_FILE_PATH"  # smdebug's own variable for
 
 @dataclasses.dataclass(frozen=True)
 class TrainingEnvironment:
-    train_dir: Path
-    valid_dir: Path
+    train_dir: Path | None  # None only when features_dir stands in for the images
+    valid_dir: Path | None
     test_dir: Path | None  # optional: without it the job reports no test metrics
     model_dir: Path
     output_data_dir: Path
@@ -37,6 +37,7 @@ class TrainingEnvironment:
     current_host: str
     debug_hook_config: Path | None = None  # SageMaker Debugger's hook config, when the job has one
     tensorboard_dir: Path = Path("/opt/ml/output/tensorboard")  # TensorBoardOutputConfig's default LocalPath
+    features_dir: Path | None = None  # a featurize job's output: train the head on it, no images needed
 
     @property
     def host_rank(self) -> int:
@@ -61,7 +62,11 @@ def failure_copy_from(environ: Mapping[str, str]) -> Path | None:
 
 def read_environment(environ: Mapping[str, str], overrides: PathOverrides) -> TrainingEnvironment:
     base = base_dir_from(environ, overrides)
-    train_dir, valid_dir, test_dir = _data_dirs(environ, overrides, base)
+    features_dir = overrides.features_dir or _channel(environ, base, "features")
+    if features_dir is not None:
+        train_dir = valid_dir = test_dir = None
+    else:
+        train_dir, valid_dir, test_dir = _data_dirs(environ, overrides, base)
     hosts = tuple(_json_list(environ, "SM_HOSTS") or [socket.gethostname()])
     current_host = environ.get("SM_CURRENT_HOST", hosts[0])
     if current_host not in hosts:
@@ -81,6 +86,7 @@ def read_environment(environ: Mapping[str, str], overrides: PathOverrides) -> Tr
         current_host=current_host,
         debug_hook_config=_debug_hook_config(environ, base),
         tensorboard_dir=overrides.tensorboard_dir or base / "output" / "tensorboard",
+        features_dir=features_dir,
     )
 
 

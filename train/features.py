@@ -11,8 +11,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from train.data import EpochSampler, ImageFolderDataset, Split
 from train.engine import Precision
+from train.network import Preprocess, eval_transform
 from train.progress import Progress
+
+# Images per backbone pass when computing features: no gradients, so memory allows more than training.
+FEATURE_BATCH = 64
+
+
+def split_features(backbone: nn.Module, split: Split, preprocess: Preprocess, precision: Precision,
+                   normalize: nn.Module, num_workers: int, show_progress: bool = True,
+                   worker_init_fn=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split's features in file order, through the eval transform (what the cache, local tuning
+    and the featurize job all compute)."""
+    loader = torch.utils.data.DataLoader(
+        ImageFolderDataset(split.samples, eval_transform(preprocess), decode_min_side=preprocess.resize),
+        batch_size=FEATURE_BATCH, sampler=EpochSampler(len(split.samples), shuffle=False, seed=0),
+        num_workers=num_workers, pin_memory=precision.device.type == "cuda", worker_init_fn=worker_init_fn,
+        prefetch_factor=4 if num_workers > 0 else None)
+    with Progress(f"features {split.name}", len(loader), enabled=show_progress) as progress:
+        return compute_features(backbone, loader, precision, normalize, progress)
 
 
 @torch.no_grad()

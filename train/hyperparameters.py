@@ -38,6 +38,7 @@ class Hyperparameters:
     num_workers: int | None = None  # None: chosen from the CPU count
     processes_per_host: int | None = None  # None: one per GPU, else one
     cache_features: bool | None = None  # None: whenever it applies (frozen backbone, no augmentation)
+    featurize: bool = False  # write the backbone's features of every split instead of training
 
     @property
     def features_cacheable(self) -> bool:
@@ -62,6 +63,7 @@ class PathOverrides:
     checkpoint_dir: Path | None = None
     pretrained_dir: Path | None = None
     tensorboard_dir: Path | None = None
+    features_dir: Path | None = None
 
 
 def str_to_bool(value: str) -> bool:
@@ -144,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="compute the frozen backbone's features once and train the head on them "
                          "(auto: whenever --freeze-backbone is true and --augment false)")
 
+    hp.add_argument("--featurize", type=str_to_bool, default=defaults.featurize,
+                    help="write the frozen backbone's features of every split to the model dir and stop; "
+                         "tuning trials take that output as their 'features' channel")
+
     paths = parser.add_argument_group("paths (default: the SageMaker environment)")
     paths.add_argument("--base-dir", type=Path, help="SageMaker base dir (default $SAGEMAKER_BASE_DIR or /opt/ml)")
     paths.add_argument("--data-dir", type=Path, help="one folder holding train/ valid/ test/")
@@ -156,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     paths.add_argument("--pretrained-dir", type=Path, help="folder holding torchvision ImageNet weight files")
     paths.add_argument("--tensorboard-dir", type=Path,
                        help="TensorBoard event files (default: output/tensorboard, where SageMaker collects them)")
+    paths.add_argument("--features-dir", type=Path,
+                       help="a featurize job's output (folder or its model.tar.gz) to train the head on, "
+                            "instead of images (default: the 'features' channel, if the job has one)")
     diagnostics.add_arguments(parser, str_to_bool, _bounded)
 
     parser.add_argument("--print-metric-definitions", action="store_true",
@@ -174,6 +183,8 @@ def parse_args(argv: list[str]) -> tuple[Hyperparameters, PathOverrides, argpars
         raise UsageError("--cache-features true needs --freeze-backbone true and --augment false: "
                          "a trained or augmented backbone gives different features every epoch")
     overrides = PathOverrides(**{k: v for k, v in values.items() if k in path_fields})
+    if overrides.features_dir is not None and hyperparameters.featurize:
+        raise UsageError("--featurize true writes features from images: it takes no --features-dir")
     return hyperparameters, overrides, namespace
 
 

@@ -28,7 +28,6 @@ log = logging.getLogger("train.tune")
 # The search space scripts/tune.py gives SageMaker (the seed's)
 DEFAULT_LR_RANGE = (0.001, 0.1)
 DEFAULT_BATCH_SIZES = (32, 64, 128, 256, 512)
-FEATURE_BATCH = 64
 
 
 def batch_sizes(value: str) -> list[int]:
@@ -73,12 +72,10 @@ def features_once(args):
     """(train features, train labels, valid features, valid labels, classes, precision)."""
     import torch
 
-    from train.data import EpochSampler, ImageFolderDataset
     from train.engine import Precision
     from train.environment import read_environment
-    from train.features import compute_features
-    from train.network import Normalize, Preprocess, build_classifier, eval_transform
-    from train.progress import Progress
+    from train.features import split_features
+    from train.network import Normalize, Preprocess, build_classifier
     from train.trainer import prepare_data
     from train.weights import load_backbone_state
 
@@ -96,15 +93,8 @@ def features_once(args):
     if precision.channels_last:
         backbone.to(memory_format=torch.channels_last)
     normalize = Normalize(preprocess.mean, preprocess.std).to(device)
-    computed = {}
-    for name in ("train", "valid"):
-        split = data.splits[name]
-        loader = torch.utils.data.DataLoader(
-            ImageFolderDataset(split.samples, eval_transform(preprocess), decode_min_side=preprocess.resize),
-            batch_size=FEATURE_BATCH, sampler=EpochSampler(len(split.samples), shuffle=False, seed=0),
-            num_workers=args.num_workers, pin_memory=device.type == "cuda")
-        with Progress(f"features {name}", len(loader)) as progress:
-            computed[name] = compute_features(backbone, loader, precision, normalize, progress)
+    computed = {name: split_features(backbone, data.splits[name], preprocess, precision, normalize, args.num_workers)
+                for name in ("train", "valid")}
     return (*computed["train"], *computed["valid"], data.classes, precision)
 
 
@@ -114,7 +104,7 @@ def tune(args) -> list[dict]:
 
     from train.data import EpochSampler
     from train.engine import RunningTotals, evaluate, train_one_epoch
-    from train.features import FeatureBatches
+    from train.features import FEATURE_BATCH, FeatureBatches
     from train.network import build_head
     from train.progress import Progress
 
