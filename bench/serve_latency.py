@@ -57,8 +57,8 @@ def post(port: int, body: bytes, timeout: float = 120) -> int:
         connection.close()
 
 
-def make_models(root: Path) -> tuple[Path, Path]:
-    """(our artifact, the same artifact plus code/inference.py for the baseline)."""
+def resnet50_artifact(directory: Path) -> Path:
+    """A dogImages-shaped model artifact (ResNet-50 + head, 133 classes, 224 px), random weights, seeded."""
     import torch
 
     from train.export import model_metadata, write_artifact
@@ -66,11 +66,16 @@ def make_models(root: Path) -> tuple[Path, Path]:
 
     torch.manual_seed(0)
     classifier = build_classifier("resnet50", 133, 256, None, freeze_backbone=True).eval()
-    ours = root / "ours"
-    write_artifact(ours, classifier, model_metadata(
+    write_artifact(directory, classifier, model_metadata(
         classes=[f"Breed {i}" for i in range(133)], class_folders=[f"{i + 1:03d}.Breed_{i}" for i in range(133)],
         preprocess=Preprocess.for_image_size(224), arch="resnet50", hyperparameters={"hidden_units": 256},
         metrics={}))
+    return directory
+
+
+def make_models(root: Path) -> tuple[Path, Path]:
+    """(our artifact, the same artifact plus code/inference.py for the baseline)."""
+    ours = resnet50_artifact(root / "ours")
     baseline = root / "baseline"
     shutil.copytree(ours, baseline)
     (baseline / "code").mkdir()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -52,14 +54,26 @@ def sagemaker_tree(root: Path, dataset: Path, hyperparameters: dict) -> Path:
     return root
 
 
+# What SageMaker hands a job as its role's temporary credentials (shaped like them, made up here):
+# no log may ever show them.
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "ASIAZZZZTESTSENTINEL", "AWS_SECRET_ACCESS_KEY": "sentinel/secret+key0123456789",
+               "AWS_SESSION_TOKEN": "sentinel-session-token"}
+
+
 def run_training(opt_ml: Path, name: str, detach: bool = False) -> subprocess.CompletedProcess:
     # SageMaker mounts these four; /opt/ml/code stays the image's (it holds SAGEMAKER_PROGRAM).
     mounts = []
     for part in ("input", "model", "output", "checkpoints"):
         (opt_ml / part).mkdir(exist_ok=True)
         mounts += ["-v", f"{opt_ml / part}:/opt/ml/{part}"]
+    environment = [part for key, value in CREDENTIALS.items() for part in ("-e", f"{key}={value}")]
     return docker("run", *(["-d"] if detach else ["--rm"]), "--name", name, "--hostname", "algo-1", *mounts,
-                  TRAIN_IMAGE, "train", check=False)
+                  *environment, TRAIN_IMAGE, "train", check=False)
+
+
+def assert_no_credentials(text: str) -> None:
+    for value in CREDENTIALS.values():
+        assert value not in text, "a credential reached the log"
 
 
 @pytest.mark.docker
@@ -78,6 +92,10 @@ def test_training_image_runs_as_sagemaker_runs_it(tiny_dataset, tmp_path):
     assert len(rules) == 10 and (opt_ml / "output" / "data" / "report.html").stat().st_size > 10000
     assert list((opt_ml / "output" / "tensorboard").glob("events.out.tfevents.*"))
     assert "TensorBoard events are not written" not in result.stdout + result.stderr
+    assert_no_credentials(result.stdout + result.stderr)
+    for written in opt_ml.rglob("*"):
+        if written.is_file() and written.suffix in (".json", ".txt", ".html", ""):
+            assert_no_credentials(written.read_text(errors="replace"))
 
 
 @pytest.mark.docker
@@ -88,6 +106,7 @@ def test_a_broken_job_ends_with_a_one_line_reason(tiny_dataset, tmp_path):
     reason = (opt_ml / "output" / "failure").read_text()
     assert reason.count("\n") == 1 and "--lr" in reason and "Traceback" not in reason, reason
     assert not (opt_ml / "output" / "success").exists()
+    assert_no_credentials(result.stdout + result.stderr)
 
 
 @pytest.mark.docker
@@ -209,3 +228,59 @@ def _health(compose: list[str], env: dict) -> str:
     if not container:
         return "missing"
     return docker("inspect", "--format", "{{.State.Health.Status}}", container, check=False).stdout.strip()
+
+
+# An AWS access key ID (long-term AKIA, temporary ASIA) and a secret key assignment, as they appear in
+# config files, env dumps and shell history; AWS's documented example keys (…EXAMPLE) are allowed.
+KEY_ID = re.compile(rb"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
+SECRET = re.compile(rb"aws_secret_access_key\s*[=:]\s*['\"]?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])", re.I)
+SCANNED_FILE_LIMIT = 16 << 20  # credentials live in small text files; libraries of hundreds of MB are skipped
+
+
+def credential_findings(data: bytes) -> list[bytes]:
+    found = KEY_ID.findall(data) + SECRET.findall(data)
+    return [match for match in found if b"EXAMPLE" not in match]
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("image", [TRAIN_IMAGE, SERVE_IMAGE])
+def test_no_credentials_in_any_image_layer_or_file(image):
+    history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
+    config = docker("inspect", "--format", "{{json .Config}}", image).stdout
+    assert credential_findings(history.encode() + config.encode()) == []
+    container = docker("create", image).stdout.strip()
+    scanned, findings = 0, []
+    try:
+        with subprocess.Popen(["docker", "export", container], stdout=subprocess.PIPE) as export:
+            with tarfile.open(fileobj=export.stdout, mode="r|") as layers:
+                for member in layers:
+                    if member.isfile() and member.size <= SCANNED_FILE_LIMIT:
+                        found = credential_findings(layers.extractfile(member).read())
+                        findings += [f"{member.name}: {match[:8]!r}..." for match in found]
+                        scanned += 1
+            assert export.wait() == 0
+    finally:
+        docker("rm", "-f", container, check=False)
+    assert scanned > 1000 and findings == []
+
+
+@pytest.mark.docker
+def test_serving_image_also_runs_as_a_non_root_user(trained_model_dir):
+    # SageMaker runs containers as root (its docs ask for it); elsewhere the image needs no root.
+    port = free_port()
+    name = f"serve-nobody-{os.getpid()}"
+    environment = [part for key, value in CREDENTIALS.items() for part in ("-e", f"{key}={value}")]
+    docker("run", "-d", "--name", name, "--user", "65534:65534", "-p", f"127.0.0.1:{port}:8080", *environment,
+           "-v", f"{trained_model_dir}:/opt/ml/model:ro", SERVE_IMAGE, "serve")
+    try:
+        deadline = time.monotonic() + 120
+        while "ready: POST" not in docker("logs", name, check=False).stdout:
+            assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
+            time.sleep(0.5)
+        status, _, answer = invoke_json(f"http://127.0.0.1:{port}", _jpeg(), "image/jpeg")
+        assert status == 200 and answer["label"]
+        assert docker("exec", name, "id", "-u").stdout.strip() == "65534"
+        logs = docker("logs", name, check=False)
+        assert_no_credentials(logs.stdout + logs.stderr)
+    finally:
+        docker("rm", "-f", name, check=False)

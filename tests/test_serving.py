@@ -16,6 +16,9 @@ from conftest import REPO
 from PIL import Image
 from serving import invoke, invoke_json, request, running_server
 
+from reliability.corpus import cases, problem_with
+from serve.config import DEFAULT_MAX_INSTANCES
+
 pytestmark = pytest.mark.slow
 
 
@@ -112,36 +115,18 @@ def test_top_k_from_custom_attributes(server):
         assert status == 200 and len(answer["top_k"]) == expected, attributes
 
 
-BOMB = image_bytes("PNG", "L", size=(20000, 20000), color=(0, 0, 0))  # 400 MP that compress to ~400 KB
+CORPUS = cases(max_payload_bytes=1 << 20, max_instances=DEFAULT_MAX_INSTANCES)  # the server fixture's 1 MB cap
 
 
-@pytest.mark.parametrize("name, body, content_type, headers, status", [
-    ("text as image", b"hello", "text/plain", {}, 415),
-    ("no content type", image_bytes("JPEG"), None, {}, 415),
-    ("octet-stream", image_bytes("JPEG"), "application/octet-stream", {}, 415),
-    ("a form", b"a=b", "application/x-www-form-urlencoded", {}, 415),
-    ("csv accept", image_bytes("JPEG"), "image/jpeg", {"Accept": "text/csv"}, 406),
-    ("empty body", b"", "image/jpeg", {}, 400),
-    ("not an image", b"<html>nope</html>", "image/jpeg", {}, 400),
-    ("truncated jpeg", image_bytes("JPEG", size=(400, 300))[:600], "image/jpeg", {}, 400),
-    ("malformed json", b"{\"instances\": [", "application/json", {}, 400),
-    ("bad base64", b"{\"instances\": [{\"b64\": \"***\"}]}", "application/json", {}, 400),
-    ("empty instances", b"{\"instances\": []}", "application/json", {}, 400),
-    ("instance not an object", b"{\"instances\": [\"abc\"]}", "application/json", {}, 400),
-    ("top_k=0", image_bytes("JPEG"), "image/jpeg", {"X-Amzn-SageMaker-Custom-Attributes": "top_k=0"}, 400),
-    ("top_k=-1", image_bytes("JPEG"), "image/jpeg", {"X-Amzn-SageMaker-Custom-Attributes": "top_k=-1"}, 400),
-    ("top_k=abc", image_bytes("JPEG"), "image/jpeg", {"X-Amzn-SageMaker-Custom-Attributes": "top_k=abc"}, 400),
-    ("body over the cap", b"\xff" * (1 << 20) + b"x" * 1024, "image/jpeg", {}, 413),
-    ("body at 3x the cap", b"\xff" * (3 << 20), "image/jpeg", {}, 413),
-    ("pixel bomb", BOMB, "image/png", {}, 413),
-    ("too many instances", json.dumps({"instances": [{"b64": "AA=="}] * 65}).encode(), "application/json", {}, 413),
-])
-def test_bad_requests_get_a_json_4xx_and_the_server_keeps_serving(server, name, body, content_type, headers, status):
-    got, response_headers, payload = invoke(server.base, body, content_type, **headers)
-    assert got == status, payload
-    assert response_headers["content-type"].startswith("application/json")
-    error = json.loads(payload)["error"]
-    assert error and "Traceback" not in error and "File \"" not in error
+def test_the_corpus_has_every_kind_the_reliability_issue_lists():
+    assert len(CORPUS) >= 25 and len({case.name for case in CORPUS}) == len(CORPUS)
+    assert {400, 406, 413, 415, 200} == {case.status for case in CORPUS}
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[case.name for case in CORPUS])
+def test_bad_input_gets_its_documented_answer_and_the_server_keeps_serving(server, case):
+    status, response_headers, payload = invoke(server.base, case.body, case.content_type, **case.headers)
+    assert problem_with(case, status, response_headers.get("content-type", ""), payload) is None
     assert request(f"{server.base}/ping")[0] == 200
     assert invoke(server.base, image_bytes("JPEG"))[0] == 200
 

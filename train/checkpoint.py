@@ -36,6 +36,14 @@ def save_atomic(obj, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
+def remove_stale_temp_files(path: Path) -> list[Path]:
+    """Half-written checkpoints a killed job left beside `path` (SageMaker would upload them to S3)."""
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for leftover in stale:
+        leftover.unlink(missing_ok=True)
+    return stale
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

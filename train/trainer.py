@@ -290,6 +290,9 @@ class _Job:
         self.start_epoch, self.start_step, self.totals = 0, 0, RunningTotals()
         self.history: list[dict] = []
         self.best = {"epoch": None, "valid_accuracy": -1.0, "valid_loss": float("inf"), "state": None}
+        if self.is_main:
+            for leftover in checkpoint.remove_stale_temp_files(self.checkpoint_path):
+                log.warning("removed %s, a checkpoint write a killed run left unfinished", leftover.name)
         saved = checkpoint.load(self.checkpoint_path)
         if saved is None:
             return

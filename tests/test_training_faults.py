@@ -1,0 +1,187 @@
+"""Training under faults: SIGTERM at random moments, kill -9 mid-checkpoint, corrupt data, a failing disk.
+
+Each runs the real training program (or the real checkpoint writer) in its own process and
+hurts it the way an instance does: spot interruption (SIGTERM, then a restart of the same job),
+the kernel's OOM killer (SIGKILL), bad files in the dataset, a model dir that cannot be written.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from conftest import FAST_FLAGS, REPO, run_train, train_env
+
+from train import checkpoint
+from train.cli import main as train_main
+
+# Deterministic training (no augmentation: crops would come from a RNG a restart does not restore),
+# a trainable backbone so checkpoints hold everything.
+FLAGS = [*FAST_FLAGS, "--freeze-backbone", "false", "--augment", "false", "--batch-size", "4", "--epochs", "6",
+         "--diagnostics", "false"]
+STOPPED_AT = re.compile(r"stopped by SIGTERM (?:at epoch (\d+) step (\d+)|after epoch (\d+))")
+
+
+def run_and_sigterm(args: list[str], base_dir, delay: float) -> tuple[int, str]:
+    """Start the job, SIGTERM it `delay` s after its model is built; (exit code, output)."""
+    with subprocess.Popen([sys.executable, "-m", "train", *args], cwd=REPO, env=train_env(base_dir),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        try:
+            lines = []
+            for line in process.stdout:
+                lines.append(line)
+                if "INFO train.trainer: model: " in line:  # the stop handler is in place
+                    time.sleep(delay)
+                    process.send_signal(signal.SIGTERM)
+                    break
+            lines += process.stdout.readlines()
+            return process.wait(timeout=120), "".join(lines)
+        finally:
+            process.kill()
+
+
+def test_sigterm_at_random_moments_then_restarts_end_with_the_uninterrupted_model(tiny_dataset, tmp_path):
+    reference = run_train([*FLAGS, "--data-dir", str(tiny_dataset)], tmp_path / "reference")
+    assert reference.returncode == 0, reference.stdout + reference.stderr
+
+    generator = random.Random(8)  # fixed: the same moments every run
+    interrupted = tmp_path / "interrupted"
+    stops = []
+    for _ in range(4):  # four spot interruptions, each at a random moment, then a run left to finish
+        code, output = run_and_sigterm([*FLAGS, "--data-dir", str(tiny_dataset)], interrupted,
+                                       delay=generator.uniform(0.0, 1.2))
+        if code == 0:
+            break
+        assert code == 143, output
+        found = STOPPED_AT.search((interrupted / "output" / "failure").read_text())
+        assert found, output
+        stops.append(found.group(0))
+    else:
+        finished = run_train([*FLAGS, "--data-dir", str(tiny_dataset)], interrupted)
+        assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert len(stops) >= 2, f"the SIGTERMs came too late to interrupt training: {stops}"
+    assert len(set(stops)) == len(stops), stops  # each restart made progress
+
+    histories = [json.loads((base / "output/data/evaluation.json").read_text())["history"]
+                 for base in (interrupted, tmp_path / "reference")]
+    assert [h["epoch"] for h in histories[0]] == [1, 2, 3, 4, 5, 6]
+    for ours, theirs in zip(*histories, strict=True):
+        for name in ("train:loss", "train:accuracy", "valid:loss", "valid:accuracy"):
+            assert ours[name] == pytest.approx(theirs[name], abs=1e-5), (name, stops)
+    models = [torch.load(base / "model/model.pt", weights_only=True) for base in (interrupted, tmp_path / "reference")]
+    for key in models[1]:
+        assert torch.allclose(models[0][key].float(), models[1][key].float(), atol=1e-5), (key, stops)
+    assert not (interrupted / "output" / "failure").exists()
+
+
+WRITER = textwrap.dedent("""
+    import sys, torch
+    from pathlib import Path
+    from train.checkpoint import save_atomic
+    path = Path(sys.argv[1])
+    save_atomic({"version": 0, "weights": torch.zeros(10)}, path)
+    print("first checkpoint written", flush=True)
+    for version in range(1, 10_000):
+        save_atomic({"version": version, "weights": torch.full((8_000_000,), float(version))}, path)
+""")
+
+
+def test_kill_9_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_path):
+    path = tmp_path / "checkpoints" / "checkpoint.pt"
+    process = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=REPO, stdout=subprocess.PIPE,
+                               text=True, env=train_env(tmp_path))
+    try:
+        assert process.stdout.readline().strip() == "first checkpoint written"
+        deadline = time.monotonic() + 60
+        while not list(path.parent.glob(".checkpoint.pt.*.tmp")):  # a write in progress
+            assert time.monotonic() < deadline and process.poll() is None
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        process.kill()
+    saved = checkpoint.load(path)
+    assert torch.equal(saved["weights"], torch.full_like(saved["weights"], float(saved["version"])))
+    assert list(path.parent.glob(".checkpoint.pt.*.tmp")), "the kill should have left the half-written file"
+    removed = checkpoint.remove_stale_temp_files(path)
+    assert removed and all(p.name.startswith(".checkpoint.pt.") for p in removed)
+    assert list(path.parent.iterdir()) == [path]
+
+
+def test_a_job_restarted_after_kill_9_removes_the_half_written_checkpoint(tiny_dataset, tmp_path):
+    leftover = tmp_path / "checkpoints" / ".checkpoint.pt.abc123.tmp"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"\x80half a checkpoint")
+    result = run_train([*FLAGS, "--epochs", "1", "--data-dir", str(tiny_dataset)], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "removed .checkpoint.pt.abc123.tmp, a checkpoint write a killed run left unfinished" in result.stdout
+    assert not leftover.exists()
+
+
+def corrupt_copy(dataset, destination, how_many: int):
+    """The dataset with `how_many` broken files added to train: truncated, empty, text, a pixel bomb, ..."""
+    shutil.copytree(dataset, destination)
+    folder = sorted((destination / "train").iterdir())[0]
+    jpeg = next(folder.glob("*.jpg")).read_bytes() if list(folder.glob("*.jpg")) else b"\xff\xd8\xff"
+    from reliability.corpus import pixel_bomb_png
+
+    broken = [jpeg[: len(jpeg) // 3], b"", b"just text", pixel_bomb_png(12000), b"\x89PNG\r\n\x1a\n" + b"\x00" * 64]
+    for index in range(how_many):
+        (folder / f"corrupt_{index}.jpg").write_bytes(broken[index % len(broken)])
+    return destination
+
+
+def test_up_to_5_percent_corrupt_files_train_and_are_reported(tiny_dataset, tmp_path):
+    files = sum(1 for p in (tiny_dataset / "train").rglob("*") if p.is_file())
+    allowed = int(0.05 * (files + 1) / 0.95 + 1e-9) or 1  # the most broken files that stay within 5%
+    data = corrupt_copy(tiny_dataset, tmp_path / "data", allowed)
+    result = run_train([*FLAGS, "--epochs", "1", "--data-dir", str(data)], tmp_path / "job")
+    assert result.returncode == 0, result.stdout + result.stderr
+    skipped = json.loads((tmp_path / "job/output/data/skipped_files.json").read_text())["train"]
+    assert sorted(s["path"].rsplit("/", 1)[-1] for s in skipped) == sorted(
+        f"corrupt_{i}.jpg" for i in range(allowed))
+    assert all(s["reason"] for s in skipped)
+    assert f"skipped {allowed} of {files + allowed} files that could not be read" in result.stdout
+
+
+def test_more_than_5_percent_corrupt_files_fail_before_training(tiny_dataset, tmp_path, monkeypatch):
+    files = sum(1 for p in (tiny_dataset / "train").rglob("*") if p.is_file())
+    too_many = files // 19 + 1  # just over 5%
+    data = corrupt_copy(tiny_dataset, tmp_path / "data", too_many)
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    assert train_main([*FLAGS, "--data-dir", str(data)]) == 1
+    reason = (tmp_path / "output" / "failure").read_text()
+    assert f"train split: {too_many} of {files + too_many} files" in reason and "more than the 5% allowed" in reason
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("make_unwritable", ["a file in its place", "read-only folder"])
+def test_a_model_dir_that_cannot_be_written_ends_in_a_failure_file(make_unwritable, tiny_dataset, tmp_path,
+                                                                    monkeypatch):
+    import os
+
+    if make_unwritable == "read-only folder" and os.geteuid() == 0:
+        # root writes into read-only folders; a full disk is what fails it. /dev/full answers every write
+        # with ENOSPC, as a full volume does: the model dir's files are made links to it.
+        model_dir = tmp_path / "model"
+        model_dir.mkdir()
+        for name in ("model.onnx", "model.json", "model.pt"):
+            (model_dir / name).symlink_to("/dev/full")
+    elif make_unwritable == "read-only folder":
+        model_dir = tmp_path / "model"
+        model_dir.mkdir(mode=0o500)
+    else:
+        model_dir = tmp_path / "model"
+        model_dir.write_text("")
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    assert train_main([*FLAGS, "--epochs", "1", "--data-dir", str(tiny_dataset), "--model-dir", str(model_dir)]) == 1
+    reason = (tmp_path / "output" / "failure").read_text()
+    assert reason.startswith("cannot write the model or report") and reason.count("\n") == 1, reason
