@@ -18,7 +18,7 @@ import boto3
 import pytest
 from moto_aws import ACCOUNT, REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
-from scripts import cleanup, debug_profile, deploy, tune
+from scripts import aws, cleanup, debug_profile, deploy, tune
 from train.metrics import metric_definitions
 
 DATA = "s3://dog-data/dogImages"
@@ -27,6 +27,19 @@ PUSH_AND_TUNE = Path(__file__).resolve().parents[1] / "scripts" / "push_and_tune
 
 def client(service: str):
     return boto3.client(service, region_name=REGION)
+
+
+def rewrite_answers(monkeypatch, operation: str, rewrite) -> None:
+    """Let `rewrite` edit moto's parsed answer to a SageMaker operation, in every session the scripts open
+    (scripts.aws is the one module that makes them)."""
+    original = aws.boto_session
+
+    def session_with_rewritten_answers(args):
+        session = original(args)
+        session.events.register(f"after-call.sagemaker.{operation}", rewrite)
+        return session
+
+    monkeypatch.setattr(aws, "boto_session", session_with_rewritten_answers)
 
 
 # ---------------------------------------------------------------- tune.py
@@ -120,14 +133,7 @@ def test_tune_stops_when_the_featurize_job_fails(moto, monkeypatch):
         parsed.update(TrainingJobStatus="Failed", FailureReason="AlgorithmError: train split: 40 of 400 files "
                                                                 "(10%) are unreadable")
 
-    original = tune.aws.boto_session
-
-    def session_with_a_failing_job(args):
-        session = original(args)
-        session.events.register("after-call.sagemaker.DescribeTrainingJob", failed)
-        return session
-
-    monkeypatch.setattr(tune.aws, "boto_session", session_with_a_failing_job)
+    rewrite_answers(monkeypatch, "DescribeTrainingJob", failed)
     with pytest.raises(SystemExit) as exit_:
         tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "--featurize"])
     assert "failed: AlgorithmError: train split: 40 of 400 files (10%) are unreadable" in str(exit_.value)
@@ -319,14 +325,7 @@ def test_debug_profile_takes_the_best_trial_of_a_tuning_job(moto, monkeypatch, c
         parsed["BestTrainingJob"].update(TrainingJobName="dog-tune-best-003-1a2b3c4d",
                                          TunedHyperParameters={"lr": "0.0123", "batch-size": '"128"'})
 
-    original = debug_profile.aws.boto_session
-
-    def session_with_realistic_best_trial(args):
-        session = original(args)
-        session.events.register("after-call.sagemaker.DescribeHyperParameterTuningJob", realistic_best_trial)
-        return session
-
-    monkeypatch.setattr(debug_profile.aws, "boto_session", session_with_realistic_best_trial)
+    rewrite_answers(monkeypatch, "DescribeHyperParameterTuningJob", realistic_best_trial)
     assert debug_profile.main(["--tuning-job", "dog-tune-best", "-p", "epochs=2", "--image-uri", TRAIN_IMAGE,
                                "--role", ROLE, "--data", DATA, "--no-logs", "--job-name", "dog-debug-best"]) == 0
     request = moto.request("CreateTrainingJob")
