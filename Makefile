@@ -45,4 +45,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache
+	rm -rf runs .pytest_cache .ruff_cache .hypothesis
