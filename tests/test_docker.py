@@ -41,16 +41,17 @@ def docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.C
     return result
 
 
-def sagemaker_tree(root: Path, dataset: Path, hyperparameters: dict) -> Path:
-    """/opt/ml as SageMaker lays it out for a training job with one `training` channel."""
+def sagemaker_tree(root: Path, dataset: Path | None, hyperparameters: dict, channel: str = "training") -> Path:
+    """/opt/ml as SageMaker lays it out for a training job with one channel (`dataset` copied into it)."""
     config = root / "input" / "config"
     config.mkdir(parents=True)
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))  # values are strings, as SageMaker's
     (config / "inputdataconfig.json").write_text(json.dumps(
-        {"training": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}}))
+        {channel: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}}))
     (config / "resourceconfig.json").write_text(json.dumps(
         {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}))
-    shutil.copytree(dataset, root / "input" / "data" / "training")
+    if dataset is not None:
+        shutil.copytree(dataset, root / "input" / "data" / channel)
     return root
 
 
@@ -96,6 +97,27 @@ def test_training_image_runs_as_sagemaker_runs_it(tiny_dataset, tmp_path):
     for written in opt_ml.rglob("*"):
         if written.is_file() and written.suffix in (".json", ".txt", ".html", ""):
             assert_no_credentials(written.read_text(errors="replace"))
+
+
+@pytest.mark.docker
+def test_training_image_featurizes_once_then_trains_a_trial_on_the_features(tiny_dataset, tmp_path):
+    fixed = {**TINY_HYPERPARAMETERS, "freeze-backbone": "true", "augment": "false"}
+    featurize = sagemaker_tree(tmp_path / "featurize", tiny_dataset, {**fixed, "featurize": "true"})
+    result = run_training(featurize, f"featurize-{os.getpid()}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "featurized: train 24, valid 9, test 9 images, 512 features each" in result.stdout
+    # SageMaker uploads the model dir as model.tar.gz; the tuner hands that object to each trial's
+    # `features` channel (unpacked by the image's own Python: Debian's 3.11.2 in CI, no tarfile filter).
+    channel = tmp_path / "features"
+    channel.mkdir()
+    with tarfile.open(channel / "model.tar.gz", "w:gz") as archive:
+        for path in sorted((featurize / "model").iterdir()):
+            archive.add(path, arcname=path.name)
+    trial = sagemaker_tree(tmp_path / "trial", channel, fixed, channel="features")
+    result = run_training(trial, f"trial-{os.getpid()}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "features of train, valid, test taken from the features channel" in result.stdout
+    assert "valid:accuracy=" in result.stdout and (trial / "model" / "model.onnx").is_file()
 
 
 @pytest.mark.docker

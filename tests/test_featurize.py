@@ -3,6 +3,7 @@ in a fresh process, the bundle handed to the trial as the model.tar.gz in its `f
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tarfile
@@ -119,15 +120,33 @@ def test_bad_features_channels_are_named(tmp_path, monkeypatch):
     assert "is not a featurize job's output" in failure_of(tmp_path)
 
 
-def test_a_tarball_cannot_write_outside_its_folder(featurized, tmp_path, monkeypatch):
+@pytest.mark.parametrize("library_filter", [True, False], ids=["tarfile data filter", "Python without it"])
+@pytest.mark.parametrize("member", ["../../escaped.json", "/tmp/escaped.json", "link"])
+def test_a_tarball_cannot_write_outside_its_folder(member, library_filter, featurized, tmp_path, monkeypatch):
+    from train import feature_bundle
+
+    if not library_filter:  # Debian bookworm's Python 3.11.2 has no tarfile.data_filter
+        monkeypatch.setattr(feature_bundle, "_DATA_FILTER", {})
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
     channel = tmp_path / "input" / "data" / "features"
     channel.mkdir(parents=True)
     with tarfile.open(channel / "model.tar.gz", "w:gz") as archive:
-        archive.add(featurized / "features.json", arcname="../../escaped.json")
+        for path in sorted(featurized.iterdir()):
+            if path.name != "features.json":
+                archive.add(path, arcname=path.name)
+        if member == "link":  # features.json as a link to a file outside
+            (tmp_path / "outside.json").write_text("{}")
+            info = tarfile.TarInfo("features.json")
+            info.type, info.linkname = tarfile.SYMTYPE, str(tmp_path / "outside.json")
+            archive.addfile(info)
+        else:  # TarInfo by hand: tarfile.add would strip a leading "/"
+            data = (featurized / "features.json").read_bytes()
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
     assert train_main([*FLAGS, "--augment", "false"]) == 1
     assert "cannot unpack" in failure_of(tmp_path)
-    assert not list(tmp_path.rglob("escaped.json"))
+    assert not list(tmp_path.rglob("escaped.json")) and not Path("/tmp/escaped.json").exists()
 
 
 def test_featurize_refuses_a_features_dir(tmp_path, monkeypatch):

@@ -104,10 +104,26 @@ def read(location: Path) -> FeatureBundle:
     with tempfile.TemporaryDirectory(prefix="features-") as unpacked:
         try:
             with tarfile.open(tarballs[0]) as archive:
-                archive.extractall(unpacked, filter="data")  # no links out, no absolute paths
+                archive.extractall(unpacked, members=_plain_files(archive), **_DATA_FILTER)
         except (tarfile.TarError, OSError) as error:
             raise TrainingError(f"cannot unpack {tarballs[0]}: {error}") from error
         return _read_folder(Path(unpacked))
+
+
+# tarfile's own "data" filter where this Python has it (3.11.4+; Debian bookworm's 3.11.2 does not):
+# _plain_files does the same job everywhere, the filter is a second lock.
+_DATA_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
+def _plain_files(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """Regular files and folders with relative names inside the archive: no links, devices or paths out."""
+    members = []
+    for member in archive.getmembers():
+        name = Path(member.name)
+        if name.is_absolute() or ".." in name.parts or not (member.isfile() or member.isdir()):
+            raise tarfile.TarError(f"refusing member {member.name!r}: only plain files inside the archive")
+        members.append(member)
+    return members
 
 
 def _read_folder(folder: Path) -> FeatureBundle:
