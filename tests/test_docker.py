@@ -59,6 +59,7 @@ def sagemaker_tree(root: Path, dataset: Path | None, hyperparameters: dict, chan
 # no log may ever show them.
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "ASIAZZZZTESTSENTINEL", "AWS_SECRET_ACCESS_KEY": "sentinel/secret+key0123456789",
                "AWS_SESSION_TOKEN": "sentinel-session-token"}
+CREDENTIAL_FLAGS = [part for key, value in CREDENTIALS.items() for part in ("-e", f"{key}={value}")]
 
 
 def run_training(opt_ml: Path, name: str, detach: bool = False) -> subprocess.CompletedProcess:
@@ -67,9 +68,8 @@ def run_training(opt_ml: Path, name: str, detach: bool = False) -> subprocess.Co
     for part in ("input", "model", "output", "checkpoints"):
         (opt_ml / part).mkdir(exist_ok=True)
         mounts += ["-v", f"{opt_ml / part}:/opt/ml/{part}"]
-    environment = [part for key, value in CREDENTIALS.items() for part in ("-e", f"{key}={value}")]
     return docker("run", *(["-d"] if detach else ["--rm"]), "--name", name, "--hostname", "algo-1", *mounts,
-                  *environment, TRAIN_IMAGE, "train", check=False)
+                  *CREDENTIAL_FLAGS, TRAIN_IMAGE, "train", check=False)
 
 
 def assert_no_credentials(text: str) -> None:
@@ -291,8 +291,7 @@ def test_serving_image_also_runs_as_a_non_root_user(trained_model_dir):
     # SageMaker runs containers as root (its docs ask for it); elsewhere the image needs no root.
     port = free_port()
     name = f"serve-nobody-{os.getpid()}"
-    environment = [part for key, value in CREDENTIALS.items() for part in ("-e", f"{key}={value}")]
-    docker("run", "-d", "--name", name, "--user", "65534:65534", "-p", f"127.0.0.1:{port}:8080", *environment,
+    docker("run", "-d", "--name", name, "--user", "65534:65534", "-p", f"127.0.0.1:{port}:8080", *CREDENTIAL_FLAGS,
            "-v", f"{trained_model_dir}:/opt/ml/model:ro", SERVE_IMAGE, "serve")
     try:
         deadline = time.monotonic() + 120

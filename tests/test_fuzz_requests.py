@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import io
 import json
 import os
 import random
@@ -22,21 +21,16 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image
 
+from reliability.corpus import image
 from serve import codec
 
 FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "20"))
 
 
-def _image(fmt: str, mode: str) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (48, 36), (200, 40, 40)).convert(mode).save(buffer, fmt)
-    return buffer.getvalue()
-
-
-SEEDS = [_image("JPEG", "RGB"), _image("PNG", "RGBA"), _image("GIF", "P"), _image("TIFF", "CMYK"),
-         _image("BMP", "RGB"), _image("WEBP", "RGB"), _image("PNG", "I;16"), _image("JPEG", "L")]
+SEEDS = [image(fmt, mode, size=(48, 36)) for fmt, mode in (
+    ("JPEG", "RGB"), ("PNG", "RGBA"), ("GIF", "P"), ("TIFF", "CMYK"), ("BMP", "RGB"), ("WEBP", "RGB"),
+    ("PNG", "I;16"), ("JPEG", "L"))]
 
 
 @st.composite

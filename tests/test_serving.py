@@ -13,10 +13,10 @@ import time
 import numpy as np
 import pytest
 from conftest import REPO
-from PIL import Image
 from serving import invoke, invoke_json, request, running_server
 
 from reliability.corpus import cases, problem_with
+from reliability.corpus import image as image_bytes
 from serve.config import DEFAULT_MAX_INSTANCES
 
 pytestmark = pytest.mark.slow
@@ -29,12 +29,6 @@ def server(trained_model_dir):
         yield running
     assert running.process.returncode == 0, running.log()
     assert running.leftovers == [], "processes outlived the server"
-
-
-def image_bytes(fmt: str, mode: str = "RGB", size=(120, 90), color=(200, 40, 40), **save) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).convert(mode).save(buffer, fmt, **save)
-    return buffer.getvalue()
 
 
 def sample_files(dataset, split="test"):

@@ -13,11 +13,33 @@ from torch import nn
 
 from train.data import EpochSampler, ImageFolderDataset, Split
 from train.engine import Precision
-from train.network import Preprocess, eval_transform
+from train.errors import TrainingError
+from train.network import Normalize, Preprocess, build_classifier, eval_transform
 from train.progress import Progress
+from train.weights import load_backbone_state
 
 # Images per backbone pass when computing features: no gradients, so memory allows more than training.
 FEATURE_BATCH = 64
+
+
+def backbone_features(splits: dict[str, Split], *, arch: str, weights: str, pretrained_dir, image_size: int,
+                      seed: int, device: torch.device, num_workers: int) -> tuple[nn.Module, dict]:
+    """(the frozen backbone, each split's features) outside a training job: the featurize job and local
+    tuning. The backbone is built as a job builds it, after the same seed, so with --weights none it
+    is the very random backbone a job of that seed would train on."""
+    precision = Precision.for_device(device)
+    preprocess = Preprocess.for_image_size(image_size)
+    state = load_backbone_state(weights, arch, pretrained_dir)
+    torch.manual_seed(seed)
+    try:  # the head's size does not matter: only the backbone (built first) is kept
+        backbone = build_classifier(arch, 2, 1, state, freeze_backbone=True).backbone.to(device)
+    except ValueError as error:
+        raise TrainingError(f"--weights {weights}: {error}") from error
+    if precision.channels_last:
+        backbone.to(memory_format=torch.channels_last)
+    normalize = Normalize(preprocess.mean, preprocess.std).to(device)
+    return backbone, {name: split_features(backbone, split, preprocess, precision, normalize, num_workers)
+                      for name, split in splits.items()}
 
 
 def split_features(backbone: nn.Module, split: Split, preprocess: Preprocess, precision: Precision,

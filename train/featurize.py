@@ -14,13 +14,10 @@ import time
 import torch
 
 from train import feature_bundle
-from train.engine import Precision
 from train.environment import TrainingEnvironment
 from train.errors import TrainingError
-from train.features import split_features
+from train.features import backbone_features
 from train.hyperparameters import Hyperparameters, default_num_workers
-from train.network import Normalize, Preprocess, build_classifier
-from train.weights import load_backbone_state
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +32,9 @@ def run(hp: Hyperparameters, env: TrainingEnvironment) -> None:
     workers = hp.num_workers if hp.num_workers is not None else default_num_workers()
     data = prepare_data(env, threads=max(1, workers))
     device = torch.device("cuda" if torch.cuda.is_available() and env.num_gpus != 0 else "cpu")
-    precision = Precision.for_device(device)
-    preprocess = Preprocess.for_image_size(hp.image_size)
-    state = load_backbone_state(hp.weights, hp.arch, env.pretrained_dir)
-    torch.manual_seed(hp.seed)  # as a training job does: with --weights none, the very same random backbone
-    try:
-        backbone = build_classifier(hp.arch, len(data.class_folders), hp.hidden_units, state, True).backbone
-    except ValueError as error:
-        raise TrainingError(f"--weights {hp.weights}: {error}") from error
-    backbone.to(device)
-    if precision.channels_last:
-        backbone.to(memory_format=torch.channels_last)
-    normalize = Normalize(preprocess.mean, preprocess.std).to(device)
-    features = {name: split_features(backbone, split, preprocess, precision, normalize, workers)
-                for name, split in data.splits.items()}
+    backbone, features = backbone_features(data.splits, arch=hp.arch, weights=hp.weights,
+                                           pretrained_dir=env.pretrained_dir, image_size=hp.image_size,
+                                           seed=hp.seed, device=device, num_workers=workers)
     try:
         feature_bundle.write(env.model_dir, arch=hp.arch, weights=hp.weights, image_size=hp.image_size,
                              class_folders=data.class_folders, splits=data.splits, features=features,

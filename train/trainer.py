@@ -317,11 +317,10 @@ class _Job:
         return self.classifier.state_dict()
 
     def _load_trained_state(self, state: dict) -> None:
-        self.classifier.load_state_dict(state, strict=not self.hp.freeze_backbone)
-        if self.hp.freeze_backbone:
-            missing = {f"head.{k}" for k in self.classifier.head.state_dict()} - set(state)
-            if missing:
-                raise TrainingError(f"checkpoint {self.checkpoint_path} lacks the head's {sorted(missing)[:3]}")
+        loaded = self.classifier.load_state_dict(state, strict=not self.hp.freeze_backbone)
+        missing = [key for key in loaded.missing_keys if key.startswith("head.")]  # backbone keys may be absent
+        if missing:
+            raise TrainingError(f"checkpoint {self.checkpoint_path} lacks the head's {missing[:3]}")
 
     def _save_checkpoint(self, epoch: int, step: int, totals: RunningTotals) -> None:
         if not self.is_main:

@@ -74,28 +74,17 @@ def features_once(args):
 
     from train.engine import Precision
     from train.environment import read_environment
-    from train.features import split_features
-    from train.network import Normalize, Preprocess, build_classifier
+    from train.features import backbone_features
     from train.trainer import prepare_data
-    from train.weights import load_backbone_state
 
     env = read_environment(os.environ, PathOverrides(data_dir=args.data_dir, pretrained_dir=args.pretrained_dir))
     data = prepare_data(env, threads=max(1, args.num_workers))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    precision = Precision.for_device(device)
-    preprocess = Preprocess.for_image_size(args.image_size)
-    state = load_backbone_state(args.weights, args.arch, env.pretrained_dir)
-    try:
-        classifier = build_classifier(args.arch, len(data.class_folders), args.hidden_units, state, True)
-    except ValueError as error:
-        raise TrainingError(f"--weights {args.weights}: {error}") from error
-    backbone = classifier.backbone.to(device)
-    if precision.channels_last:
-        backbone.to(memory_format=torch.channels_last)
-    normalize = Normalize(preprocess.mean, preprocess.std).to(device)
-    computed = {name: split_features(backbone, data.splits[name], preprocess, precision, normalize, args.num_workers)
-                for name in ("train", "valid")}
-    return (*computed["train"], *computed["valid"], data.classes, precision)
+    _, computed = backbone_features({name: data.splits[name] for name in ("train", "valid")}, arch=args.arch,
+                                    weights=args.weights, pretrained_dir=env.pretrained_dir,
+                                    image_size=args.image_size, seed=args.seed, device=device,
+                                    num_workers=args.num_workers)
+    return (*computed["train"], *computed["valid"], data.classes, Precision.for_device(device))
 
 
 def tune(args) -> list[dict]:
