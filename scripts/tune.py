@@ -5,9 +5,9 @@
         --role arn:aws:iam::ACCOUNT:role/SageMakerExecutionRole --data s3://BUCKET/dogImages --wait
 
 Search space (the seed's, overridable): lr continuous on a log scale, batch-size categorical.
-Objective: valid:accuracy, maximised, read from the job's log with the training program's own
-regexes. Early stopping Auto. `--spot` runs every trial on managed spot capacity with checkpoints
-in S3 (interrupted trials resume). Prints the job name and its console page; `--wait` also
+Objective: valid:accuracy of the epoch the job ships (its last line, `best_epoch=`), maximised, read
+from the job's log with the training program's own regexes. Early stopping Auto. `--spot` runs every
+trial on managed spot capacity with checkpoints in S3 (interrupted trials resume). Prints the job name and its console page; `--wait` also
 prints the best job, its hyperparameters and objective value.
 
 `--featurize`: a frozen backbone gives every trial the same features, so one featurize job
@@ -31,9 +31,9 @@ from scripts import aws
 from scripts.estimator import DEFAULT_MAX_RUN_HOURS, check_hyperparameters, parse_hyperparameters, training_estimator
 from train.errors import UsageError
 from train.hyperparameters import str_to_bool
+from train.metrics import OBJECTIVE  # the job prints the shipped epoch's value last
 from train.tune import DEFAULT_BATCH_SIZES, DEFAULT_LR_RANGE, batch_sizes  # one search space, local and SageMaker
 
-OBJECTIVE = "valid:accuracy"
 GPU_INSTANCE = "ml.g4dn.xlarge"
 CPU_INSTANCE = "ml.m5.xlarge"  # a trial on fixed features trains a small head: a GPU would idle
 

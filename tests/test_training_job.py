@@ -17,7 +17,7 @@ from PIL import Image
 
 from imaging import load_rgb
 from train.cli import main as train_main
-from train.metrics import metric_definitions
+from train.metrics import OBJECTIVE, metric_definitions
 from train.network import Normalize, Preprocess, build_classifier, eval_transform
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def test_a_job_on_the_training_channel_writes_model_report_and_metrics(tiny_data
     flags = [*FAST_FLAGS, "--arch", "resnet50", "--epochs", "2"]  # the real ResNet-50 shape, tiny images
     result = run_train(flags, tmp_path, {"SM_CHANNEL_TRAINING": str(tiny_dataset)})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert len(metric_values(result.stdout, "valid:accuracy")) == 2
+    assert len(metric_values(result.stdout, "valid:accuracy")) == 3  # 2 epochs, then the best epoch's
     assert len(metric_values(result.stdout, "test:accuracy")) == 1
     assert not (tmp_path / "output" / "failure").exists()
 
@@ -101,7 +101,7 @@ def test_ddp_with_two_cpu_processes(tiny_dataset, tmp_path):
                        tmp_path, {"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 host(s) x 2 process(es), CPU" in result.stdout
-    assert len(metric_values(result.stdout, "valid:accuracy")) == 2  # rank 0 alone prints and writes
+    assert len(metric_values(result.stdout, "valid:accuracy")) == 3  # rank 0 alone prints and writes
     evaluation = json.loads((tmp_path / "output" / "data" / "evaluation.json").read_text())
     # Each rank evaluated its own shard; the summed confusion matrix counts every test image once.
     assert sum(map(sum, evaluation["confusion_matrix"])) == 9
@@ -147,6 +147,25 @@ def test_unwritable_model_dir_fails_with_the_reason(tiny_dataset, tmp_path, monk
     code = train_main([*FAST_FLAGS, "--epochs", "1", "--data-dir", str(tiny_dataset), "--model-dir", str(blocker)])
     assert code == 1
     assert "cannot write the model" in failure_of(tmp_path)
+
+
+def test_the_tuners_objective_is_the_shipped_epochs_valid_accuracy(tiny_dataset, tmp_path):
+    # Settings found to make the last epoch worse than the best one (CPU runs are deterministic):
+    # a tuner reading the last epoch's line would score a model the job does not ship.
+    flags = [*FAST_FLAGS, "--batch-size", "4", "--augment", "false", "--epochs", "5", "--lr", "0.01"]
+    result = run_train([*flags, "--data-dir", str(tiny_dataset)], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    metadata = json.loads((tmp_path / "model" / "model.json").read_text())["metrics"]
+    per_epoch = [float(v) for v in re.findall(r"^METRIC epoch=\d+ .*valid:accuracy=([-+0-9.eE]+);", result.stdout,
+                                              re.M)]
+    assert len(per_epoch) == 5 and per_epoch[-1] < max(per_epoch), "this run no longer has a worse last epoch"
+    assert metadata["best_epoch"] == per_epoch.index(max(per_epoch)) + 1
+
+    # SageMaker's tuner keeps the last value its objective regex matches in the log.
+    tuner_reads = metric_values(result.stdout, OBJECTIVE)[-1]
+    assert tuner_reads == pytest.approx(metadata["valid:accuracy"], abs=1e-6)
+    assert metric_values(result.stdout, "valid:loss")[-1] == pytest.approx(metadata["valid:loss"], abs=1e-6)
+    assert f"METRIC best_epoch={metadata['best_epoch']} " in result.stdout
 
 
 def test_the_model_learns_the_sample_data(sample_dataset, tmp_path):

@@ -407,6 +407,9 @@ class _Job:
         num_classes = len(self.data.class_folders)
         metrics = {"best_epoch": self.best["epoch"], "valid:accuracy": self.best["valid_accuracy"],
                    "valid:loss": self.best["valid_loss"]}
+        if self.is_main:  # the tuner's objective is the last value printed: the shipped epoch's
+            print(format_metrics({"valid:loss": self.best["valid_loss"], "valid:accuracy": self.best["valid_accuracy"]},
+                                 best_epoch=self.best["epoch"]), flush=True)
         final_split = "valid"
         final = None
         if "test" in self.data.splits:

@@ -2,9 +2,10 @@
 
 The frozen backbone's features of train and valid are computed once (the eval transform, as
 the feature cache does); each trial then trains only a new head on them (Adam, the trial's lr
-and batch size, --epochs epochs, seeded like a job) and scores its best validation accuracy,
-the tuning job's objective. Optuna's TPE sampler picks the trials and its median pruner stops
-weak ones early (SageMaker's early stopping "Auto" does much the same). Prints a table of the
+and batch size, --epochs epochs, seeded like a job) and scores its best validation accuracy:
+the tuning job's objective, which a job prints last (`METRIC best_epoch=N`) and ships. Optuna's
+TPE sampler picks the trials and its median pruner stops weak ones early (SageMaker's early
+stopping "Auto" does much the same). Prints a table of the
 trials and the best hyperparameters as `-p` flags for scripts/debug_profile.py.
 
 It applies to the default job (--freeze-backbone true): with a trainable backbone every trial
