@@ -11,6 +11,10 @@ its debug tensors, rule outputs, profiler data and output.tar.gz into --download
 vs valid loss to loss.png (smdebug create_trial), and prints the rule results and where the
 profiler report is.
 
+`--start-from S3_URI` fine-tunes a finished job's model further: its model.tar.gz becomes the job's
+`pretrained` channel and `weights` points at it in the container (the whole classifier when the
+classes are the same, else its backbone; see README "Fine-tuning further").
+
 `--local` runs the same Estimator in SageMaker local mode on the locally built image with a local
 --data folder (file:// channel). Debugger rules and the profiler are SageMaker-side services:
 local mode runs the job and collects its outputs, without them.
@@ -40,10 +44,19 @@ SYSTEM_MONITOR_MILLIS = 500
 LOSS_PLOT = Path(__file__).with_name("loss_plot.py")
 LOSS_PLOT_TIMEOUT = 300
 RULE_POLL_SECONDS = 30
+PRETRAINED_CHANNEL = "/opt/ml/input/data/pretrained"  # where SageMaker puts the `pretrained` channel's file
 
 
 def data_location(value: str) -> str:
     return value if value.startswith("s3://") else str(aws.existing_dir(value).resolve())
+
+
+def start_from_location(value: str) -> str:
+    if value.startswith("s3://"):
+        return aws.s3_uri(value)
+    if not Path(value).is_file():
+        raise argparse.ArgumentTypeError(f"expected an S3 URI or an existing model.tar.gz, got {value!r}")
+    return str(Path(value).resolve())
 
 
 def parse_args(argv):
@@ -56,6 +69,8 @@ def parse_args(argv):
     parser.add_argument("--role", type=aws.role_arn, required=True, help="SageMaker execution role ARN")
     parser.add_argument("--data", type=data_location, required=True,
                         help="S3 prefix (a local folder with --local) holding train/ valid/ test/")
+    parser.add_argument("--start-from", type=start_from_location, metavar="S3_URI|FILE",
+                        help="a finished job's model.tar.gz to fine-tune further (a local file with --local)")
     parser.add_argument("--instance-type", type=aws.instance_type, default="ml.g4dn.xlarge",
                         help="default ml.g4dn.xlarge")
     parser.add_argument("--output-path", type=aws.s3_uri,
@@ -79,6 +94,13 @@ def parse_args(argv):
                      f"got {args.data}")
     if args.local and args.tuning_job:
         parser.error("argument --tuning-job: not with --local; pass the hyperparameters with -p")
+    if args.start_from and args.local != (not args.start_from.startswith("s3://")):
+        parser.error(f"argument --start-from: {'--local takes a local file' if args.local else 'expected an S3 URI'}"
+                     f", got {args.start_from}")
+    if args.start_from:
+        if any(pair.partition("=")[0].strip().lstrip("-") == "weights" for pair in args.hyperparameter):
+            parser.error("argument --start-from: it sets the weights hyperparameter; drop -p weights=...")
+        args.hyperparameter.append(f"weights={PRETRAINED_CHANNEL}/{Path(args.start_from).name}")
     try:
         args.overrides = parse_hyperparameters(args.hyperparameter)
     except UsageError as error:
@@ -202,17 +224,21 @@ def run_job(args, session, hyperparameters: dict, job_name: str, destination: Pa
         # Local mode writes model.tar.gz and output.tar.gz straight into a file:// output path.
         output_path = f"file://{destination.resolve()}"
         debugging = {}  # Debugger and the profiler are SageMaker services: none in local mode
-        channel = f"file://{args.data}"
+        channels = {"training": f"file://{args.data}"}
+        if args.start_from:
+            channels["pretrained"] = f"file://{args.start_from}"
     else:
         output_path = args.output_path or f"s3://{session.default_bucket()}/dog-classifier/debug"
         debugging = debugging_configuration(output_path, job_name)
-        channel = args.data
+        channels = {"training": args.data}
+        if args.start_from:
+            channels["pretrained"] = args.start_from
     estimator = training_estimator(
         image_uri=args.image_uri, role=args.role, instance_type="local" if args.local else args.instance_type,
         session=session, hyperparameters=hyperparameters, output_path=output_path,
         max_run_hours=args.max_run_hours, base_job_name="dog-debug", **debugging)
     try:
-        estimator.fit({"training": channel}, job_name=job_name, wait=True, logs="None" if args.no_logs else "All")
+        estimator.fit(channels, job_name=job_name, wait=True, logs="None" if args.no_logs else "All")
     except UnexpectedStatusException:
         pass  # a failed job's tensors and rule results are the most useful ones: read them all the same
     return session.sagemaker_client.describe_training_job(TrainingJobName=job_name)

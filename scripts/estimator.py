@@ -7,6 +7,7 @@ tuner reads with can never drift from the lines the job prints.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import PurePosixPath
 
 from train.errors import UsageError
 from train.hyperparameters import PathOverrides
@@ -40,6 +41,10 @@ def check_hyperparameters(hyperparameters: dict[str, str]) -> None:
     if given_paths:
         raise UsageError(f"--{given_paths[0].replace('_', '-')} is a path flag, not a hyperparameter: "
                          "SageMaker sets the paths of a job")
+    # A weights path names a file in the container, which this machine cannot see: only its form is checked.
+    if namespace.weights not in ("imagenet", "none") and not PurePosixPath(namespace.weights).is_absolute():
+        raise UsageError(f"--weights {namespace.weights}: give the file's path inside the container, e.g. "
+                         "/opt/ml/input/data/pretrained/model.tar.gz for a `pretrained` channel")
 
 
 def training_estimator(*, image_uri: str, role: str, instance_type: str, session, hyperparameters: dict,

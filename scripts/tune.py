@@ -7,8 +7,8 @@
 Search space (the seed's, overridable): lr continuous on a log scale, batch-size categorical.
 Objective: valid:accuracy of the epoch the job ships (its last line, `best_epoch=`), maximised, read
 from the job's log with the training program's own regexes. Early stopping Auto. `--spot` runs every
-trial on managed spot capacity with checkpoints in S3 (interrupted trials resume). Prints the job name and its console page; `--wait` also
-prints the best job, its hyperparameters and objective value.
+trial on managed spot capacity with checkpoints in S3 (interrupted trials resume). Prints the job
+name and its console page; `--wait` also prints the best job, its hyperparameters and objective value.
 
 `--featurize`: a frozen backbone gives every trial the same features, so one featurize job
 (`featurize=true`, on --featurize-instance-type) computes them once, and each trial takes its

@@ -79,6 +79,14 @@ def test_tune_sends_the_search_space_objective_and_metric_regexes(moto, capsys):
     assert definition["OutputDataConfig"]["S3OutputPath"].startswith(f"s3://sagemaker-{REGION}-{ACCOUNT}/")
 
 
+def test_a_container_path_is_not_looked_for_on_this_machine(moto):
+    # /opt/ml/input/data/... exists in the job's container, not here: the scripts check its form only.
+    weights = "/opt/ml/input/data/pretrained/resnet50-custom.pth"
+    assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "-p", f"weights={weights}"]) == 0
+    assert moto.request("CreateHyperParameterTuningJob")["TrainingJobDefinition"]["StaticHyperParameters"] == {
+        "weights": weights}
+
+
 def test_tune_with_spot_checkpoints_and_a_custom_space(moto):
     assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "--spot",
                       "--checkpoint-s3-uri", "s3://my-bucket/ckpt", "--lr-range", "0.0001", "0.01",
@@ -165,6 +173,7 @@ def test_tune_reuses_given_features_without_a_featurize_job(moto):
     (["-p", "colour=red"], "unrecognized arguments: --colour red"),
     (["-p", "lr=0.01"], "--lr is tuned"),
     (["-p", "data-dir=/tmp"], "--data-dir is a path flag, not a hyperparameter"),
+    (["-p", "weights=runs/model.pt"], "--weights runs/model.pt: give the file's path inside the container"),
     (["--checkpoint-s3-uri", "s3://bkt/c"], "argument --checkpoint-s3-uri: only used with --spot"),
     (["-p", "featurize=true"], "--featurize is not a trial's hyperparameter: use scripts/tune.py --featurize"),
     (["--featurize", "-p", "augment=true"], "--augment true: trials on fixed features need --augment false"),
@@ -315,6 +324,18 @@ def test_debug_profile_configures_debugger_rules_and_profiler_and_reads_the_resu
     assert not list(job_dir.rglob("model.tar.gz"))  # the model stays in S3
 
 
+def test_debug_profile_fine_tunes_a_finished_jobs_model(moto):
+    model = "s3://dog-models/dog-classifier/debug/dog-debug-1/output/model.tar.gz"
+    assert debug_profile.main(["-p", "lr=0.0001", "--start-from", model, "--image-uri", TRAIN_IMAGE, "--role", ROLE,
+                               "--data", DATA, "--no-logs", "--job-name", "dog-debug-again"]) == 0
+    request = moto.request("CreateTrainingJob")
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
+    assert channels == {"training": DATA, "pretrained": model}
+    # SageMaker puts an S3 object given as a channel at /opt/ml/input/data/<channel>/<its file name>
+    assert request["HyperParameters"] == {"lr": "0.0001",
+                                          "weights": "/opt/ml/input/data/pretrained/model.tar.gz"}
+
+
 def test_debug_profile_takes_the_best_trial_of_a_tuning_job(moto, monkeypatch, capsys):
     assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "-p", "epochs=7",
                       "--job-name", "dog-tune-best"]) == 0
@@ -354,6 +375,8 @@ def test_debug_profile_refuses_moto_placeholder_hyperparameters_by_name(moto, ca
     (["-p", "lr=0.01", "--data", "/no/such/folder"], "argument --data: folder /no/such/folder does not exist"),
     (["-p", "lr=-1"], "--lr: must be between"),
     (["-p", "lr=0.01", "--image-uri", "dog-classifier-train:local"], "a local image needs --local"),
+    (["-p", "lr=0.01", "--start-from", "/no/model.tar.gz"], "argument --start-from: expected an S3 URI or an"),
+    (["-p", "weights=/opt/ml/x.pth", "--start-from", "s3://bkt/m.tar.gz"], "it sets the weights hyperparameter"),
 ])
 def test_debug_profile_refuses_bad_input_before_calling_aws(args, message, moto, capsys):
     argv = [*([] if "--image-uri" in args else ["--image-uri", TRAIN_IMAGE]), "--role", ROLE,

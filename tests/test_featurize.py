@@ -123,10 +123,10 @@ def test_bad_features_channels_are_named(tmp_path, monkeypatch):
 @pytest.mark.parametrize("library_filter", [True, False], ids=["tarfile data filter", "Python without it"])
 @pytest.mark.parametrize("member", ["../../escaped.json", "/tmp/escaped.json", "link"])
 def test_a_tarball_cannot_write_outside_its_folder(member, library_filter, featurized, tmp_path, monkeypatch):
-    from train import feature_bundle
+    from train import archive as safe_unpacking
 
     if not library_filter:  # Debian bookworm's Python 3.11.2 has no tarfile.data_filter
-        monkeypatch.setattr(feature_bundle, "_DATA_FILTER", {})
+        monkeypatch.setattr(safe_unpacking, "_DATA_FILTER", {})
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
     channel = tmp_path / "input" / "data" / "features"
     channel.mkdir(parents=True)

@@ -1,7 +1,7 @@
 import pytest
 
 from train.errors import UsageError
-from train.hyperparameters import Hyperparameters, parse_args
+from train.hyperparameters import Hyperparameters, check_files, parse_args
 
 
 def test_defaults_match_the_documented_ones():
@@ -36,7 +36,7 @@ def test_string_booleans(text, expected):
     (["--epochs", "many"], "--epochs"),
     (["--freeze-backbone", "maybe"], "--freeze-backbone"),
     (["--arch", "vgg16"], "--arch"),
-    (["--weights", "/no/such/file.pth"], "--weights"),
+    (["--weights", " "], "--weights"),
     (["--image-size", "8"], "--image-size"),
     (["--num-workers", "-2"], "--num-workers"),
     (["--learning-rate", "0.1"], "--learning-rate"),
@@ -65,3 +65,11 @@ def test_weights_accepts_a_file(tmp_path):
     path.write_bytes(b"x")
     hp, _, _ = parse_args(["--weights", str(path)])
     assert hp.weights == str(path)
+    check_files(hp)
+
+
+def test_a_weights_path_is_checked_by_the_job_not_the_parser():
+    # Scripts parse a job's hyperparameters on a laptop: a container path must parse there.
+    hp, _, _ = parse_args(["--weights", "/opt/ml/input/data/pretrained/model.tar.gz"])
+    with pytest.raises(UsageError, match=r"--weights /opt/ml/input/data/pretrained/model\.tar\.gz: no such file"):
+        check_files(hp)

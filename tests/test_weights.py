@@ -1,10 +1,13 @@
 """Pretrained weights are found offline (cache, pretrained channel) and loaded without pickle."""
 
 import pickle
+import shutil
+import tarfile
 
 import pytest
 import torch
 import torchvision
+from conftest import FAST_FLAGS, run_train
 
 from train.errors import TrainingError
 from train.network import build_classifier
@@ -66,3 +69,58 @@ def test_weights_of_another_arch_are_refused(tmp_path):
     state = load_backbone_state(str(path), "resnet50", None)
     with pytest.raises(ValueError, match="do not fit resnet50"):
         build_classifier("resnet50", 3, 8, state, freeze_backbone=True)
+
+
+# ---------------------------------------------------------------- fine-tuning a finished job's model further
+
+def model_state(model_dir):
+    return torch.load(model_dir / "model.pt", weights_only=True)
+
+
+def assert_same(ours: dict, theirs: dict, prefix: str, atol: float = 1e-6) -> None:
+    keys = [key for key in theirs if key.startswith(prefix)]
+    assert keys
+    for key in keys:
+        assert torch.allclose(ours[key].float(), theirs[key].float(), atol=atol), key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", ["model.pt", "model folder", "model.tar.gz"])
+def test_a_finished_jobs_model_fine_tunes_further_as_a_whole(given, trained_model_dir, tiny_dataset, tmp_path):
+    weights = {"model.pt": trained_model_dir / "model.pt", "model folder": trained_model_dir,
+               "model.tar.gz": tmp_path / "model.tar.gz"}[given]
+    if given == "model.tar.gz":  # what a `pretrained` channel on a job's S3 output delivers
+        with tarfile.open(weights, "w:gz") as archive:
+            for path in trained_model_dir.iterdir():
+                archive.add(path, arcname=path.name)
+    # The trained model's own settings, a frozen backbone and a learning rate too small to move the head:
+    # the job must end where the finished one did, head included.
+    result = run_train([*FAST_FLAGS, "--weights", str(weights), "--epochs", "1", "--lr", "1e-8",
+                        "--data-dir", str(tiny_dataset)], tmp_path / "job")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "starting from the whole classifier (same classes, same head)" in result.stdout
+    assert_same(model_state(tmp_path / "job" / "model"), model_state(trained_model_dir), "", atol=1e-5)
+
+
+@pytest.mark.slow
+def test_another_class_set_takes_only_the_backbone(trained_model_dir, tiny_dataset, tmp_path):
+    two_classes = tmp_path / "data"
+    for split in ("train", "valid", "test"):
+        for folder in sorted((tiny_dataset / split).iterdir())[:2]:
+            shutil.copytree(folder, two_classes / split / folder.name)
+    result = run_train([*FAST_FLAGS, "--weights", str(trained_model_dir / "model.pt"), "--epochs", "1",
+                        "--data-dir", str(two_classes)], tmp_path / "job")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "starting from its backbone alone (its 3 classes are not this job's 2)" in result.stdout
+    ours = model_state(tmp_path / "job" / "model")
+    assert_same(ours, model_state(trained_model_dir), "backbone.")  # frozen: exactly the finished job's
+    assert ours["head.2.weight"].shape[0] == 2
+
+
+def test_a_missing_weights_path_fails_the_job_before_any_data_check(tiny_dataset, tmp_path):
+    result = run_train([*FAST_FLAGS, "--weights", str(tmp_path / "no-such" / "model.pt"), "--data-dir",
+                        str(tiny_dataset)], tmp_path)
+    assert result.returncode == 1
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert failure.startswith(f"--weights {tmp_path / 'no-such' / 'model.pt'}: no such file or folder")
+    assert "data:" not in result.stdout  # refused before the files were checked

@@ -10,7 +10,7 @@ import warnings
 from train.diagnostics.settings import settings_from
 from train.environment import failure_copy_from, failure_file_from, read_environment
 from train.errors import Interrupted, UsageError, clear_failure_file, one_line_reason, write_failure_file
-from train.hyperparameters import PathOverrides, parse_args
+from train.hyperparameters import PathOverrides, check_files, parse_args
 from train.metrics import print_metric_definitions
 
 log = logging.getLogger("train")
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = read_environment(environ, overrides)
         clear_failure_file(env.failure_file)
+        check_files(hyperparameters)
         log.info("hyperparameters: %s", hyperparameters)
         from train import trainer  # torch is imported only once the flags are known to be good
 

@@ -14,12 +14,12 @@ tarball, and loads tensors with weights_only=True (no pickle code runs).
 from __future__ import annotations
 
 import json
-import tarfile
 import tempfile
 from pathlib import Path
 
 import torch
 
+from train import archive
 from train.data import SkippedFile, Split
 from train.errors import TrainingError
 
@@ -102,28 +102,8 @@ def read(location: Path) -> FeatureBundle:
         raise TrainingError(f"{location} holds neither {METADATA_FILE} nor {' or '.join(TARBALL_NAMES)}: "
                             "give the features channel a featurize job's model.tar.gz")
     with tempfile.TemporaryDirectory(prefix="features-") as unpacked:
-        try:
-            with tarfile.open(tarballs[0]) as archive:
-                archive.extractall(unpacked, members=_plain_files(archive), **_DATA_FILTER)
-        except (tarfile.TarError, OSError) as error:
-            raise TrainingError(f"cannot unpack {tarballs[0]}: {error}") from error
+        archive.unpack(tarballs[0], Path(unpacked))
         return _read_folder(Path(unpacked))
-
-
-# tarfile's own "data" filter where this Python has it (3.11.4+; Debian bookworm's 3.11.2 does not):
-# _plain_files does the same job everywhere, the filter is a second lock.
-_DATA_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-
-
-def _plain_files(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
-    """Regular files and folders with relative names inside the archive: no links, devices or paths out."""
-    members = []
-    for member in archive.getmembers():
-        name = Path(member.name)
-        if name.is_absolute() or ".." in name.parts or not (member.isfile() or member.isdir()):
-            raise tarfile.TarError(f"refusing member {member.name!r}: only plain files inside the archive")
-        members.append(member)
-    return members
 
 
 def _read_folder(folder: Path) -> FeatureBundle:

@@ -100,12 +100,21 @@ def _auto_or(parse):
 
 
 def _weights(value: str) -> str:
+    """imagenet, none, or a path. Whether the path exists is the job's question (check_files), not the
+    parser's: scripts parse a job's hyperparameters on a laptop, where a container path means nothing."""
     lowered = value.strip().lower()
     if lowered in ("imagenet", "none"):
         return lowered
-    if not Path(value).exists():
-        raise argparse.ArgumentTypeError(f"expected imagenet, none or an existing file, got {value!r}")
+    if not value.strip():
+        raise argparse.ArgumentTypeError("expected imagenet, none or a path, got an empty value")
     return value
+
+
+def check_files(hp: Hyperparameters) -> None:
+    """What only the machine that runs the job can check: that `--weights PATH` is there."""
+    if hp.weights not in ("imagenet", "none") and not Path(hp.weights).exists():
+        raise UsageError(f"--weights {hp.weights}: no such file or folder (expected imagenet, none, a state dict, "
+                         "or a training job's model.pt, model folder or model.tar.gz)")
 
 
 class _Parser(argparse.ArgumentParser):

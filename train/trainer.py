@@ -26,7 +26,7 @@ from train.hyperparameters import Hyperparameters, default_num_workers
 from train.metrics import format_metrics
 from train.network import Normalize, Preprocess, build_classifier, eval_transform, train_transform
 from train.progress import Progress
-from train.weights import load_backbone_state
+from train.weights import StartingWeights, load_starting_weights
 
 log = logging.getLogger(__name__)
 
@@ -202,12 +202,15 @@ class _Job:
     def _build(self) -> None:
         torch.manual_seed(self.hp.seed)
         # Trained on a featurize job's output, the backbone is the one that made the features.
-        backbone_state = self.data.features.backbone_state if self.data.features is not None \
-            else load_backbone_state(self.hp.weights, self.hp.arch, self.env.pretrained_dir)
+        start = StartingWeights(self.data.features.backbone_state) if self.data.features is not None \
+            else load_starting_weights(self.hp.weights, self.hp.arch, self.env.pretrained_dir,
+                                       self.data.class_folders, self.hp.hidden_units)
         try:
             self.classifier = build_classifier(self.hp.arch, len(self.data.class_folders), self.hp.hidden_units,
-                                               backbone_state, self.hp.freeze_backbone)
-        except ValueError as error:
+                                               start.backbone, self.hp.freeze_backbone)
+            if start.head is not None:  # fine-tuning a finished job's classifier further
+                self.classifier.head.load_state_dict(start.head)
+        except (ValueError, RuntimeError) as error:
             raise TrainingError(f"--weights {self.hp.weights}: {error}") from error
         self.classifier.to(self.device)
         if self.precision.channels_last:

@@ -1,22 +1,43 @@
-"""Pretrained backbone weights, found offline: training never reaches the network.
+"""The weights a job starts from, found offline: training never reaches the network.
 
-Where they come from, in order: a `pretrained` channel (or --pretrained-dir) holding
-torchvision's weight file, then the torch hub cache ($TORCH_HOME/hub/checkpoints),
-where the training image bakes them at build time and where any earlier torchvision
-download on a laptop put them. `python -m train.weights download` fills that cache.
+`--weights imagenet`: a `pretrained` channel (or --pretrained-dir) holding torchvision's
+weight file, then the torch hub cache ($TORCH_HOME/hub/checkpoints), where the training
+image bakes them at build time and where any earlier torchvision download on a laptop put
+them. `python -m train.weights download` fills that cache.
+
+`--weights PATH`: a torchvision state dict (the backbone), or a finished job's model to
+fine-tune further: its `model.pt`, its model folder, or its `model.tar.gz` (what a channel
+pointing at a job's S3 output delivers). Such a model brings its head too when its class
+list (`model.json` beside it) is this job's and the head has the same width; otherwise
+only its backbone is taken, and the log says why.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 import torchvision
 
+from train import archive
 from train.errors import TrainingError
 from train.hyperparameters import ARCHITECTURES
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE, METADATA_FILE, TARBALL = "model.pt", "model.json", "model.tar.gz"
+
+
+@dataclasses.dataclass
+class StartingWeights:
+    backbone: dict | None  # None: a random backbone
+    head: dict | None = None  # a finished job's head, when that job had this job's classes and head width
 
 
 def imagenet_weight_file(arch: str) -> str:
@@ -31,12 +52,63 @@ def hub_checkpoint_dir() -> Path:
 
 def load_backbone_state(weights: str, arch: str, pretrained_dir: Path | None) -> dict | None:
     """The state dict to start the backbone from: None for `none`, else loaded with weights_only=True."""
+    return load_starting_weights(weights, arch, pretrained_dir).backbone
+
+
+def load_starting_weights(weights: str, arch: str, pretrained_dir: Path | None,
+                          class_folders: list[str] | None = None, hidden_units: int | None = None) -> StartingWeights:
+    """What `--weights` gives this job: a backbone, and a head where a finished job's fits (see the module doc)."""
     if weights == "none":
-        return None
+        return StartingWeights(None)
     if weights == "imagenet":
-        path = find_imagenet_weights(arch, pretrained_dir)
-    else:
-        path = Path(weights)
+        return StartingWeights(_load_state(find_imagenet_weights(arch, pretrained_dir)))
+    path = Path(weights)
+    if not path.exists():
+        raise TrainingError(f"--weights {weights}: no such file or folder")
+    if path.is_dir() or path.name.endswith(".tar.gz"):
+        with tempfile.TemporaryDirectory(prefix="weights-") as unpacked:
+            folder = path if path.is_dir() else Path(unpacked)
+            if not path.is_dir():
+                archive.unpack(path, folder)
+            if not (folder / MODEL_FILE).is_file():
+                raise TrainingError(f"--weights {weights}: no {MODEL_FILE} in it (a training job's model)")
+            return _split_classifier(folder / MODEL_FILE, class_folders, hidden_units)
+    return _split_classifier(path, class_folders, hidden_units)
+
+
+def _split_classifier(path: Path, class_folders: list[str] | None, hidden_units: int | None) -> StartingWeights:
+    """A plain backbone state dict as it is; a classifier's (backbone.* and head.*) split in two."""
+    state = _load_state(path)
+    if not any(key.startswith("backbone.") for key in state):
+        return StartingWeights(state)
+    backbone = {key.removeprefix("backbone."): value for key, value in state.items() if key.startswith("backbone.")}
+    head = {key.removeprefix("head."): value for key, value in state.items() if key.startswith("head.")}
+    reason = _why_not_the_head(path.parent / METADATA_FILE, head, class_folders, hidden_units)
+    if reason:
+        log.info("--weights %s: starting from its backbone alone (%s)", path, reason)
+        return StartingWeights(backbone)
+    log.info("--weights %s: starting from the whole classifier (same classes, same head)", path)
+    return StartingWeights(backbone, head)
+
+
+def _why_not_the_head(metadata_path: Path, head: dict, class_folders: list[str] | None,
+                      hidden_units: int | None) -> str | None:
+    if class_folders is None:
+        return "only the backbone is asked for"
+    try:
+        theirs = json.loads(metadata_path.read_text())["class_folders"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no readable {METADATA_FILE} beside it names its classes"
+    if theirs != class_folders:
+        return f"its {len(theirs)} classes are not this job's {len(class_folders)}"
+    first = head.get("0.weight")
+    if first is None or hidden_units is None or first.shape[0] != hidden_units:
+        width = "?" if first is None else first.shape[0]
+        return f"its head has {width} hidden units, this job {hidden_units}"
+    return None
+
+
+def _load_state(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
