@@ -115,7 +115,10 @@ def cases(max_payload_bytes: int, max_instances: int) -> list[Case]:
         # content and accept types
         Case("wrong content type", jpeg, "text/plain", 415),
         Case("missing content type", jpeg, None, 415),
-        Case("application/octet-stream", jpeg, "application/octet-stream", 415),
+        Case("JPEG as application/octet-stream (the SageMaker SDK's default)", jpeg, "application/octet-stream", 200),
+        Case("PNG as application/octet-stream", image("PNG"), "application/octet-stream", 200),
+        Case("text as application/octet-stream", b"just some words", "application/octet-stream", 415),
+        Case("form content type (curl's default)", b"a=b&c=d", "application/x-www-form-urlencoded", 415),
         Case("unsupported accept", jpeg, "image/jpeg", 406, {"Accept": "text/csv"}),
         Case("accept wildcard", jpeg, "image/jpeg", 200, {"Accept": "text/html, */*;q=0.1"}),
         Case("numpy accept", jpeg, "image/jpeg", 200, {"Accept": "application/x-npy"}),

@@ -20,6 +20,13 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp"
                "application/x-image")
 JSON = "application/json"
 NPY = "application/x-npy"
+# What the SageMaker SDK's default Predictor serializer sends: served when the bytes say it is an image.
+OCTET_STREAM = "application/octet-stream"
+# The first bytes of each format Pillow decodes here (RIFF....WEBP is checked apart).
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+_ACCEPTED = (f"send one of {', '.join(IMAGE_TYPES)}, {OCTET_STREAM} (an image's bytes) "
+             f"or {JSON} with {{\"instances\": [{{\"b64\": \"...\"}}]}}")
 ACCEPT_TYPES = (JSON, NPY)
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 
@@ -67,18 +74,27 @@ def parse_top_k(header: str | None, num_classes: int, default: int) -> int:
 def decode_images(body: bytes, content_type: str, max_payload_bytes: int, max_pixels: int, max_instances: int,
                   min_side: int | None) -> tuple[list[Image.Image], bool]:
     """(RGB images, whether the request was a batch)."""
-    if content_type not in (*IMAGE_TYPES, JSON):
+    if content_type not in (*IMAGE_TYPES, JSON, OCTET_STREAM):
         shown = content_type or "no Content-Type"
-        raise RequestError(415, f"unsupported content type {shown!r}; send one of {', '.join(IMAGE_TYPES)} "
-                                f"or {JSON} with {{\"instances\": [{{\"b64\": \"...\"}}]}}")
+        raise RequestError(415, f"unsupported content type {shown!r}; {_ACCEPTED}")
     if len(body) > max_payload_bytes:
         raise RequestError(413, f"request body is {len(body):,} bytes, more than the {max_payload_bytes:,} allowed")
     if not body:
         raise RequestError(400, "request body is empty; send an image, or JSON {\"instances\": [{\"b64\": ...}]}")
+    if content_type == OCTET_STREAM and sniff_image_format(body) is None:
+        raise RequestError(415, f"{OCTET_STREAM} body does not start like a JPEG, PNG, WebP, GIF, BMP or TIFF "
+                                f"image; {_ACCEPTED}")
     if content_type == JSON:
         return [decode_image(data, max_pixels, min_side, index) for index, data in
                 enumerate(_instances(body, max_instances))], True
     return [decode_image(body, max_pixels, min_side)], False
+
+
+def sniff_image_format(data: bytes) -> str | None:
+    """The image format the first bytes announce (the header is a claim; the decoder still checks the rest)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for signature, name in _SIGNATURES if data.startswith(signature)), None)
 
 
 def _instances(body: bytes, max_instances: int) -> list[bytes]:

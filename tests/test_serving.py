@@ -109,6 +109,54 @@ def test_top_k_from_custom_attributes(server):
         assert status == 200 and len(answer["top_k"]) == expected, attributes
 
 
+def local_runtime_client(server):
+    """The SageMaker SDK's own runtime client for local endpoints: it POSTs invoke_endpoint's arguments to
+    /invocations on localhost:<serving_port> as headers, the way SageMaker hands them to a container."""
+    from sagemaker.local import LocalSagemakerRuntimeClient
+
+    return LocalSagemakerRuntimeClient(config={"local": {"serving_port": int(server.base.rsplit(":", 1)[1])}})
+
+
+def test_the_sdks_default_predictor_serializer_is_served(server, trained_model_dir):
+    from types import SimpleNamespace
+
+    from sagemaker.deserializers import JSONDeserializer
+    from sagemaker.predictor import Predictor
+
+    session = SimpleNamespace(sagemaker_runtime_client=local_runtime_client(server))
+    predictor = Predictor("dogs", sagemaker_session=session, deserializer=JSONDeserializer())
+    assert predictor.content_type == "application/octet-stream"  # IdentitySerializer's, the SDK's default
+    assert_answer(predictor.predict(image_bytes("JPEG")), classes_of(trained_model_dir), top_k=3)
+    assert_answer(predictor.predict(image_bytes("PNG", "RGBA")), classes_of(trained_model_dir), top_k=3)
+
+
+@pytest.mark.parametrize("arguments, status", [
+    ({"ContentType": "image/jpeg"}, 200),
+    ({"ContentType": "application/octet-stream"}, 200),
+    ({"ContentType": "application/x-image", "Accept": "application/json"}, 200),
+    ({"ContentType": "application/octet-stream", "CustomAttributes": "top_k=1"}, 200),
+    ({"ContentType": "text/csv"}, 415),
+], ids=lambda value: str(value))
+def test_invoke_endpoint_argument_shapes(server, arguments, status):
+    response = local_runtime_client(server).invoke_endpoint(Body=image_bytes("JPEG"), EndpointName="dogs",
+                                                            **arguments)
+    body = response["Body"]  # the local client hands back the raw HTTP response (boto3 would raise on a 4xx)
+    answer = json.loads(body.read())
+    assert body.status == status, answer
+    assert body.headers["Content-Type"].startswith("application/json")
+    if status == 200:
+        assert len(answer["top_k"]) == (1 if "CustomAttributes" in arguments else 3)
+    else:
+        assert "application/octet-stream (an image's bytes)" in answer["error"]
+
+
+def test_an_octet_stream_that_is_no_image_is_refused_naming_what_is_accepted(server):
+    status, _, answer = invoke_json(server.base, b"%PDF-1.7 not a picture", "application/octet-stream")
+    assert status == 415
+    assert "does not start like a JPEG, PNG, WebP, GIF, BMP or TIFF image" in answer["error"]
+    assert "image/jpeg" in answer["error"] and "application/json" in answer["error"]
+
+
 CORPUS = cases(max_payload_bytes=1 << 20, max_instances=DEFAULT_MAX_INSTANCES)  # the server fixture's 1 MB cap
 
 
