@@ -121,6 +121,18 @@ def s3_keys(s3, uri: str) -> tuple[str, str, list[str]]:
     return bucket, prefix, keys
 
 
+def describe_or_none(call, **kwargs) -> dict | None:
+    """A SageMaker Describe* call's answer, or None where the resource does not exist (ValidationException)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return call(**kwargs)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+            return None
+        raise
+
+
 def add_aws_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("AWS (default: the standard credential chain)")
     group.add_argument("--region", help="AWS region, e.g. us-east-1")

@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python scripts/cleanup.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import aws
+from scripts import aws, deploy
 
 ECR_REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
 
@@ -50,30 +50,32 @@ def parse_args(argv):
 
 
 def endpoint_resources(client, endpoint_name: str) -> dict[str, list[str]]:
-    """The endpoint, its endpoint config and its models, as far as they exist."""
-    from botocore.exceptions import ClientError
-
-    def exists(call, **kwargs) -> dict | None:
-        try:
-            return call(**kwargs)
-        except ClientError as error:
-            if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
-                return None
-            raise
-
+    """The endpoint, and every endpoint config and model deploy.py made for it, as far as they exist: the ones
+    it uses, and those a failed deploy or update left (named <endpoint>-<UTC time>, or <endpoint> itself)."""
+    exists = aws.describe_or_none
     found = {"endpoint": [], "endpoint config": [], "model": []}
-    config_name = endpoint_name
+    configs = {endpoint_name, *_versioned(client, "list_endpoint_configs", "EndpointConfigs", "EndpointConfigName",
+                                          endpoint_name)}
+    models = {endpoint_name, *_versioned(client, "list_models", "Models", "ModelName", endpoint_name)}
     endpoint = exists(client.describe_endpoint, EndpointName=endpoint_name)
     if endpoint:
         found["endpoint"].append(endpoint_name)
-        config_name = endpoint["EndpointConfigName"]
-    model_names = {endpoint_name}
-    config = exists(client.describe_endpoint_config, EndpointConfigName=config_name)
-    if config:
-        found["endpoint config"].append(config_name)
-        model_names |= {variant["ModelName"] for variant in config["ProductionVariants"]}
-    found["model"] = sorted(name for name in model_names if exists(client.describe_model, ModelName=name))
+        configs.add(endpoint["EndpointConfigName"])
+    for config_name in sorted(configs):
+        config = exists(client.describe_endpoint_config, EndpointConfigName=config_name)
+        if config:
+            found["endpoint config"].append(config_name)
+            models |= {variant["ModelName"] for variant in config["ProductionVariants"]}
+    found["model"] = sorted(name for name in models if exists(client.describe_model, ModelName=name))
     return found
+
+
+def _versioned(client, operation: str, key: str, field: str, endpoint_name: str) -> list[str]:
+    """Names deploy.py gives this endpoint's models and configs, through every page of a List* call."""
+    names = []
+    for page in client.get_paginator(operation).paginate(NameContains=deploy.name_base(endpoint_name)):
+        names += [item[field] for item in page[key] if deploy.is_versioned_name(item[field], endpoint_name)]
+    return names
 
 
 def existing_repositories(ecr, names: list[str]) -> list[str]:
@@ -128,9 +130,19 @@ def main(argv: list[str] | None = None) -> int:
         sagemaker.delete_model(ModelName=name)
     for name in repositories:
         ecr.delete_repository(repositoryName=name, force=True)
+    failed = []
     for start in range(0, len(keys), 1000):  # delete_objects takes at most 1000 keys
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]],
-                                                 "Quiet": True})
+        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]],
+                                                          "Quiet": True})
+        # S3 answers 200 and lists each object it did not delete (AccessDenied, ...) under Errors
+        failed += answer.get("Errors", [])
+    for error in failed:
+        print(f"could not delete s3://{bucket}/{error.get('Key')}: {error.get('Code')}: {error.get('Message')}",
+              file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} of {len(keys)} objects under {args.s3_prefix}/ were not deleted; "
+              "everything else listed above was", file=sys.stderr)
+        return 1
     print("deleted:\n" + "\n".join(f"  {line}" for line in plan))
     return 0
 

@@ -4,10 +4,16 @@
     python scripts/deploy.py --image-uri ACCOUNT.dkr.ecr.REGION.amazonaws.com/dog-classifier-serve:latest \\
         --role arn:aws:iam::ACCOUNT:role/SageMakerExecutionRole --tuning-job dog-tune-...   # or --model-data s3://.../model.tar.gz
 
-Creates a model (the serving image + the artifact), an endpoint config and an endpoint
+Creates a model (the serving image + the artifact) and an endpoint config, both named
+<endpoint>-<UTC time> (SageMaker refuses a second resource of one name), then the endpoint
 (--instance-type, default ml.m5.large, one instance), waits until it is InService, and prints
 its name, what the instance costs per hour and the command that deletes it all again: an
 endpoint is billed every hour it exists, used or not.
+
+If the endpoint exists, the same command updates it in place: the new model and endpoint config,
+then UpdateEndpoint (SageMaker moves the traffic to new instances with no downtime), a wait for
+InService, and only then the old endpoint config and model are deleted. An update that fails
+leaves the endpoint on its old model and removes the new, unused config and model.
 
 `--local` deploys the same Model object in SageMaker local mode (docker compose on this machine,
 the locally built image, a file:// or local model.tar.gz) on 127.0.0.1:--local-port and serves
@@ -17,6 +23,8 @@ until Ctrl-C, then removes the container. `scripts/invoke.py --local` reaches it
 from __future__ import annotations
 
 import argparse
+import datetime
+import re
 import signal
 import sys
 from pathlib import Path
@@ -102,6 +110,23 @@ def build_model(args, session):
                  env=dict(args.env) or None, sagemaker_session=session)
 
 
+# A new model and endpoint config per deploy: <endpoint>-<UTC time to the millisecond>, within SageMaker's 63.
+_STAMP_LENGTH = len("20261130-091500-123")
+
+
+def name_base(endpoint_name: str) -> str:
+    return endpoint_name[:63 - _STAMP_LENGTH - 1].rstrip("-")
+
+
+def versioned_name(endpoint_name: str, now: datetime.datetime | None = None) -> str:
+    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    return f"{name_base(endpoint_name)}-{stamp}"
+
+
+def is_versioned_name(name: str, endpoint_name: str) -> bool:
+    return re.fullmatch(rf"{re.escape(name_base(endpoint_name))}-\d{{8}}-\d{{6}}-\d{{3}}", name) is not None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     boto = aws.boto_session(args)
@@ -109,29 +134,87 @@ def main(argv: list[str] | None = None) -> int:
     if args.tuning_job:
         args.model_data = best_model_data(session.sagemaker_client, args.tuning_job)
     print(f"model data: {args.model_data}")
-    model = build_model(args, session)
-    instance_type = "local" if args.local else args.instance_type
-    model.deploy(initial_instance_count=args.instance_count, instance_type=instance_type,
-                 endpoint_name=args.endpoint_name, wait=args.local)
     if args.local:
+        model = build_model(args, session)
+        model.deploy(initial_instance_count=args.instance_count, instance_type="local",
+                     endpoint_name=args.endpoint_name, wait=True)
         return serve_locally(model, args)
-    from botocore.exceptions import WaiterError
-
-    waiter = session.sagemaker_client.get_waiter("endpoint_in_service")
-    try:
-        waiter.wait(EndpointName=args.endpoint_name, WaiterConfig={"Delay": 15, "MaxAttempts": 120})
-    except WaiterError as error:  # the endpoint's own FailureReason says more than the waiter
-        description = session.sagemaker_client.describe_endpoint(EndpointName=args.endpoint_name)
-        print(f"error: endpoint {args.endpoint_name} is {description['EndpointStatus']}: "
-              f"{description.get('FailureReason', error)}", file=sys.stderr)
-        print(f"clean up: python scripts/cleanup.py --endpoint-name {args.endpoint_name}", file=sys.stderr)
-        return 1
+    status = deploy_to_sagemaker(session.sagemaker_client, args)
+    if status:
+        return status
     print(f"endpoint: {args.endpoint_name} (InService)")
     print(f"console: {aws.console_url(boto.region_name, 'endpoints', args.endpoint_name)}")
     print(f"cost: {price_class(args.instance_type)} x {args.instance_count}")
     print(f"try it: python scripts/invoke.py dog.jpg --endpoint-name {args.endpoint_name} --region {boto.region_name}")
     print(f"clean up: python scripts/cleanup.py --endpoint-name {args.endpoint_name} --region {boto.region_name}")
     return 0
+
+
+# DescribeEndpoint's statuses in which an endpoint takes no UpdateEndpoint
+NOT_UPDATABLE = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting", "UpdateRollbackFailed", "Failed")
+
+
+def deploy_to_sagemaker(client, args) -> int:
+    """Create the endpoint, or update it in place; 0 once it is InService on the new model."""
+    previous = aws.describe_or_none(client.describe_endpoint, EndpointName=args.endpoint_name)
+    if previous and previous["EndpointStatus"] in NOT_UPDATABLE:
+        what = "delete it (python scripts/cleanup.py --endpoint-name ...) and deploy again" \
+            if previous["EndpointStatus"] == "Failed" else "wait until it is InService and run this again"
+        print(f"error: endpoint {args.endpoint_name} is {previous['EndpointStatus']}: {what}", file=sys.stderr)
+        return 1
+    name = versioned_name(args.endpoint_name)
+    container = {"Image": args.image_uri, "ModelDataUrl": args.model_data, **({"Environment": dict(args.env)}
+                                                                            if args.env else {})}
+    client.create_model(ModelName=name, ExecutionRoleArn=args.role, PrimaryContainer=container)
+    client.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": args.instance_count,
+        "InstanceType": args.instance_type, "InitialVariantWeight": 1.0}])
+    print(f"model and endpoint config: {name}")
+    if previous:
+        old_config = previous["EndpointConfigName"]
+        print(f"updating endpoint {args.endpoint_name} (from {old_config}); it keeps serving meanwhile")
+        client.update_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=name)
+    else:
+        client.create_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=name)
+    final = wait_for_endpoint(client, args.endpoint_name)
+    if final["EndpointStatus"] != "InService" or final["EndpointConfigName"] != name:
+        # a failed update is rolled back to the old config (RollingBack, then InService): the endpoint's own
+        # FailureReason says more than the waiter
+        print(f"error: endpoint {args.endpoint_name} is {final['EndpointStatus']} on {final['EndpointConfigName']}: "
+              f"{final.get('FailureReason') or 'the new endpoint config did not take'}", file=sys.stderr)
+        if final["EndpointConfigName"] != name:  # the new config and model serve nothing
+            delete_config_and_models(client, name)
+            print(f"removed the unused {name}; the endpoint serves what it served before", file=sys.stderr)
+        else:
+            print(f"clean up: python scripts/cleanup.py --endpoint-name {args.endpoint_name}", file=sys.stderr)
+        return 1
+    if previous:
+        deleted = delete_config_and_models(client, old_config)
+        print(f"deleted the old endpoint config and model{'s' if len(deleted) > 2 else ''}: {', '.join(deleted)}")
+    return 0
+
+
+def wait_for_endpoint(client, endpoint_name: str) -> dict:
+    """DescribeEndpoint's answer once the endpoint is InService, or once the waiter gives up (Failed, timeout)."""
+    from botocore.exceptions import WaiterError
+
+    try:
+        client.get_waiter("endpoint_in_service").wait(EndpointName=endpoint_name,
+                                                      WaiterConfig={"Delay": 15, "MaxAttempts": 120})
+    except WaiterError:
+        pass  # the description below says what happened
+    return client.describe_endpoint(EndpointName=endpoint_name)
+
+
+def delete_config_and_models(client, config_name: str) -> list[str]:
+    """Delete an endpoint config no endpoint uses any more, and the models of its variants."""
+    config = aws.describe_or_none(client.describe_endpoint_config, EndpointConfigName=config_name)
+    models = [variant["ModelName"] for variant in config["ProductionVariants"]] if config else []
+    if config:
+        client.delete_endpoint_config(EndpointConfigName=config_name)
+    for model in models:
+        client.delete_model(ModelName=model)
+    return [config_name, *models] if config else []
 
 
 def serve_locally(model, args) -> int:

@@ -36,8 +36,10 @@ class MotoServer:
     def start(self) -> None:
         env = {**os.environ, "MOTO_ENABLE_RECORDING": "true", "MOTO_RECORDER_FILEPATH": str(self.recording)}
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                                             str(self.port)], stdout=log, stderr=subprocess.STDOUT, env=env)
+            # moto's server with the SageMaker hosting rules AWS keeps and moto does not (moto_as_aws.py)
+            self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("moto_as_aws.py")), "-H",
+                                             "127.0.0.1", "-p", str(self.port)], stdout=log, stderr=subprocess.STDOUT,
+                                            env=env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
@@ -60,8 +62,13 @@ class MotoServer:
 
     def reset(self) -> None:
         """Forget every resource and every recorded request."""
-        for path in ("/moto-api/reset", "/moto-api/recorder/reset-recording"):
-            urllib.request.urlopen(urllib.request.Request(self.url + path, method="POST"), timeout=10).close()
+        urllib.request.urlopen(urllib.request.Request(self.url + "/moto-api/reset", method="POST"), timeout=10).close()
+        self.reset_recording()
+
+    def reset_recording(self) -> None:
+        """Forget the recorded requests, keep the resources."""
+        urllib.request.urlopen(urllib.request.Request(self.url + "/moto-api/recorder/reset-recording",
+                                                      method="POST"), timeout=10).close()
 
     def requests(self, operation: str | None = None) -> list[dict]:
         """Recorded JSON-protocol requests (SageMaker, ECR, ...) as {"service", "operation", "body"}, in order."""

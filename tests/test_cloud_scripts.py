@@ -16,6 +16,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from moto_aws import ACCOUNT, REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
 from scripts import aws, cleanup, debug_profile, deploy, tune
@@ -29,14 +30,14 @@ def client(service: str):
     return boto3.client(service, region_name=REGION)
 
 
-def rewrite_answers(monkeypatch, operation: str, rewrite) -> None:
-    """Let `rewrite` edit moto's parsed answer to a SageMaker operation, in every session the scripts open
+def rewrite_answers(monkeypatch, operation: str, rewrite, service: str = "sagemaker") -> None:
+    """Let `rewrite` edit moto's parsed answer to an operation, in every session the scripts open
     (scripts.aws is the one module that makes them)."""
     original = aws.boto_session
 
     def session_with_rewritten_answers(args):
         session = original(args)
-        session.events.register(f"after-call.sagemaker.{operation}", rewrite)
+        session.events.register(f"after-call.{service}.{operation}", rewrite)
         return session
 
     monkeypatch.setattr(aws, "boto_session", session_with_rewritten_answers)
@@ -392,18 +393,45 @@ def test_debug_profile_refuses_bad_input_before_calling_aws(args, message, moto,
 MODEL_DATA = "s3://dog-models/dog-classifier/model.tar.gz"
 
 
+def test_the_local_aws_keeps_awss_hosting_rules(moto):
+    # moto alone accepts all of these; AWS does not (tests/moto_as_aws.py), and neither does the tests' AWS.
+    from botocore.exceptions import ClientError
+
+    sagemaker = client("sagemaker")
+    container = {"Image": SERVE_IMAGE, "ModelDataUrl": MODEL_DATA}
+    variants = [{"VariantName": "AllTraffic", "ModelName": "dogs", "InitialInstanceCount": 1,
+                 "InstanceType": "ml.m5.large"}]
+    sagemaker.create_model(ModelName="dogs", ExecutionRoleArn=ROLE, PrimaryContainer=container)
+    sagemaker.create_endpoint_config(EndpointConfigName="dogs", ProductionVariants=variants)
+    sagemaker.create_endpoint(EndpointName="dogs", EndpointConfigName="dogs")
+    for call, message in (
+        (lambda: sagemaker.create_model(ModelName="dogs", ExecutionRoleArn=ROLE, PrimaryContainer=container),
+         "Cannot create already existing model"),
+        (lambda: sagemaker.create_endpoint_config(EndpointConfigName="dogs", ProductionVariants=variants),
+         "Cannot create already existing endpoint configuration"),
+        (lambda: sagemaker.create_endpoint(EndpointName="dogs", EndpointConfigName="dogs"),
+         "Cannot create already existing endpoint"),
+        (lambda: sagemaker.update_endpoint(EndpointName="dogs", EndpointConfigName="dogs"),
+         "you must create a new EndpointConfig"),
+        (lambda: sagemaker.delete_endpoint_config(EndpointConfigName="dogs"), "must not be deleted"),
+    ):
+        with pytest.raises(ClientError, match=message) as error:
+            call()
+        assert error.value.response["Error"]["Code"] == "ValidationException"
+
+
 def test_deploy_creates_model_config_and_endpoint_on_the_serving_image(moto, capsys):
     assert deploy.main(["--image-uri", SERVE_IMAGE, "--role", ROLE, "--model-data", MODEL_DATA,
                         "--endpoint-name", "dogs", "--env", "SAGEMAKER_MODEL_SERVER_WORKERS=2"]) == 0
     out = capsys.readouterr().out
     model = moto.request("CreateModel")
-    assert model["ModelName"] == "dogs" and model["ExecutionRoleArn"] == ROLE
+    assert deploy.is_versioned_name(model["ModelName"], "dogs") and model["ExecutionRoleArn"] == ROLE
     assert model["PrimaryContainer"]["Image"] == SERVE_IMAGE
     assert model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
     assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
     config = moto.request("CreateEndpointConfig")
     [variant] = config["ProductionVariants"]
-    assert variant["ModelName"] == "dogs" and variant["InstanceType"] == "ml.m5.large"
+    assert variant["ModelName"] == model["ModelName"] and variant["InstanceType"] == "ml.m5.large"
     assert variant["InitialInstanceCount"] == 1
     endpoint = moto.request("CreateEndpoint")
     assert endpoint["EndpointName"] == "dogs" and endpoint["EndpointConfigName"] == config["EndpointConfigName"]
@@ -411,6 +439,82 @@ def test_deploy_creates_model_config_and_endpoint_on_the_serving_image(moto, cap
     assert "endpoint: dogs (InService)" in out
     assert "ml.m5.large: about $0.115/hour per instance" in out
     assert f"clean up: python scripts/cleanup.py --endpoint-name dogs --region {REGION}" in out
+
+
+NEW_MODEL_DATA = "s3://dog-models/dog-classifier-v2/model.tar.gz"
+
+
+def deploy_dogs(model_data: str) -> int:
+    return deploy.main(["--image-uri", SERVE_IMAGE, "--role", ROLE, "--model-data", model_data,
+                        "--endpoint-name", "dogs"])
+
+
+def test_deploy_to_an_existing_endpoint_updates_it_in_place(moto, capsys):
+    assert deploy_dogs(MODEL_DATA) == 0
+    first = moto.request("CreateModel")["ModelName"]
+    moto.reset_recording()
+    assert deploy_dogs(NEW_MODEL_DATA) == 0
+    out = capsys.readouterr().out
+    second = moto.request("CreateModel")
+    assert second["PrimaryContainer"]["ModelDataUrl"] == NEW_MODEL_DATA and second["ModelName"] != first
+    # AWS's order: a new model and config, UpdateEndpoint, the wait for InService, then the old ones go
+    calls = [(r["operation"], r["body"].get("EndpointConfigName") or r["body"].get("ModelName"))
+             for r in moto.requests() if r["operation"] != "DescribeEndpointConfig"]
+    name = second["ModelName"]
+    assert calls[:3] == [("DescribeEndpoint", None), ("CreateModel", name), ("CreateEndpointConfig", name)]
+    assert calls[3] == ("UpdateEndpoint", name)
+    waited = calls.index(("DescribeEndpoint", None), 4)
+    assert calls[waited + 1:] == [("DescribeEndpoint", None), ("DeleteEndpointConfig", first), ("DeleteModel", first)]
+    assert moto.requests("CreateEndpoint") == []
+    sagemaker = client("sagemaker")
+    assert sagemaker.describe_endpoint(EndpointName="dogs")["EndpointConfigName"] == name
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [name]
+    assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == [name]
+    assert f"updating endpoint dogs (from {first})" in out
+    assert f"deleted the old endpoint config and model: {first}, {first}" in out
+
+
+def test_a_failed_update_leaves_the_endpoint_on_its_old_model(moto, monkeypatch, capsys):
+    assert deploy_dogs(MODEL_DATA) == 0
+    first = moto.request("CreateModel")["ModelName"]
+
+    # SageMaker accepts the update, the new instances fail their health check, and it rolls the endpoint back
+    # to its old config (RollingBack, then InService): moto keeps the old config, DescribeEndpoint says why.
+    update_answered = []
+
+    def accepted_then_rolled_back(**_):
+        update_answered.append(1)
+        return AWSResponse("https://sagemaker", 200, {}, None), {"EndpointArn": "arn:aws:sagemaker:endpoint/dogs"}
+
+    def failure_reason(parsed, **_):
+        if update_answered:
+            parsed["FailureReason"] = ("The primary container for production variant AllTraffic did not pass the "
+                                       "ping health check.")
+
+    original = aws.boto_session
+
+    def session(args):
+        boto = original(args)
+        boto.events.register("before-call.sagemaker.UpdateEndpoint", accepted_then_rolled_back)
+        boto.events.register("after-call.sagemaker.DescribeEndpoint", failure_reason)
+        return boto
+
+    monkeypatch.setattr(aws, "boto_session", session)
+    assert deploy_dogs(NEW_MODEL_DATA) == 1
+    err = capsys.readouterr().err
+    assert f"error: endpoint dogs is InService on {first}: The primary container" in err
+    sagemaker = client("sagemaker")
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [first]  # the new one removed
+    assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == [first]
+
+
+def test_deploy_waits_for_a_busy_endpoint_instead_of_updating_it(moto, monkeypatch, capsys):
+    assert deploy_dogs(MODEL_DATA) == 0
+    moto.reset_recording()
+    rewrite_answers(monkeypatch, "DescribeEndpoint", lambda parsed, **_: parsed.update(EndpointStatus="Updating"))
+    assert deploy_dogs(NEW_MODEL_DATA) == 1
+    assert "error: endpoint dogs is Updating: wait until it is InService" in capsys.readouterr().err
+    assert moto.requests("CreateModel") == [] and moto.requests("UpdateEndpoint") == []
 
 
 def test_deploy_the_best_trial_of_a_tuning_job(moto, capsys):
@@ -467,7 +571,8 @@ def test_cleanup_leaves_nothing_behind(moto, capsys):
                          "--ecr-repository", "dog-classifier-serve", "--s3-prefix", "s3://dog-data/dogImages",
                          "--yes"]) == 0
     out = capsys.readouterr().out
-    assert "endpoint dogs" in out and "endpoint config dogs" in out and "model dogs" in out
+    name = moto.request("CreateModel")["ModelName"]
+    assert "endpoint dogs" in out and f"endpoint config {name}" in out and f"model {name}" in out
     assert "2 objects under s3://dog-data/dogImages/" in out
     assert sagemaker.list_endpoints()["Endpoints"] == []
     assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
@@ -477,6 +582,39 @@ def test_cleanup_leaves_nothing_behind(moto, capsys):
     # a second run finds nothing and says so
     assert cleanup.main(["--endpoint-name", "dogs", "--yes"]) == 0
     assert "endpoint dogs: nothing found" in capsys.readouterr().out
+
+
+def test_cleanup_finds_what_a_failed_deploy_left_without_an_endpoint(moto, capsys):
+    sagemaker = client("sagemaker")
+    for name in ("dogs-20261130-091500-123", "dogs-20261130-091501-456", "dogs-v2", "cats-20261130-091500-123"):
+        sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE,
+                               PrimaryContainer={"Image": SERVE_IMAGE, "ModelDataUrl": MODEL_DATA})
+    sagemaker.create_endpoint_config(EndpointConfigName="dogs-20261130-091500-123", ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": "dogs-20261130-091500-123", "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.large"}])
+    assert cleanup.main(["--endpoint-name", "dogs", "--yes"]) == 0
+    assert "endpoint config dogs-20261130-091500-123" in capsys.readouterr().out
+    # deploy.py's names for this endpoint go; another endpoint's, and names it never makes, stay
+    assert sorted(m["ModelName"] for m in sagemaker.list_models()["Models"]) == ["cats-20261130-091500-123",
+                                                                                  "dogs-v2"]
+    assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+
+
+def test_cleanup_reports_each_object_s3_did_not_delete(moto, monkeypatch, capsys):
+    s3 = client("s3")
+    s3.create_bucket(Bucket="dog-data")
+    for key in ("dogImages/a.jpg", "dogImages/b.jpg", "dogImages/c.jpg"):
+        s3.put_object(Bucket="dog-data", Key=key, Body=b"x")
+
+    def refused(parsed, **_):  # DeleteObjects answers 200 and lists the objects it kept under Errors
+        parsed["Errors"] = [{"Key": "dogImages/b.jpg", "Code": "AccessDenied", "Message": "Access Denied"}]
+
+    rewrite_answers(monkeypatch, "DeleteObjects", refused, service="s3")
+    assert cleanup.main(["--s3-prefix", "s3://dog-data/dogImages", "--yes"]) == 1
+    captured = capsys.readouterr()
+    assert "could not delete s3://dog-data/dogImages/b.jpg: AccessDenied: Access Denied" in captured.err
+    assert "error: 1 of 3 objects under s3://dog-data/dogImages/ were not deleted" in captured.err
+    assert "deleted:" not in captured.out
 
 
 def test_cleanup_asks_first_and_deletes_nothing_without_an_answer(moto, monkeypatch, capsys):

@@ -1,0 +1,86 @@
+"""moto's server, with the SageMaker hosting rules AWS documents and moto 5.2.5 does not keep.
+
+Run as `python tests/moto_as_aws.py -H 127.0.0.1 -p PORT` (what tests/moto_aws.py starts). A test
+that passes against plain moto can still fail on AWS; these are the rules the scripts depend on:
+
+- CreateModel, CreateEndpointConfig and CreateEndpoint of a name that exists fail with
+  ValidationException "Cannot create already existing ..." (moto overwrites the old one).
+- UpdateEndpoint (moto has none): "Deploys the EndpointConfig specified in the request ... To update
+  an endpoint, you must create a new EndpointConfig" (API_UpdateEndpoint). The endpoint must exist,
+  the config must exist and differ from the one in use; SageMaker's status goes Updating -> InService,
+  which this stand-in completes at once, as moto does for every job.
+- "You must not delete an EndpointConfig in use by an endpoint that is live" (API_DeleteEndpointConfig):
+  AWS lets the call through and the endpoint loses track of its instances; here it fails, so a test
+  catches a script that does it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from moto.core.responses import ActionResult
+from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.models import FakeEndpoint, FakeEndpointConfig, SageMakerModelBackend
+from moto.sagemaker.responses import SageMakerResponse
+from moto.sagemaker.utils import arn_formatter
+
+
+def _refuse_existing(create, resource: str, registry, name_parameter: str, arn):
+    def strict_create(self, *args, **kwargs):
+        name = kwargs[name_parameter]
+        if name in registry(self):
+            raise ValidationError(message=f'Cannot create already existing {resource} "{arn(self, name)}".')
+        return create(self, *args, **kwargs)
+
+    return strict_create
+
+
+SageMakerModelBackend.create_model = _refuse_existing(
+    SageMakerModelBackend.create_model, "model", lambda backend: backend._models, "model_name",
+    lambda backend, name: arn_formatter("model", name, backend.account_id, backend.region_name))
+SageMakerModelBackend.create_endpoint_config = _refuse_existing(
+    SageMakerModelBackend.create_endpoint_config, "endpoint configuration", lambda backend: backend.endpoint_configs,
+    "endpoint_config_name",
+    lambda backend, name: FakeEndpointConfig.arn_formatter(name, backend.account_id, backend.region_name))
+SageMakerModelBackend.create_endpoint = _refuse_existing(
+    SageMakerModelBackend.create_endpoint, "endpoint", lambda backend: backend.endpoints, "endpoint_name",
+    lambda backend, name: FakeEndpoint.arn_formatter(name, backend.account_id, backend.region_name))
+
+_delete_endpoint_config = SageMakerModelBackend.delete_endpoint_config
+
+
+def _delete_unused_endpoint_config(self, endpoint_config_name: str) -> None:
+    users = [e.endpoint_name for e in self.endpoints.values() if e.endpoint_config_name == endpoint_config_name]
+    if users:
+        raise ValidationError(message=f"endpoint config {endpoint_config_name} is in use by endpoint {users[0]}: "
+                                      "AWS documents that it must not be deleted while the endpoint is live")
+    _delete_endpoint_config(self, endpoint_config_name)
+
+
+SageMakerModelBackend.delete_endpoint_config = _delete_unused_endpoint_config
+
+
+def _update_endpoint(self) -> ActionResult:
+    backend = self.sagemaker_backend
+    name, config_name = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
+    endpoint = backend.endpoints.get(name)
+    if endpoint is None:
+        arn = FakeEndpoint.arn_formatter(name, backend.account_id, backend.region_name)
+        raise ValidationError(message=f'Could not find endpoint "{arn}".')
+    config = backend.describe_endpoint_config(config_name)  # ValidationException when it does not exist
+    if config_name == endpoint.endpoint_config_name:
+        raise ValidationError(message="To update an endpoint, you must create a new EndpointConfig.")
+    updated = FakeEndpoint(account_id=backend.account_id, region_name=backend.region_name, endpoint_name=name,
+                           endpoint_config_name=config_name, production_variants=config["ProductionVariants"],
+                           data_capture_config=config["DataCaptureConfig"], tags=endpoint.tags)
+    backend.endpoints[name] = updated
+    return ActionResult({"EndpointArn": updated.arn})
+
+
+SageMakerResponse.update_endpoint = _update_endpoint
+
+
+if __name__ == "__main__":
+    from moto.server import main
+
+    main(sys.argv[1:])
