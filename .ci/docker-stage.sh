@@ -43,7 +43,7 @@ bash .ci/docker-base.sh "$BASE_IMAGE"
 for image in train serve; do
   tag_var=$(echo "${image}_IMAGE" | tr '[:lower:]' '[:upper:]')
   t0=$(date +%s)
-  docker build -q -f "docker/$image.Dockerfile" --build-arg BASE_IMAGE="$BASE_IMAGE" -t "${!tag_var}" . >/dev/null
+  docker build -q --platform linux/amd64 -f "docker/$image.Dockerfile" --build-arg BASE_IMAGE="$BASE_IMAGE" -t "${!tag_var}" . >/dev/null
   echo "built ${!tag_var} in $(( $(date +%s) - t0 )) s: $(docker image inspect --format '{{.Size}}' "${!tag_var}" \
     | awk '{printf "%.2f GB", $1 / 1e9}')"
 done

@@ -100,10 +100,12 @@ if [ -z "$tag" ]; then
   [ -z "$(git -C "$repo_root" status --porcelain 2>/dev/null)" ] || tag="$tag-dirty"
 fi
 
-echo "== building images ($tag)"
+echo "== building images ($tag) for linux/amd64"
+# SageMaker's instances are x86_64: an image built for this machine's architecture (arm64 on
+# Apple silicon) would fail to start there with "exec format error".
 for image in train serve; do
   repository_var=${image}_repository
-  docker build "${build_args[@]}" -f "$repo_root/docker/$image.Dockerfile" \
+  docker build --platform linux/amd64 "${build_args[@]}" -f "$repo_root/docker/$image.Dockerfile" \
     -t "$registry/${!repository_var}:$tag" -t "$registry/${!repository_var}:latest" "$repo_root"
 done
 

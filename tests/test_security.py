@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from serve.config import read_config
 from serve.server import mms_properties
@@ -108,3 +109,19 @@ def test_images_install_only_the_pinned_extras(dockerfile):
     for command in commands:  # flags, "." and ".[extra]" (pyproject's pins); any package named must carry ==
         named = [token for token in command.split() if NAME.match(token)]
         assert all("==" in token for token in named), f"{dockerfile}: unpinned {named} in pip install{command}"
+
+
+def test_every_image_build_targets_linux_amd64():
+    # SageMaker's instances are x86_64: an arm64 image (an Apple-silicon laptop's default) fails to start there.
+    builds = {path: (REPO / path).read_text() for path in ("scripts/push_and_tune.sh", ".ci/docker-stage.sh")}
+    for path, text in builds.items():
+        lines = [line for line in text.splitlines() if re.search(r"\bdocker build\b", line)
+                 and not line.lstrip().startswith(("#", "--"))]
+        assert lines, f"{path} builds no image any more: update this test"
+        assert all("--platform linux/amd64" in line for line in lines), (path, lines)
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        assert "build" in service and service.get("platform") == "linux/amd64", name
+    for line in (REPO / "README.md").read_text().splitlines():
+        if line.strip().startswith("docker build"):
+            assert "--platform linux/amd64" in line, line
