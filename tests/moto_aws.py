@@ -73,7 +73,7 @@ class MotoServer:
     def requests(self, operation: str | None = None) -> list[dict]:
         """Recorded JSON-protocol requests (SageMaker, ECR, ...) as {"service", "operation", "body"}, in order."""
         found = []
-        for entry in self._entries():
+        for entry in self.entries():
             target = {k.lower(): v for k, v in entry["headers"].items()}.get("x-amz-target", "")
             body = base64.b64decode(entry["body"]) if entry.get("body_encoded") else (entry.get("body") or "")
             service, _, name = target.rpartition(".")
@@ -81,7 +81,8 @@ class MotoServer:
                 found.append({"service": service, "operation": name, "body": json.loads(body or "{}")})
         return found
 
-    def _entries(self) -> list[dict]:
+    def entries(self) -> list[dict]:
+        """Every recorded request as moto wrote it: method, url, headers, body."""
         # moto's threaded server writes an entry and its newline separately: under concurrent requests
         # (aws s3 sync) two entries can share a line, so decode object after object, not line by line.
         text = self.recording.read_text() if self.recording.exists() else ""

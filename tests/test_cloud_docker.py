@@ -22,12 +22,14 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import iam_evaluation
 import pytest
 from conftest import REPO
 from moto_aws import ACCOUNT, REGION, ROLE
 from PIL import Image
 from serving import free_port
 
+from scripts import iam_policies
 from scripts.invoke import main as invoke_main
 
 TRAIN_IMAGE = os.environ.get("TRAIN_IMAGE", "dog-classifier-train:local")
@@ -98,6 +100,9 @@ def test_push_and_tune_pushes_uploads_and_starts_tuning(moto, registry, tiny_dat
                 for tag in ("test-1", "latest")]
         subprocess.run(["docker", "rmi", *tags], capture_output=True)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    # every call the script (AWS CLI and tune.py) made, against the operator policy iam_policies.py renders
+    operator = iam_policies.render(REGION, ACCOUNT, [])["operator-policy.json"]
+    assert iam_evaluation.denied(operator, moto.entries(), ACCOUNT) == []
 
     catalog = registry_json(registry, "/v2/_catalog")["repositories"]
     assert {"dog-classifier-train", "dog-classifier-serve"} <= set(catalog)
