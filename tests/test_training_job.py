@@ -120,6 +120,40 @@ def test_bad_hyperparameter_fails_with_a_reason_naming_the_flag(tmp_path, monkey
     assert "--lr" in failure_of(tmp_path)
 
 
+@pytest.mark.parametrize("flags, environment, asked", [
+    ([], {"SM_NUM_GPUS": "1"}, "SM_NUM_GPUS=1 asks for 1 GPU(s)"),  # a GPU instance whose driver CUDA cannot use
+    (["--device", "cuda"], {}, "--device cuda asks for 1 GPU(s)"),
+    (["--featurize", "true"], {"SM_NUM_GPUS": "4"}, "SM_NUM_GPUS=4 asks for 4 GPU(s)"),
+])
+def test_gpus_that_do_not_work_end_the_job_instead_of_a_cpu_run(flags, environment, asked, tiny_dataset, tmp_path):
+    # This machine has no GPU: to the job it looks exactly like a SageMaker GPU host whose driver is too old
+    # for the image's CUDA (torch.cuda.device_count() == 0).
+    from train.gpu import cuda_stack
+
+    result = run_train([*FAST_FLAGS, *flags, "--data-dir", str(tiny_dataset)], tmp_path, environment)
+    assert result.returncode == 1
+    failure = failure_of(tmp_path)
+    assert failure.startswith(f"{asked} but CUDA sees 0: {cuda_stack()}; no NVIDIA driver answers on this host")
+    assert "--device cpu" in failure
+    assert "data:" not in result.stdout and not (tmp_path / "model").exists()  # nothing ran, not even the data check
+
+
+def test_more_processes_than_gpus_are_refused_naming_both(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    monkeypatch.setenv("SM_NUM_GPUS", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # a one-GPU host, as CUDA would report it
+    assert train_main([*FAST_FLAGS, "--processes-per-host", "2", "--data-dir", str(tiny_dataset)]) == 1
+    assert failure_of(tmp_path).startswith("--processes-per-host 2 but this host has 1 usable GPU(s)")
+
+
+def test_the_cpu_on_purpose(monkeypatch):
+    from train.gpu import usable_gpus
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert usable_gpus("cpu", 4) == 0 and usable_gpus("auto", 0) == 0  # --device cpu; a CPU instance
+    assert usable_gpus("auto", None) == 4 and usable_gpus("auto", 2) == 2 and usable_gpus("cuda", None) == 4
+
+
 def test_class_mismatch_fails_naming_the_difference(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
     valid = tmp_path / "valid"

@@ -14,6 +14,8 @@ import socket
 import torch
 import torch.distributed as dist
 
+from train.errors import TrainingError
+
 DEFAULT_MASTER_PORT = 29500
 
 
@@ -38,8 +40,11 @@ class ProcessLayout:
         return self.host_rank * self.processes_per_host + local_rank
 
 
-def plan_layout(requested: int | None, num_gpus: int | None, hosts: tuple[str, ...], host_rank: int) -> ProcessLayout:
-    gpus = torch.cuda.device_count() if num_gpus is None else min(num_gpus, torch.cuda.device_count())
+def plan_layout(requested: int | None, gpus: int, hosts: tuple[str, ...], host_rank: int) -> ProcessLayout:
+    """`gpus`: the usable GPUs of this host (train.gpu.usable_gpus), 0 for the CPU."""
+    if requested and gpus and requested > gpus:
+        raise TrainingError(f"--processes-per-host {requested} but this host has {gpus} usable GPU(s): "
+                            "one process per GPU at most")
     per_host = requested or max(1, gpus)
     single_host = len(hosts) == 1
     return ProcessLayout(

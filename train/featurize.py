@@ -17,6 +17,7 @@ from train import feature_bundle
 from train.environment import TrainingEnvironment
 from train.errors import TrainingError
 from train.features import backbone_features
+from train.gpu import usable_gpus
 from train.hyperparameters import Hyperparameters, default_num_workers
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,10 @@ def run(hp: Hyperparameters, env: TrainingEnvironment) -> None:
     if env.features_dir is not None:
         raise TrainingError(f"--featurize true computes features from images; this job was also given "
                             f"features ({env.features_dir}): give it the training data instead")
+    device = torch.device("cuda" if usable_gpus(hp.device, env.num_gpus) else "cpu")  # before the data check
     started = time.perf_counter()
     workers = hp.num_workers if hp.num_workers is not None else default_num_workers()
     data = prepare_data(env, threads=max(1, workers))
-    device = torch.device("cuda" if torch.cuda.is_available() and env.num_gpus != 0 else "cpu")
     backbone, features = backbone_features(data.splits, arch=hp.arch, weights=hp.weights,
                                            pretrained_dir=env.pretrained_dir, image_size=hp.image_size,
                                            seed=hp.seed, device=device, num_workers=workers)

@@ -39,6 +39,7 @@ class Hyperparameters:
     processes_per_host: int | None = None  # None: one per GPU, else one
     cache_features: bool | None = None  # None: whenever it applies (frozen backbone, no augmentation)
     featurize: bool = False  # write the backbone's features of every split instead of training
+    device: str = "auto"  # auto: the GPUs SageMaker gives the host (SM_NUM_GPUS), else whatever CUDA sees
 
     @property
     def features_cacheable(self) -> bool:
@@ -150,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="data loader processes per training process (auto: from the CPU count)")
     hp.add_argument("--processes-per-host", type=_auto_or(_bounded(int, 1, 64)), default="auto",
                     help="DDP processes on this host (auto: one per GPU, else one)")
+    hp.add_argument("--device", choices=("auto", "cuda", "cpu"), default=defaults.device,
+                    help="auto: the host's GPUs (SM_NUM_GPUS on SageMaker), else the CPU; cuda: fail unless a GPU "
+                         "works; cpu: the CPU even on a GPU host. GPUs that were asked for and do not work end the "
+                         "job at once, never a silent CPU run")
 
     hp.add_argument("--cache-features", type=_auto_or(str_to_bool), default="auto",
                     help="compute the frozen backbone's features once and train the head on them "

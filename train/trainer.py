@@ -22,6 +22,7 @@ from train.environment import TrainingEnvironment
 from train.errors import Interrupted, TrainingError
 from train.feature_bundle import FeatureBundle
 from train.features import FeatureBatches, split_features
+from train.gpu import usable_gpus
 from train.hyperparameters import Hyperparameters, default_num_workers
 from train.metrics import format_metrics
 from train.network import Normalize, Preprocess, build_classifier, eval_transform, train_transform
@@ -78,7 +79,8 @@ def run(hp: Hyperparameters, env: TrainingEnvironment, diagnostics: DiagnosticsS
 
         featurize.run(hp, env)
         return
-    layout = distributed.plan_layout(hp.processes_per_host, env.num_gpus, env.hosts, env.host_rank)
+    layout = distributed.plan_layout(hp.processes_per_host, usable_gpus(hp.device, env.num_gpus), env.hosts,
+                                     env.host_rank)
     workers = hp.num_workers if hp.num_workers is not None else default_num_workers()
     data = prepare_data(env, threads=max(1, workers)) if env.features_dir is None else features_data(hp, env)
     log.info("process layout: %d host(s) x %d process(es), %s", layout.num_hosts, layout.processes_per_host,
@@ -193,7 +195,8 @@ class _Job:
         # What makes a checkpoint this run's: everything but the epoch count and the machine layout,
         # so a rerun with another lr fails loudly instead of silently resuming the old run.
         self.identity = {**dataclasses.asdict(hp), "classes": data.class_folders}
-        for machine_specific in ("epochs", "num_workers", "processes_per_host", "cache_features", "featurize"):
+        for machine_specific in ("epochs", "num_workers", "processes_per_host", "cache_features", "featurize",
+                                 "device"):
             self.identity.pop(machine_specific)
         self.cached = hp.uses_feature_cache or data.features is not None
         self.features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
