@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test test-docker bench bench-quick reliability reliability-quick lint clean
+.PHONY: setup demo test test-docker bench bench-quick gpu-check reliability reliability-quick lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -33,6 +33,10 @@ bench: setup
 
 bench-quick: setup
 	$(BIN)/python -m bench --quick
+
+# The CUDA path on a machine with an NVIDIA GPU (says "no GPU" and succeeds elsewhere).
+gpu-check: setup
+	$(BIN)/python -m bench.gpu
 
 # Load, a worker crash and the bad-input corpus against the live server (exits 1 if a check fails).
 reliability: setup
