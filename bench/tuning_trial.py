@@ -6,7 +6,9 @@ featurize job's output (`python -m train` with the model.tar.gz as its `features
 images); and that trial with the featurize job's time shared by N trials. Baseline: what a
 tuning trial runs without featurizing, the training program from images (`python -m train`,
 frozen ResNet-50, `--cache-features false`, the same epochs), one job's wall time. Same
-generated photos, same run. Prints numbers; asserts nothing.
+generated photos, same run. Also the featurize job as two DDP processes against one (on CPU
+cores the two share the machine; the gain is on a host with several GPUs). Prints numbers;
+asserts nothing.
 
     python -m bench.tuning_trial [--quick]
 """
@@ -56,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         job = wall_seconds([*trial, "--data-dir", str(data), "--base-dir", f"{tmp}/job", "--cache-features", "false"])
         featurize = wall_seconds([*trial, "--data-dir", str(data), "--base-dir", f"{tmp}/featurize",
                                   "--featurize", "true"])
+        # the same featurize job as two DDP processes, each computing its shard of every split
+        featurize_ddp = wall_seconds([*trial, "--data-dir", str(data), "--base-dir", f"{tmp}/featurize-ddp",
+                                      "--featurize", "true", "--processes-per-host", "2"])
         channel = Path(tmp) / "trial" / "input" / "data" / "features"
         channel.mkdir(parents=True)
         with tarfile.open(channel / "model.tar.gz", "w:gz") as archive:  # what SageMaker uploads and hands over
@@ -70,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                  (f"that, with the featurize job ({featurize:.1f} s) shared by {trials} trials (s)",
                   on_features + featurize / trials, job)],
                 "one trial as a tuning job runs it: the training program from images, --cache-features false")
+    print_table(f"featurize job: seconds, 2 processes against 1 (each rank computes its shard), {os.cpu_count()} "
+                "CPUs (lower is better)",
+                [("featurize job, 2 DDP processes (s)", featurize_ddp, featurize)],
+                "the same featurize job in one process")
     return 0
 
 

@@ -63,6 +63,21 @@ def test_featurize_writes_every_split_and_the_backbone(featurized, tiny_dataset)
     assert "layer4.2.conv3.weight" in torch.load(featurized / "backbone.pt", weights_only=True)
 
 
+def test_two_ddp_processes_featurize_what_one_does(featurized, tiny_dataset, tmp_path):
+    # Each rank computes its shard of every split (tests/test_feature_shards.py); rank 0 writes the gathered whole.
+    result = run_train([*FLAGS, "--featurize", "true", "--processes-per-host", "2", "--data-dir", str(tiny_dataset)],
+                       tmp_path, {"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 host(s) x 2 process(es), CPU" in result.stdout
+    assert result.stdout.count("featurized: train 24, valid 9, test 9 images") == 1  # rank 0 alone writes
+    ours, theirs = (torch.load(d / "features.pt", weights_only=True) for d in (tmp_path / "model", featurized))
+    assert ours.keys() == theirs.keys()
+    for key in ours:  # other batches and thread counts sum the convolutions in another order: ~3e-5 apart
+        assert torch.allclose(ours[key].float(), theirs[key].float(), atol=1e-4), key
+    assert json.loads((tmp_path / "model" / "features.json").read_text()) == \
+        json.loads((featurized / "features.json").read_text())
+
+
 def test_a_trial_on_the_features_trains_the_same_model_as_from_images(tarball, tiny_dataset, tmp_path):
     trial, from_images = tmp_path / "trial", tmp_path / "images"
     features_channel(tarball, trial)

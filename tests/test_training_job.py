@@ -96,11 +96,13 @@ def test_sigterm_saves_a_checkpoint_and_a_restart_finishes_the_same_epochs(tiny_
     assert (tmp_path / "model" / "model.onnx").is_file()
 
 
-def test_ddp_with_two_cpu_processes(tiny_dataset, tmp_path):
-    result = run_train([*FAST_FLAGS, "--epochs", "2", "--processes-per-host", "2", "--data-dir", str(tiny_dataset)],
-                       tmp_path, {"OMP_NUM_THREADS": "1"})
+@pytest.mark.parametrize("flags", [[], ["--augment", "false"]], ids=["images", "feature cache, sharded"])
+def test_ddp_with_two_cpu_processes(flags, tiny_dataset, tmp_path):
+    result = run_train([*FAST_FLAGS, *flags, "--epochs", "2", "--processes-per-host", "2", "--data-dir",
+                        str(tiny_dataset)], tmp_path, {"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 host(s) x 2 process(es), CPU" in result.stdout
+    assert ("features cached for train, valid, test" in result.stdout + result.stderr) == bool(flags)  # rank 0 logs
     assert len(metric_values(result.stdout, "valid:accuracy")) == 3  # rank 0 alone prints and writes
     evaluation = json.loads((tmp_path / "output" / "data" / "evaluation.json").read_text())
     # Each rank evaluated its own shard; the summed confusion matrix counts every test image once.

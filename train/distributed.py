@@ -100,6 +100,21 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def gather_strided(local: torch.Tensor, total: int) -> torch.Tensor:
+    """Every rank's rows, gathered in order: rank r holds rows r, r + world, r + 2 world, ... of `total`
+    (what a non-shuffling EpochSampler gives it). all_gather needs equal shapes, so shards are padded."""
+    world = dist.get_world_size()
+    per_rank = -(-total // world)
+    padded = torch.zeros((per_rank, *local.shape[1:]), dtype=local.dtype, device=local.device)
+    padded[:len(local)] = local
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded)
+    whole = torch.empty((total, *local.shape[1:]), dtype=local.dtype, device=local.device)
+    for rank, rows in enumerate(gathered):
+        whole[rank::world] = rows[:len(range(rank, total, world))]
+    return whole
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True on every rank when it is True on any: all ranks stop at the same step."""
     if not dist.is_initialized():

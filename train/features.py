@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from train import distributed
 from train.data import EpochSampler, ImageFolderDataset, Split
 from train.engine import Precision
 from train.errors import TrainingError
@@ -23,10 +24,11 @@ FEATURE_BATCH = 64
 
 
 def backbone_features(splits: dict[str, Split], *, arch: str, weights: str, pretrained_dir, image_size: int,
-                      seed: int, device: torch.device, num_workers: int) -> tuple[nn.Module, dict]:
+                      seed: int, device: torch.device, num_workers: int, show_progress: bool = True,
+                      worker_init_fn=None) -> tuple[nn.Module, dict]:
     """(the frozen backbone, each split's features) outside a training job: the featurize job and local
     tuning. The backbone is built as a job builds it, after the same seed, so with --weights none it
-    is the very random backbone a job of that seed would train on."""
+    is the very random backbone a job of that seed would train on (on every rank of a DDP job alike)."""
     precision = Precision.for_device(device)
     preprocess = Preprocess.for_image_size(image_size)
     state = load_backbone_state(weights, arch, pretrained_dir)
@@ -38,22 +40,29 @@ def backbone_features(splits: dict[str, Split], *, arch: str, weights: str, pret
     if precision.channels_last:
         backbone.to(memory_format=torch.channels_last)
     normalize = Normalize(preprocess.mean, preprocess.std).to(device)
-    return backbone, {name: split_features(backbone, split, preprocess, precision, normalize, num_workers)
-                      for name, split in splits.items()}
+    return backbone, {name: split_features(backbone, split, preprocess, precision, normalize, num_workers,
+                                           show_progress, worker_init_fn) for name, split in splits.items()}
 
 
 def split_features(backbone: nn.Module, split: Split, preprocess: Preprocess, precision: Precision,
                    normalize: nn.Module, num_workers: int, show_progress: bool = True,
                    worker_init_fn=None) -> tuple[torch.Tensor, torch.Tensor]:
     """One split's features in file order, through the eval transform (what the cache, local tuning
-    and the featurize job all compute)."""
+    and the featurize job all compute). Under DDP each rank computes every world_size-th image only,
+    and the shards are gathered once: every rank ends with the whole split."""
+    rank, world_size = distributed.rank_and_world()
     loader = torch.utils.data.DataLoader(
         ImageFolderDataset(split.samples, eval_transform(preprocess), decode_min_side=preprocess.resize),
-        batch_size=FEATURE_BATCH, sampler=EpochSampler(len(split.samples), shuffle=False, seed=0),
+        batch_size=FEATURE_BATCH, sampler=EpochSampler(len(split.samples), shuffle=False, seed=0, rank=rank,
+                                                       world_size=world_size),
         num_workers=num_workers, pin_memory=precision.device.type == "cuda", worker_init_fn=worker_init_fn,
         prefetch_factor=4 if num_workers > 0 else None)
     with Progress(f"features {split.name}", len(loader), enabled=show_progress) as progress:
-        return compute_features(backbone, loader, precision, normalize, progress)
+        features, labels = compute_features(backbone, loader, precision, normalize, progress)
+    if world_size == 1:
+        return features, labels
+    return (distributed.gather_strided(features, len(split.samples)),
+            distributed.gather_strided(labels, len(split.samples)))
 
 
 @torch.no_grad()
@@ -67,6 +76,10 @@ def compute_features(backbone: nn.Module, loader, precision: Precision, normaliz
             features.append(backbone(precision.prepare(images, normalize)).float())
         labels.append(batch_labels.to(precision.device))
         progress.update(step)
+    if not features:  # a DDP rank with no image of a tiny split: its shard is empty, of the right width
+        width = backbone(torch.zeros(1, 3, 32, 32, device=precision.device)).shape[1]
+        return torch.zeros(0, width, device=precision.device), torch.zeros(0, dtype=torch.int64,
+                                                                          device=precision.device)
     return torch.cat(features), torch.cat(labels)
 
 

@@ -4,6 +4,8 @@ A tuning run's trials differ only in the head's hyperparameters, yet a frozen ba
 each of them the same features: this job computes them once (eval transform, the feature
 cache's own) and writes a feature bundle to the model dir, which SageMaker uploads as the
 job's model.tar.gz. Trials take that as their `features` channel and train only the head.
+It runs in the training job's processes (train.trainer: the same layout, data check and
+launcher); under DDP each rank computes its shard of every split and rank 0 writes.
 """
 
 from __future__ import annotations
@@ -13,32 +15,30 @@ import time
 
 import torch
 
-from train import feature_bundle
+from train import distributed, feature_bundle
+from train.data import Split
 from train.environment import TrainingEnvironment
 from train.errors import TrainingError
 from train.features import backbone_features
-from train.gpu import usable_gpus
-from train.hyperparameters import Hyperparameters, default_num_workers
+from train.hyperparameters import Hyperparameters
 
 log = logging.getLogger(__name__)
 
 
-def run(hp: Hyperparameters, env: TrainingEnvironment) -> None:
-    from train.trainer import prepare_data  # the same checks and skipped-file rules as a training job
-
-    if env.features_dir is not None:
-        raise TrainingError(f"--featurize true computes features from images; this job was also given "
-                            f"features ({env.features_dir}): give it the training data instead")
-    device = torch.device("cuda" if usable_gpus(hp.device, env.num_gpus) else "cpu")  # before the data check
+def featurize(hp: Hyperparameters, env: TrainingEnvironment, class_folders: list[str], splits: dict[str, Split],
+              device: torch.device, workers: int, worker_init_fn=None) -> None:
+    """This process's part: its shard of every split's features (all of them in one process); rank 0 writes."""
     started = time.perf_counter()
-    workers = hp.num_workers if hp.num_workers is not None else default_num_workers()
-    data = prepare_data(env, threads=max(1, workers))
-    backbone, features = backbone_features(data.splits, arch=hp.arch, weights=hp.weights,
+    main = distributed.is_main_process()
+    backbone, features = backbone_features(splits, arch=hp.arch, weights=hp.weights,
                                            pretrained_dir=env.pretrained_dir, image_size=hp.image_size,
-                                           seed=hp.seed, device=device, num_workers=workers)
+                                           seed=hp.seed, device=device, num_workers=workers, show_progress=main,
+                                           worker_init_fn=worker_init_fn)
+    if not main:
+        return
     try:
         feature_bundle.write(env.model_dir, arch=hp.arch, weights=hp.weights, image_size=hp.image_size,
-                             class_folders=data.class_folders, splits=data.splits, features=features,
+                             class_folders=class_folders, splits=splits, features=features,
                              backbone_state=backbone.state_dict())
     except OSError as error:
         raise TrainingError(f"cannot write the features to {env.model_dir}: {error}") from error

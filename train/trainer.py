@@ -12,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from train import checkpoint, distributed, export, feature_bundle, report
+from train import checkpoint, distributed, export, feature_bundle, featurize, report
 from train.data import EpochSampler, ImageFolderDataset, Split, check_class_sets, class_name, scan_split
 from train.debugger import DebuggerHook, create_hook
 from train.diagnostics.session import Diagnostics, NoDiagnostics
@@ -74,11 +74,10 @@ class StopFlag:
 
 
 def run(hp: Hyperparameters, env: TrainingEnvironment, diagnostics: DiagnosticsSettings | None = None) -> None:
-    if hp.featurize:
-        from train import featurize
-
-        featurize.run(hp, env)
-        return
+    """A training job, or a featurize job (--featurize true): the same layout, data check and processes."""
+    if hp.featurize and env.features_dir is not None:
+        raise TrainingError(f"--featurize true computes features from images; this job was also given "
+                            f"features ({env.features_dir}): give it the training data instead")
     layout = distributed.plan_layout(hp.processes_per_host, usable_gpus(hp.device, env.num_gpus), env.hosts,
                                      env.host_rank)
     workers = hp.num_workers if hp.num_workers is not None else default_num_workers()
@@ -174,9 +173,24 @@ def train_process(local_rank: int, hp: Hyperparameters, env: TrainingEnvironment
                   diagnostics: DiagnosticsSettings) -> None:
     device = distributed.init_process(layout, local_rank)
     try:
-        _Job(hp, env, layout, data, stop, device, diagnostics).run()
+        if hp.featurize:
+            featurize.featurize(hp, env, data.class_folders, data.splits, device, share_host(hp, layout, device),
+                                worker_init_fn=_ignore_stop_signals)
+        else:
+            _Job(hp, env, layout, data, stop, device, diagnostics).run()
     finally:
         distributed.shutdown()
+
+
+def share_host(hp: Hyperparameters, layout: distributed.ProcessLayout, device: torch.device) -> int:
+    """This process's loader workers (the host's, split between its processes); on CPU, its share of the
+    cores for torch's threads too."""
+    workers = hp.num_workers if hp.num_workers is not None else default_num_workers()
+    if layout.processes_per_host == 1:
+        return workers
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // layout.processes_per_host))
+    return max(0, workers // layout.processes_per_host)
 
 
 class _Job:
@@ -186,10 +200,7 @@ class _Job:
         self.rank, self.world_size = distributed.rank_and_world()
         self.is_main = self.rank == 0
         self.precision = Precision.for_device(device)
-        workers = hp.num_workers if hp.num_workers is not None else default_num_workers()
-        self.num_workers = workers if layout.processes_per_host == 1 else max(0, workers // layout.processes_per_host)
-        if device.type == "cpu" and layout.processes_per_host > 1:
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // layout.processes_per_host))
+        self.num_workers = share_host(hp, layout, device)
         self.preprocess = Preprocess.for_image_size(hp.image_size)
         self.checkpoint_path = env.checkpoint_dir / checkpoint.CHECKPOINT_NAME
         # What makes a checkpoint this run's: everything but the epoch count and the machine layout,
@@ -279,7 +290,8 @@ class _Job:
         )
 
     def _cache_features(self) -> None:
-        """Every split's backbone features, once; each rank holds all of them (shards differ per epoch)."""
+        """Every split's backbone features, once: each rank computes its shard, and all ranks get every split
+        (the training shards differ per epoch)."""
         if self.data.features is not None:  # a featurize job's output, given as the features channel
             self.features = self.data.features.features(self.device)
             log.info("features of %s taken from the features channel", ", ".join(self.features))
