@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 import zipfile
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import iam_evaluation
 import pytest
+import torch
 from conftest import REPO
 from moto_aws import ACCOUNT, REGION, ROLE
 from PIL import Image
@@ -172,3 +174,76 @@ def test_sagemaker_local_mode_train_deploy_invoke(moto, tiny_dataset, tmp_path):
                              text=True).stdout.strip()
     assert running == ""
     shutil.rmtree(downloads, ignore_errors=True)  # root-owned files from the container
+
+
+TWO_HOSTS = """
+import json, sys
+from pathlib import Path
+import boto3
+from sagemaker.local import image as local_image
+from scripts import aws
+from scripts.estimator import training_estimator
+
+# Before the SDK merges every host's /opt/ml/model and /opt/ml/output, say what each host wrote.
+merge = local_image._SageMakerContainer.retrieve_artifacts
+def report_each_host(self, compose_data, output_data_config, job_name):
+    for host in self.hosts:
+        for volume in compose_data["services"][str(host)]["volumes"]:
+            host_dir, container_dir = volume.removesuffix(":z").split(":")[:2]
+            if container_dir in ("/opt/ml/model", "/opt/ml/output"):
+                files = sorted(str(p.relative_to(host_dir)) for p in Path(host_dir).rglob("*") if p.is_file())
+                print("HOST-FILES " + json.dumps({"host": str(host), "dir": container_dir, "files": files}))
+    return merge(self, compose_data, output_data_config, job_name)
+local_image._SageMakerContainer.retrieve_artifacts = report_each_host
+
+image, role, data, output, hyperparameters = sys.argv[1:6]
+session = aws.sagemaker_session(boto3.Session(), local=True)
+estimator = training_estimator(image_uri=image, role=role, instance_type="local", instance_count=2, session=session,
+                               hyperparameters=json.loads(hyperparameters), output_path=output)
+estimator.fit({"training": data}, job_name="dog-two-hosts", wait=True)
+"""
+
+
+@pytest.mark.docker
+def test_two_instances_in_local_mode_train_the_model_one_process_trains(moto, tiny_dataset, tmp_path):
+    # SageMaker SDK local mode, instance_count=2: two containers (algo-1-*, algo-2-*), one process each, gloo
+    # over the compose network, rendezvous on the first host. Head only on fixed features (no BatchNorm in
+    # training, no random crops): 2 hosts x batch 4 see the same images per step as one process x batch 8.
+    hyperparameters = {"arch": "resnet18", "weights": "none", "image-size": "32", "epochs": "2", "num-workers": "0",
+                       "hidden-units": "16", "freeze-backbone": "true", "augment": "false", "lr": "0.01"}
+    output = tmp_path / "two-hosts"
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_HOSTS, TRAIN_IMAGE, ROLE, f"file://{tiny_dataset}", f"file://{output}",
+         json.dumps({**hyperparameters, "batch-size": "4"})],
+        cwd=REPO, capture_output=True, text=True, env={**script_env(), "PYTHONPATH": str(REPO)}, timeout=900)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-8000:]
+    assert "2 host(s) x 1 process(es), CPU" in log
+    written = [json.loads(line.split(" ", 1)[1]) for line in result.stdout.splitlines()
+               if line.startswith("HOST-FILES ")]
+    by_host = {}
+    for entry in written:
+        by_host.setdefault(entry["host"], {})[entry["dir"]] = entry["files"]
+    first, second = sorted(by_host)
+    assert first.startswith("algo-1") and second.startswith("algo-2"), by_host
+    assert {"model.onnx", "model.json", "model.pt"} <= set(by_host[first]["/opt/ml/model"])
+    assert by_host[second]["/opt/ml/model"] == []  # rank 0 alone writes the model ...
+    assert not [f for f in by_host[second]["/opt/ml/output"] if f.startswith("data/")]  # ... and the report
+
+    with tarfile.open(output / "model.tar.gz") as archive:
+        archive.extractall(tmp_path / "two-hosts-model")
+    reference = tmp_path / "one-process"
+    flags = [part for name, value in {**hyperparameters, "batch-size": "8"}.items() for part in (f"--{name}", value)]
+    local = subprocess.run([sys.executable, "-m", "train", *flags, "--data-dir", str(tiny_dataset), "--base-dir",
+                            str(reference)], cwd=REPO, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    ours = json.loads((tmp_path / "two-hosts-model" / "model.json").read_text())["metrics"]
+    theirs = json.loads((reference / "model" / "model.json").read_text())["metrics"]
+    for name in ("valid:loss", "valid:accuracy", "test:loss", "test:accuracy"):
+        assert ours[name] == pytest.approx(theirs[name], abs=1e-4), name
+    weights = [torch.load(folder / "model.pt", weights_only=True)
+               for folder in (tmp_path / "two-hosts-model", reference / "model")]
+    for key in weights[1]:
+        assert torch.allclose(weights[0][key].float(), weights[1][key].float(), atol=1e-4), key
+    shutil.rmtree(output, ignore_errors=True)  # root-owned files from the containers
