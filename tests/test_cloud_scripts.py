@@ -652,9 +652,8 @@ def scripts_requests(moto) -> list[dict]:
 
 
 def test_the_operator_policy_allows_every_call_the_scripts_make(moto, tmp_path, monkeypatch):
-    # The policy gives no s3:ListAllMyBuckets: AWS answers the SDK's ListBuckets (boto3's Bucket.load, behind
-    # the SDK's default-bucket check) with AccessDenied, which boto3 takes as "creation date unknown" and the SDK
-    # follows with HeadBucket. This answers it so here too, and the workflow must still run.
+    # The policy gives no s3:ListAllMyBuckets (iam_evaluation.DENIED_ON_PURPOSE): AWS answers the SDK's ListBuckets
+    # with AccessDenied. This answers it so here too, and the workflow must still run.
     original = aws.boto_session
 
     def session(args):
@@ -688,6 +687,8 @@ def test_the_operator_policy_allows_every_call_the_scripts_make(moto, tmp_path, 
                                                                   "profiler-report.html") for a in needed)
     policy = iam_policies.render(REGION, ACCOUNT, [USER_DATA])["operator-policy.json"]
     assert iam_evaluation.denied(policy, requests, ACCOUNT) == []
+    for request_ in iam_evaluation.DENIED_ON_PURPOSE:
+        assert not iam_evaluation.is_allowed(policy, request_) and request_ not in needed  # never reached AWS
     # the same calls against a policy for another prefix are refused: the evaluation can say no
     narrow = iam_policies.render(REGION, ACCOUNT, [USER_DATA], ["s3://elsewhere/dog-classifier"])
     assert any(line.startswith("s3:GetObject on arn:aws:s3:::sagemaker-")
