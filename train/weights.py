@@ -99,8 +99,10 @@ def _why_not_the_head(metadata_path: Path, head: dict, class_folders: list[str] 
         theirs = json.loads(metadata_path.read_text())["class_folders"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"no readable {METADATA_FILE} beside it names its classes"
-    if theirs != class_folders:
+    if len(theirs) != len(class_folders):
         return f"its {len(theirs)} classes are not this job's {len(class_folders)}"
+    if theirs != class_folders:
+        return "its classes are not this job's (other names or order)"
     first = head.get("0.weight")
     if first is None or hidden_units is None or first.shape[0] != hidden_units:
         width = "?" if first is None else first.shape[0]
