@@ -40,10 +40,22 @@ fi
 echo "docker engine $(docker version --format '{{.Server.Version}}')"
 
 bash .ci/docker-base.sh "$BASE_IMAGE"
+# NVIDIA's CUDA image (where the training image takes its forward-compatibility libraries) cannot be
+# pulled here: a stand-in with the same layout (compat/libcuda.so.1 -> libcuda.so.<driver>, empty files).
+export CUDA_COMPAT_IMAGE=local/cuda-compat:ci
+if ! docker image inspect "$CUDA_COMPAT_IMAGE" >/dev/null 2>&1; then
+  compat_root=$(mktemp -d)
+  mkdir -p "$compat_root/usr/local/cuda-12.8/compat"
+  touch "$compat_root/usr/local/cuda-12.8/compat/libcuda.so.570.124.06"
+  ln -s libcuda.so.570.124.06 "$compat_root/usr/local/cuda-12.8/compat/libcuda.so.1"
+  tar -C "$compat_root" -c . | docker import - "$CUDA_COMPAT_IMAGE" >/dev/null
+  rm -rf "$compat_root"
+fi
 for image in train serve; do
   tag_var=$(echo "${image}_IMAGE" | tr '[:lower:]' '[:upper:]')
   t0=$(date +%s)
-  docker build -q --platform linux/amd64 -f "docker/$image.Dockerfile" --build-arg BASE_IMAGE="$BASE_IMAGE" -t "${!tag_var}" . >/dev/null
+  docker build -q --platform linux/amd64 -f "docker/$image.Dockerfile" --build-arg BASE_IMAGE="$BASE_IMAGE" \
+    --build-arg CUDA_COMPAT_IMAGE="$CUDA_COMPAT_IMAGE" -t "${!tag_var}" . >/dev/null
   echo "built ${!tag_var} in $(( $(date +%s) - t0 )) s: $(docker image inspect --format '{{.Size}}' "${!tag_var}" \
     | awk '{printf "%.2f GB", $1 / 1e9}')"
 done

@@ -1,13 +1,20 @@
 # Training image: `docker run IMAGE train` with /opt/ml/{input,model,output,checkpoints} mounted,
 # as SageMaker runs it.
-#   GPU instances (default): torch's CUDA build from the default package index.
+#   GPU instances (default): torch's CUDA 12.8 build from the default package index, and CUDA's
+#   forward-compatibility libraries (from CUDA_COMPAT_IMAGE, the same CUDA 12.8) that the entry point
+#   uses on hosts with drivers older than 570 (README "GPUs").
 #   CPU instances: --build-arg TORCH_INDEX_URL=<PyTorch's CPU wheel index> (the "CPU" URL of
-#   PyTorch's install selector); its torch==2.14.1+cpu outranks the CUDA build, ~5 GB smaller.
+#   PyTorch's install selector); its torch==2.10.0+cpu outranks the CUDA build, ~4 GB smaller.
 #   --build-arg BAKE_IMAGENET_WEIGHTS=true bakes torchvision's ResNet-50 ImageNet weights into
 #   the image (needs internet at build time); without them, pass a `pretrained` channel.
-# One stage on purpose: copying a 5 GB virtualenv out of a build stage costs minutes per
-# build; the compiler sagemaker-training needs is removed in the same layer instead.
+# The virtualenv is built in the final stage on purpose: copying 5 GB out of a build stage costs
+# minutes per build; the compiler sagemaker-training needs is removed in the same layer instead.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+# NVIDIA's CUDA base image carries the cuda-compat package for its CUDA release; only its compat/
+# folder is taken. Its CUDA release must match torch's (tests/test_cuda_compat.py checks).
+ARG CUDA_COMPAT_IMAGE=nvidia/cuda:12.8.1-base-ubuntu22.04
+FROM ${CUDA_COMPAT_IMAGE} AS cuda-compat
+
 FROM ${BASE_IMAGE}
 
 ENV PATH=/opt/program:/opt/venv/bin:$PATH \
@@ -38,8 +45,11 @@ COPY train ./train
 COPY imaging ./imaging
 RUN pip install --no-deps --force-reinstall . && rm -rf build ./*.egg-info
 
+COPY --from=cuda-compat /usr/local/cuda-12.8/compat/ /usr/local/cuda/compat/
+
 ARG BAKE_IMAGENET_WEIGHTS=false
 RUN if [ "$BAKE_IMAGENET_WEIGHTS" = "true" ]; then python -m train.weights download --arch resnet50; fi
-COPY docker/train/train docker/train/local-train /opt/program/
+COPY docker/train/train docker/train/local-train docker/train/gpu-check /opt/program/
 COPY docker/train/train_entry.py /opt/ml/code/train_entry.py
+COPY bench/gpu.py /opt/ml/code/gpu_check.py
 WORKDIR /opt/ml/code

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from train import cuda_compat
 from train.errors import TrainingError
 
 # The oldest driver branch each CUDA major release runs on (NVIDIA's CUDA release notes; within a
@@ -29,9 +30,10 @@ def usable_gpus(device: str, sm_num_gpus: int | None) -> int:
         expected = max(expected, 1)
     if visible < expected:
         asked = f"SM_NUM_GPUS={sm_num_gpus}" if sm_num_gpus else "--device cuda"
+        compat = cuda_compat.in_use()
         raise TrainingError(f"{asked} asks for {expected} GPU(s) but CUDA sees {visible}: {cuda_stack()}; "
-                            f"{host_driver()}. Run an image whose CUDA this driver supports (README \"GPUs\"), "
-                            "or train on the CPU on purpose with --device cpu")
+                            f"{host_driver()}{f'; {compat}' if compat else ''}. Run an image whose CUDA this "
+                            "driver supports (README \"GPUs\"), or train on the CPU on purpose with --device cpu")
     return expected
 
 
