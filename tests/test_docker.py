@@ -88,6 +88,7 @@ def test_training_image_runs_as_sagemaker_runs_it(tiny_dataset, tmp_path):
     assert (opt_ml / "model" / "model.onnx").stat().st_size > 1000
     assert json.loads((opt_ml / "output" / "data" / "evaluation.json").read_text())["accuracy"] >= 0
     assert "valid:accuracy=" in result.stdout  # the tuner's regexes read the container's log
+    assert "CUDA compat: no NVIDIA driver on this host" in result.stdout  # the entry point's decision, logged
     # diagnostics in the image's own stack (protobuf 3.20.3 under TensorBoard, psutil, NVML bindings)
     rules = json.loads((opt_ml / "output" / "data" / "rules.json").read_text())
     assert len(rules) == 10 and (opt_ml / "output" / "data" / "report.html").stat().st_size > 10000
@@ -97,6 +98,48 @@ def test_training_image_runs_as_sagemaker_runs_it(tiny_dataset, tmp_path):
     for written in opt_ml.rglob("*"):
         if written.is_file() and written.suffix in (".json", ".txt", ".html", ""):
             assert_no_credentials(written.read_text(errors="replace"))
+
+
+CUDA_IN_THE_IMAGE = """
+import json, torch, torchvision
+from pathlib import Path
+from train import cuda_compat
+version = Path("/tmp/version")
+decisions = {}
+for driver in ("470.256.02", "580.65.06"):
+    version.write_text(f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {driver}  Thu May  2 14:37:44 UTC 2024")
+    decisions[driver] = cuda_compat.environment({}, version_file=version)[0].get("LD_LIBRARY_PATH")
+print(json.dumps({"torch": torch.__version__, "torchvision": torchvision.__version__, "cuda": torch.version.cuda,
+                  "compat": cuda_compat.compat_driver_version(), "decisions": decisions}))
+"""
+
+
+@pytest.mark.docker
+def test_training_image_has_the_venvs_torch_and_compat_libraries_it_uses_only_under_older_drivers():
+    # One set of pins: the image's torch is the one the tests ran on (a CUDA 12.8 build), and the entry point's
+    # decision (train.cuda_compat) finds the image's own compat libraries (CI: a stand-in of the same layout).
+    import torch
+    import torchvision
+
+    result = docker("run", "--rm", TRAIN_IMAGE, "python", "-c", CUDA_IN_THE_IMAGE)
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (found["torch"], found["torchvision"], found["cuda"]) == (torch.__version__, torchvision.__version__,
+                                                                     torch.version.cuda)
+    assert found["compat"] and int(found["compat"].split(".")[0]) >= 570  # CUDA 12.8's driver branch
+    assert found["decisions"] == {"470.256.02": "/usr/local/cuda/compat", "580.65.06": None}
+
+
+@pytest.mark.docker
+def test_the_gpu_check_runs_in_the_training_image():
+    # `gpu-check` in the image's own stack: without a GPU it says so and succeeds; its CPU dry run goes through
+    # every check (ResNet-50 with the training loop, DDP, the step timer) with the image's torch.
+    plain = docker("run", "--rm", TRAIN_IMAGE, "gpu-check", check=False)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert plain.stdout.startswith("CUDA compat: no NVIDIA driver on this host\nno GPU: CUDA sees none here")
+    dry = docker("run", "--rm", "--shm-size", "1g", TRAIN_IMAGE, "gpu-check", "--cpu-dry-run", "--steps", "2",
+                 "--batch-size", "2", check=False)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "CPU DRY RUN: no GPU was checked" in dry.stdout and "FAILED" not in dry.stdout, dry.stdout
 
 
 @pytest.mark.docker

@@ -185,3 +185,21 @@ def test_a_model_dir_that_cannot_be_written_ends_in_a_failure_file(make_unwritab
     assert train_main([*FLAGS, "--epochs", "1", "--data-dir", str(tiny_dataset), "--model-dir", str(model_dir)]) == 1
     reason = (tmp_path / "output" / "failure").read_text()
     assert reason.startswith("cannot write the model or report") and reason.count("\n") == 1, reason
+
+
+# The sagemaker-training toolkit's failure message for a program that never wrote its own reason
+# (its ExecuteUserScriptError format); the image's `train` entry point turns it into one line.
+TOOLKIT_MESSAGE = 'ExecuteUserScriptError:\nExitCode {}\nErrorMessage ""\nCommand "/opt/venv/bin/python train_entry.py"'
+
+
+@pytest.mark.parametrize("code, expected", [
+    (-9, "the training program was killed by SIGKILL (the kernel's out-of-memory killer sends it"),
+    (139, "the training program was killed by SIGSEGV before it could write a reason"),
+    (3, "the training program exited with code 3 without writing a reason"),
+])
+def test_a_program_killed_before_it_could_say_why_gets_a_one_line_reason(code, expected):
+    from train.errors import reason_for_silent_exit
+
+    reason = reason_for_silent_exit(TOOLKIT_MESSAGE.format(code))
+    assert reason.startswith(expected) and "\n" not in reason, reason
+    assert reason_for_silent_exit("").startswith("the training program failed without a reason")

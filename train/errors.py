@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sys
 from pathlib import Path
 
@@ -47,3 +49,22 @@ def clear_failure_file(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def reason_for_silent_exit(toolkit_message: str) -> str:
+    """One line for a training program that ended without writing its reason (killed by a signal, say),
+    from the sagemaker-training toolkit's multi-line message ("ExecuteUserScriptError:\nExitCode -9 ...")."""
+    match = re.search(r"ExitCode (-?\d+)", toolkit_message)
+    if match is None:
+        return one_line_reason(TrainingError(toolkit_message or "the training program failed without a reason"))
+    code = int(match.group(1))
+    number = -code if code < 0 else code - 128 if code > 128 else None
+    try:
+        name = signal.Signals(number).name if number else None
+    except ValueError:
+        name = None
+    if name is None:
+        return f"the training program exited with code {code} without writing a reason; its log has the last lines"
+    cause = " (the kernel's out-of-memory killer sends it: a smaller --batch-size or fewer --num-workers)" \
+        if name == "SIGKILL" else ""
+    return f"the training program was killed by {name}{cause} before it could write a reason; its log has the rest"
