@@ -55,3 +55,38 @@ def test_the_gather_puts_every_row_back_in_file_order():
         mp.start_processes(_gather, args=(port, total, results), nprocs=2, start_method="spawn")
         expected = torch.arange(total, dtype=torch.float32).view(-1, 1).repeat(1, 3).tolist()
         assert sorted(results.get(timeout=60) for _ in range(2)) == [(0, expected), (1, expected)]
+
+
+def _lose_a_peer(rank: int, port: int, results) -> None:
+    import os
+    import signal
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", world_size=2, rank=rank)
+    dist.all_reduce(torch.ones(1))
+    if rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does
+    try:
+        for _ in range(1000):
+            dist.all_reduce(torch.ones(1))
+        results.put((False, "no error"))
+    except RuntimeError as error:
+        results.put((distributed.peer_lost(error), str(error)))
+
+
+def test_a_dead_peer_fails_the_survivors_collective_with_an_error_we_recognise():
+    # gloo of the pinned torch, for real: the survivor's next collective raises at once (no 30-minute timeout),
+    # and train.distributed.peer_lost knows its words (the trainer turns it into "lost another process").
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    results = mp.get_context("spawn").Queue()
+    context = mp.start_processes(_lose_a_peer, args=(port, results), nprocs=2, join=False, start_method="spawn")
+    try:
+        recognised, message = results.get(timeout=120)
+        assert recognised, message
+    finally:
+        for process in context.processes:
+            process.kill()
+            process.join(30)

@@ -1,8 +1,8 @@
 """Process layout: one process per GPU on each host (DDP), or one process on a CPU.
 
-SageMaker starts the same program once per host; this module starts the per-GPU
-processes on each host and derives ranks from SM_HOSTS / SM_CURRENT_HOST, so no
-external launcher (torchrun, mpirun) is needed in the image.
+SageMaker starts the same program once per host; this module derives ranks and the rendezvous
+from SM_HOSTS / SM_CURRENT_HOST (train.launcher starts the host's processes), so no external
+launcher (torchrun, mpirun) is needed in the image.
 """
 
 from __future__ import annotations
@@ -122,3 +122,12 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+# What gloo and NCCL raise in a collective whose peer process died or whose host went away.
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe",
+              "remote process exited or there was a network error")
+
+
+def peer_lost(error: BaseException) -> bool:
+    return any(marker in str(error) for marker in _PEER_LOST)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import signal
 import time
 
 import torch
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from train import checkpoint, distributed, export, feature_bundle, featurize, report
+from train import checkpoint, distributed, export, feature_bundle, featurize, launcher, report
 from train.data import EpochSampler, ImageFolderDataset, Split, check_class_sets, class_name, scan_split
 from train.debugger import DebuggerHook, create_hook
 from train.diagnostics.session import Diagnostics, NoDiagnostics
@@ -24,14 +22,13 @@ from train.feature_bundle import FeatureBundle
 from train.features import FeatureBatches, split_features
 from train.gpu import usable_gpus
 from train.hyperparameters import Hyperparameters, default_num_workers
+from train.launcher import StopFlag, ignore_stop_signals
 from train.metrics import format_metrics
 from train.network import Normalize, Preprocess, build_classifier, eval_transform, train_transform
 from train.progress import Progress
 from train.weights import StartingWeights, load_starting_weights
 
 log = logging.getLogger(__name__)
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclasses.dataclass
@@ -45,34 +42,6 @@ class PreparedData:
         return [class_name(folder) for folder in self.class_folders]
 
 
-class StopFlag:
-    """Set by SIGTERM/SIGINT; training checks it between steps, saves a checkpoint and exits."""
-
-    def __init__(self):
-        self.signal_name: str | None = None
-
-    def install(self) -> None:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, self._handle)
-
-    def __enter__(self):
-        self._previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-        self.install()
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum, _frame) -> None:
-        if self.signal_name is None:
-            log.warning("got %s: stopping after this step and saving a checkpoint", signal.Signals(signum).name)
-        self.signal_name = signal.Signals(signum).name
-
-    def __call__(self) -> bool:
-        return self.signal_name is not None
-
-
 def run(hp: Hyperparameters, env: TrainingEnvironment, diagnostics: DiagnosticsSettings | None = None) -> None:
     """A training job, or a featurize job (--featurize true): the same layout, data check and processes."""
     if hp.featurize and env.features_dir is not None:
@@ -84,12 +53,8 @@ def run(hp: Hyperparameters, env: TrainingEnvironment, diagnostics: DiagnosticsS
     data = prepare_data(env, threads=max(1, workers)) if env.features_dir is None else features_data(hp, env)
     log.info("process layout: %d host(s) x %d process(es), %s", layout.num_hosts, layout.processes_per_host,
              "CUDA" if layout.use_cuda else "CPU")
-    diagnostics = diagnostics or DiagnosticsSettings()
-    if layout.processes_per_host == 1:
-        with StopFlag() as stop:
-            train_process(0, hp, env, layout, data, stop, diagnostics)
-    else:
-        _spawn(hp, env, layout, data, diagnostics)
+    launcher.launch(train_process, (hp, env, layout, data, diagnostics or DiagnosticsSettings()),
+                    layout.processes_per_host)
 
 
 def prepare_data(env: TrainingEnvironment, threads: int) -> PreparedData:
@@ -125,59 +90,21 @@ def features_data(hp: Hyperparameters, env: TrainingEnvironment) -> PreparedData
     return PreparedData(class_folders=bundle.class_folders, splits=splits, features=bundle)
 
 
-def _spawn(hp, env, layout, data, diagnostics) -> None:
-    context = mp.start_processes(_train_process_entry, args=(hp, env, layout, data, diagnostics),
-                                 nprocs=layout.processes_per_host, join=False, start_method="spawn")
-    stop = StopFlag()
-
-    def forward(signum, frame):
-        stop._handle(signum, frame)
-        for process in context.processes:
-            if process.is_alive():
-                os.kill(process.pid, signum)
-
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, forward)
-    try:
-        while not context.join(timeout=1.0):
-            pass
-    except mp.ProcessRaisedException as error:
-        if stop():
-            raise Interrupted(f"stopped by {stop.signal_name}; a checkpoint was saved") from error
-        last_line = str(error).strip().splitlines()[-1]
-        raise TrainingError(f"training process {error.error_index} failed: {last_line}") from error
-    except mp.ProcessExitedException as error:
-        raise TrainingError(f"training process {error.error_index} exited with code {error.exit_code}") from error
-
-
-def _train_process_entry(local_rank, hp, env, layout, data, diagnostics) -> None:
-    _configure_child_logging(local_rank)
-    stop = StopFlag()
-    stop.install()
-    train_process(local_rank, hp, env, layout, data, stop, diagnostics)
-
-
-def _configure_child_logging(local_rank: int) -> None:
-    logging.basicConfig(level=logging.INFO if local_rank == 0 else logging.WARNING,
-                        format=f"%(asctime)s %(levelname)s [rank {local_rank}] %(message)s")
-
-
-def _ignore_stop_signals(_worker_id: int) -> None:
-    # Loader workers leave SIGTERM/SIGINT to the training process, which stops them cleanly.
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-
-
-def train_process(local_rank: int, hp: Hyperparameters, env: TrainingEnvironment,
-                  layout: distributed.ProcessLayout, data: PreparedData, stop: StopFlag,
-                  diagnostics: DiagnosticsSettings) -> None:
+def train_process(local_rank: int, stop: StopFlag, hp: Hyperparameters, env: TrainingEnvironment,
+                  layout: distributed.ProcessLayout, data: PreparedData, diagnostics: DiagnosticsSettings) -> None:
+    """One process of the host (launcher.launch): a training job's or a featurize job's."""
     device = distributed.init_process(layout, local_rank)
     try:
         if hp.featurize:
             featurize.featurize(hp, env, data.class_folders, data.splits, device, share_host(hp, layout, device),
-                                worker_init_fn=_ignore_stop_signals)
+                                worker_init_fn=ignore_stop_signals)
         else:
             _Job(hp, env, layout, data, stop, device, diagnostics).run()
+    except RuntimeError as error:
+        if layout.distributed and distributed.peer_lost(error):
+            raise TrainingError(f"lost another process of this job ({' '.join(str(error).split())[:300]}): it failed "
+                                "or its host went away; the failure file of the host that failed says why") from error
+        raise
     finally:
         distributed.shutdown()
 
@@ -283,7 +210,7 @@ class _Job:
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             drop_last=drop_last,
-            worker_init_fn=_ignore_stop_signals,
+            worker_init_fn=ignore_stop_signals,
             generator=torch.Generator().manual_seed(self.hp.seed * 7919 + epoch),
             persistent_workers=False,
             prefetch_factor=4 if self.num_workers > 0 else None,
@@ -300,7 +227,7 @@ class _Job:
         for name, split in self.data.splits.items():
             self.features[name] = split_features(self.classifier.backbone, split, self.preprocess, self.precision,
                                                  self.normalize, self.num_workers, show_progress=self.is_main,
-                                                 worker_init_fn=_ignore_stop_signals)
+                                                 worker_init_fn=ignore_stop_signals)
         log.info("features cached for %s in %.1f s", ", ".join(self.features), time.perf_counter() - started)
 
     # -- checkpoints -----------------------------------------------------------------------------
