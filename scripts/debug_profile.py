@@ -34,7 +34,13 @@ if __package__ in (None, ""):  # run as `python scripts/debug_profile.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts import aws
-from scripts.estimator import DEFAULT_MAX_RUN_HOURS, check_hyperparameters, parse_hyperparameters, training_estimator
+from scripts.estimator import (
+    DEFAULT_MAX_RUN_HOURS,
+    check_hyperparameters,
+    local_job_failure,
+    parse_hyperparameters,
+    training_estimator,
+)
 from scripts.tune import require_best_training_job
 from train.errors import UsageError
 
@@ -241,7 +247,12 @@ def run_job(args, session, hyperparameters: dict, job_name: str, destination: Pa
         estimator.fit(channels, job_name=job_name, wait=True, logs="None" if args.no_logs else "All")
     except UnexpectedStatusException:
         pass  # a failed job's tensors and rule results are the most useful ones: read them all the same
-    return session.sagemaker_client.describe_training_job(TrainingJobName=job_name)
+    description = session.sagemaker_client.describe_training_job(TrainingJobName=job_name)
+    if args.local:  # local mode calls every job Completed (scripts/estimator.py local_job_failure)
+        reason = local_job_failure(destination)
+        if reason is not None:
+            description = {**description, "TrainingJobStatus": "Failed", "FailureReason": reason}
+    return description
 
 
 def wait_for_rules(client, job_name: str, description: dict, timeout: float) -> dict:

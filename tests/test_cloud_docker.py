@@ -37,6 +37,9 @@ from scripts.invoke import main as invoke_main
 TRAIN_IMAGE = os.environ.get("TRAIN_IMAGE", "dog-classifier-train:local")
 SERVE_IMAGE = os.environ.get("SERVE_IMAGE", "dog-classifier-serve:local")
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "python:3.11-slim-bookworm")
+# CI's stand-in for NVIDIA's CUDA image (.ci/docker-stage.sh); unset, the Dockerfile's default
+COMPAT_BUILD_ARG = (["--build-arg", f"CUDA_COMPAT_IMAGE={os.environ['CUDA_COMPAT_IMAGE']}"]
+                    if os.environ.get("CUDA_COMPAT_IMAGE") else [])
 TINY = ["-p", "arch=resnet18", "-p", "weights=none", "-p", "image-size=32", "-p", "epochs=1", "-p", "batch-size=8",
         "-p", "num-workers=0", "-p", "hidden-units=16", "-p", "freeze-backbone=false"]
 
@@ -95,7 +98,8 @@ def test_push_and_tune_pushes_uploads_and_starts_tuning(moto, registry, tiny_dat
         result = subprocess.run(
             ["bash", str(REPO / "scripts" / "push_and_tune.sh"), "--role", ROLE, "--registry", registry,
              "--fetch-dogimages", str(tmp_path / "dogImages"), "--dogimages-url", archive.as_uri(),
-             "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", "test-1", "--", "--max-jobs", "2"],
+             "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", *COMPAT_BUILD_ARG,
+             "--tag", "test-1", "--", "--max-jobs", "2"],
             capture_output=True, text=True, env=script_env(), timeout=1800)
     finally:  # the registry-tagged names only (the images stay: they are the stage's own builds)
         tags = [f"{registry}/dog-classifier-{image}:{tag}" for image in ("train", "serve")
@@ -182,7 +186,7 @@ from pathlib import Path
 import boto3
 from sagemaker.local import image as local_image
 from scripts import aws
-from scripts.estimator import training_estimator
+from scripts.estimator import local_job_failure, training_estimator
 
 # Before the SDK merges every host's /opt/ml/model and /opt/ml/output, say what each host wrote.
 merge = local_image._SageMakerContainer.retrieve_artifacts
@@ -193,15 +197,25 @@ def report_each_host(self, compose_data, output_data_config, job_name):
             if container_dir in ("/opt/ml/model", "/opt/ml/output"):
                 files = sorted(str(p.relative_to(host_dir)) for p in Path(host_dir).rglob("*") if p.is_file())
                 print("HOST-FILES " + json.dumps({"host": str(host), "dir": container_dir, "files": files}))
+                if (Path(host_dir) / "failure").is_file():
+                    print("HOST-FAILURE " + json.dumps({"host": str(host),
+                                                        "reason": (Path(host_dir) / "failure").read_text()}))
     return merge(self, compose_data, output_data_config, job_name)
 local_image._SageMakerContainer.retrieve_artifacts = report_each_host
 
-image, role, data, output, hyperparameters = sys.argv[1:6]
+image, role, data, output, hyperparameters, job_name = sys.argv[1:7]
 session = aws.sagemaker_session(boto3.Session(), local=True)
 estimator = training_estimator(image_uri=image, role=role, instance_type="local", instance_count=2, session=session,
                                hyperparameters=json.loads(hyperparameters), output_path=output)
-estimator.fit({"training": data}, job_name="dog-two-hosts", wait=True)
+estimator.fit({"training": data}, job_name=job_name, wait=True)  # "Completed" even for a failed job
+reason = local_job_failure(Path(output.removeprefix("file://")))
+if reason is not None:
+    sys.exit(f"LOCAL-FAILURE {reason}")
 """
+
+
+def host_reports(stdout: str, kind: str) -> list[dict]:
+    return [json.loads(line.split(" ", 1)[1]) for line in stdout.splitlines() if line.startswith(kind + " ")]
 
 
 @pytest.mark.docker
@@ -214,15 +228,13 @@ def test_two_instances_in_local_mode_train_the_model_one_process_trains(moto, ti
     output = tmp_path / "two-hosts"
     result = subprocess.run(
         [sys.executable, "-c", TWO_HOSTS, TRAIN_IMAGE, ROLE, f"file://{tiny_dataset}", f"file://{output}",
-         json.dumps({**hyperparameters, "batch-size": "4"})],
+         json.dumps({**hyperparameters, "batch-size": "4"}), "dog-two-hosts"],
         cwd=REPO, capture_output=True, text=True, env={**script_env(), "PYTHONPATH": str(REPO)}, timeout=900)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-8000:]
     assert "2 host(s) x 1 process(es), CPU" in log
-    written = [json.loads(line.split(" ", 1)[1]) for line in result.stdout.splitlines()
-               if line.startswith("HOST-FILES ")]
     by_host = {}
-    for entry in written:
+    for entry in host_reports(result.stdout, "HOST-FILES"):
         by_host.setdefault(entry["host"], {})[entry["dir"]] = entry["files"]
     first, second = sorted(by_host)
     assert first.startswith("algo-1") and second.startswith("algo-2"), by_host
@@ -252,3 +264,68 @@ def test_two_instances_in_local_mode_train_the_model_one_process_trains(moto, ti
     for key in weights[1]:
         assert torch.allclose(weights[0][key].float(), weights[1][key].float(), atol=1e-4), key
     shutil.rmtree(output, ignore_errors=True)  # root-owned files from the containers
+
+
+KILL_THE_TRAINING_PROGRAM = """
+import os, signal
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        command = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")
+    except OSError:
+        continue
+    if any(part.endswith(b"train_entry.py") for part in command):
+        os.kill(int(pid), signal.SIGKILL)
+        print("killed", pid)
+"""
+
+
+@pytest.mark.docker
+def test_two_instances_a_program_killed_on_the_second_host_ends_the_job_with_failure_files(moto, tiny_dataset,
+                                                                                            tmp_path):
+    # The kernel's OOM killer on algo-2 mid-training (SIGKILL to its training program): the job must end, not wait
+    # in a collective, and each host says why in one line: algo-2 names the signal, algo-1 the lost peer (or, when
+    # local mode's docker compose stops it first, SIGTERM and its checkpoint).
+    hyperparameters = {"arch": "resnet18", "weights": "none", "image-size": "32", "epochs": "300", "num-workers": "0",
+                       "hidden-units": "16", "freeze-backbone": "true", "augment": "false", "batch-size": "4",
+                       "diagnostics": "false"}
+    job = subprocess.Popen(
+        [sys.executable, "-c", TWO_HOSTS, TRAIN_IMAGE, ROLE, f"file://{tiny_dataset}", f"file://{tmp_path / 'out'}",
+         json.dumps(hyperparameters), "dog-two-hosts-killed"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**script_env(), "PYTHONPATH": str(REPO)})
+    lines, killed_at = [], None
+    try:
+        deadline = time.monotonic() + 600
+        while killed_at is None and time.monotonic() < deadline:
+            line = job.stdout.readline()
+            assert line or job.poll() is None, "the job ended before the kill:\n" + "".join(lines[-80:])
+            lines.append(line)
+            if "train:loss=" in line:  # training under way on both hosts (rank 0 prints the epochs)
+                second = subprocess.run(["docker", "ps", "-q", "--filter", "name=algo-2"], capture_output=True,
+                                        text=True, check=True).stdout.split()
+                assert len(second) == 1, second
+                kill = subprocess.run(["docker", "exec", second[0], "python", "-c", KILL_THE_TRAINING_PROGRAM],
+                                      capture_output=True, text=True, timeout=60)
+                assert "killed" in kill.stdout, kill.stdout + kill.stderr
+                killed_at = time.monotonic()
+        assert killed_at is not None, "training never started:\n" + "".join(lines[-80:])
+        rest, _ = job.communicate(timeout=300)
+        lines.append(rest)
+        ended_after = time.monotonic() - killed_at
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.communicate()
+    log = "".join(lines)
+    # Local mode's compose exits 0 after a container failed: scripts.estimator.local_job_failure finds the failure.
+    assert job.returncode == 1 and "LOCAL-FAILURE " in log, log[-6000:]
+    print(f"the job ended {ended_after:.1f} s after the kill")
+    assert ended_after < 150, log[-6000:]  # SageMaker's SIGTERM grace is 120 s; a collective timeout is 30 min
+    reasons = {entry["host"].split("-")[0] + "-" + entry["host"].split("-")[1]: entry["reason"]
+               for entry in host_reports(log, "HOST-FAILURE")}
+    assert set(reasons) == {"algo-1", "algo-2"}, log[-6000:]
+    assert all(reason.count("\n") == 1 and "Traceback" not in reason for reason in reasons.values()), reasons
+    assert reasons["algo-2"].startswith("the training program was killed by SIGKILL"), reasons
+    assert (reasons["algo-1"].startswith("lost another process of this job")
+            or reasons["algo-1"].startswith("stopped by SIGTERM")), reasons
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)

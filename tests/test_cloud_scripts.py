@@ -835,3 +835,22 @@ def test_push_and_tune_refuses_bad_input_before_building(args, message, moto, ti
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert moto.requests() == []
+
+
+def test_a_failed_local_mode_job_is_found_by_its_failure_file(tmp_path):
+    # SDK local mode reports every job Completed under Compose v2 (its `up --abort-on-container-exit` exits 0;
+    # the Docker stage shows it with a real failed two-host job): the failure file in output.tar.gz decides.
+    from scripts.estimator import local_job_failure
+
+    assert local_job_failure(tmp_path).startswith("the job left no output.tar.gz")
+    for name, files in (("ok", {"data/evaluation.json": b"{}", "success": b""}),
+                        ("failed", {"data/rules.json": b"[]", "failure": b"--lr: invalid float value: 'fast'\n"})):
+        folder = tmp_path / name
+        folder.mkdir()
+        with tarfile.open(folder / "output.tar.gz", "w:gz") as archive:
+            for member, data in files.items():
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    assert local_job_failure(tmp_path / "ok") is None
+    assert local_job_failure(tmp_path / "failed") == "--lr: invalid float value: 'fast'"
