@@ -160,7 +160,7 @@ def test_more_than_5_percent_corrupt_files_fail_before_training(tiny_dataset, tm
     assert train_main([*FLAGS, "--data-dir", str(data)]) == 1
     reason = (tmp_path / "output" / "failure").read_text()
     assert f"train split: {too_many} of {files + too_many} files" in reason and "more than the 5% allowed" in reason
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "checkpoints" / "checkpoint.pt").exists()
 
 
 @pytest.mark.parametrize("make_unwritable", ["a file in its place", "read-only folder"])
@@ -203,3 +203,18 @@ def test_a_program_killed_before_it_could_say_why_gets_a_one_line_reason(code, e
     reason = reason_for_silent_exit(TOOLKIT_MESSAGE.format(code))
     assert reason.startswith(expected) and "\n" not in reason, reason
     assert reason_for_silent_exit("").startswith("the training program failed without a reason")
+
+
+def test_files_that_are_no_images_are_ignored_not_counted_as_corrupt(tiny_dataset, tmp_path, monkeypatch):
+    # Over 5% of train's files are notes and metadata: a good dataset, which must train; they are listed.
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    folder = sorted((data / "train").iterdir())[0]
+    extras = ["README.txt", "notes.md", "labels.json", "boxes.csv", ".DS_Store", "Thumbs.db"]
+    for name in extras:
+        (folder / name).write_text("not an image")
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "job"))
+    assert train_main([*FLAGS, "--epochs", "1", "--data-dir", str(data)]) == 0
+    evaluation = json.loads((tmp_path / "job/output/data/evaluation.json").read_text())
+    assert evaluation["files"]["train"]["skipped"] == 0 and evaluation["files"]["train"]["ignored"] == len(extras)
+    assert sorted(p.rsplit("/", 1)[-1] for p in evaluation["ignored_files"]["train"]) == sorted(extras)

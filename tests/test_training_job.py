@@ -122,6 +122,49 @@ def test_bad_hyperparameter_fails_with_a_reason_naming_the_flag(tmp_path, monkey
     assert "--lr" in failure_of(tmp_path)
 
 
+@pytest.mark.parametrize("flags", [["--batch_size", "8"], ["--lr", "abc"], ["--lr", "0.1", "--base-dir"]])
+def test_a_flag_error_fails_in_the_base_dir_in_force_and_no_stale_failure_survives(flags, tmp_path, monkeypatch):
+    # --base-dir is honoured even when another flag is wrong; the environment's base dir is not touched.
+    elsewhere = tmp_path / "environment-base"
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(elsewhere))
+    base = tmp_path / "mine"
+    (base / "output").mkdir(parents=True)
+    (base / "output" / "failure").write_text("an earlier run's reason\n")
+    if flags[-1] == "--base-dir":  # a --base-dir without its value: the environment's base dir is in force
+        assert train_main(flags) == 1
+        assert "--base-dir" in failure_of(elsewhere)
+        return
+    assert train_main([*flags, "--base-dir", str(base)]) == 1
+    reason = failure_of(base)
+    assert reason.startswith("invalid hyperparameter:") and "earlier" not in reason, reason
+    assert not (elsewhere / "output" / "failure").exists()
+
+
+def test_a_stale_failure_file_is_removed_when_a_run_starts(tiny_dataset, tmp_path):
+    (tmp_path / "output").mkdir()
+    (tmp_path / "output" / "failure").write_text("an earlier run's reason\n")
+    result = run_train([*FAST_FLAGS, "--epochs", "1", "--diagnostics", "false", "--data-dir", str(tiny_dataset)],
+                       tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (tmp_path / "output" / "failure").exists()
+
+
+def test_unwritable_outputs_are_found_before_the_data_is_read(tiny_dataset, tmp_path):
+    blocker = tmp_path / "checkpoints-is-a-file"
+    blocker.write_text("")
+    result = run_train([*FAST_FLAGS, "--data-dir", str(tiny_dataset), "--checkpoint-dir", str(blocker)], tmp_path)
+    assert result.returncode == 1
+    assert failure_of(tmp_path).startswith(f"cannot write checkpoints: checkpoint dir {blocker} is not writable")
+    assert "data:" not in result.stdout + result.stderr  # no file was checked, nothing computed
+
+
+def test_a_random_frozen_backbone_is_called_out(tiny_dataset, tmp_path):
+    result = run_train([*FAST_FLAGS, "--epochs", "1", "--freeze-backbone", "true", "--diagnostics", "false",
+                        "--data-dir", str(tiny_dataset)], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "trains only the head on a random backbone that never learns" in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("flags, environment, asked", [
     ([], {"SM_NUM_GPUS": "1"}, "SM_NUM_GPUS=1 asks for 1 GPU(s)"),  # a GPU instance whose driver CUDA cannot use
     (["--device", "cuda"], {}, "--device cuda asks for 1 GPU(s)"),
@@ -173,7 +216,7 @@ def test_missing_imagenet_weights_fail_before_training(tiny_dataset, tmp_path, m
                        "--num-workers", "0"])
     assert code == 1
     assert "ImageNet weights for resnet18" in failure_of(tmp_path)
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "checkpoints" / "checkpoint.pt").exists()
 
 
 def test_unwritable_model_dir_fails_with_the_reason(tiny_dataset, tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import warnings
 from train.diagnostics.settings import settings_from
 from train.environment import failure_copy_from, failure_file_from, read_environment
 from train.errors import Interrupted, UsageError, clear_failure_file, one_line_reason, write_failure_file
-from train.hyperparameters import PathOverrides, check_files, parse_args
+from train.hyperparameters import PathOverrides, base_dir_flag, check_files, parse_args
 from train.metrics import print_metric_definitions
 
 log = logging.getLogger("train")
@@ -25,18 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
     argv = sys.argv[1:] if argv is None else argv
     environ = os.environ
+    # The failure file of the base dir in force, known before the flags are (a flag error goes there too); an
+    # earlier run's failure must not outlive this run's start.
+    failure_file = failure_file_from(environ, PathOverrides(base_dir=base_dir_flag(argv)))
+    clear_failure_file(failure_file)
     try:
         hyperparameters, overrides, namespace = parse_args(argv)
     except UsageError as error:
-        return _fail(failure_file_from(environ, PathOverrides()), f"invalid hyperparameter: {error}",
-                     EXIT_FAILURE, error, traceback=False)
+        return _fail(failure_file, f"invalid hyperparameter: {error}", EXIT_FAILURE, error, traceback=False)
     if namespace.print_metric_definitions:
         print_metric_definitions()
         return 0
-    failure_file = failure_file_from(environ, overrides)
     try:
         env = read_environment(environ, overrides)
-        clear_failure_file(env.failure_file)
         check_files(hyperparameters)
         log.info("hyperparameters: %s", hyperparameters)
         from train import trainer  # torch is imported only once the flags are known to be good

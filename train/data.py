@@ -25,6 +25,9 @@ MAX_UNREADABLE_FRACTION = 0.05
 # The smallest side decoded when checking a file: JPEGs decode at 1/8 scale, fast.
 _CHECK_SIZE = 8
 _NUMBER_PREFIX = re.compile(r"^\d+[._\- ]+")
+# Files that sit beside images in real datasets and are no image: listed as ignored, never counted as corrupt.
+NOT_IMAGES = frozenset({".txt", ".md", ".json", ".csv", ".tsv", ".yaml", ".yml", ".xml", ".html", ".pdf", ".py",
+                        ".ini", ".db", ".log"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Split:
     root: Path
     samples: list[tuple[Path, int]]
     skipped: list[SkippedFile]
+    ignored: list[str] = dataclasses.field(default_factory=list)  # not images (NOT_IMAGES, hidden files)
 
     @property
     def num_files(self) -> int:
@@ -81,17 +85,22 @@ def _preview(names: list[str], limit: int = 5) -> str:
 
 
 def scan_split(name: str, root: Path, folders: list[str], threads: int) -> Split:
-    files = [
-        (path, index)
-        for index, folder in enumerate(folders)
-        for path in sorted((root / folder).iterdir())
-        if path.is_file() and not path.name.startswith(".")
-    ]
+    files, ignored = [], []
+    for index, folder in enumerate(folders):
+        for path in sorted((root / folder).iterdir()):
+            if not path.is_file():
+                continue
+            if path.name.startswith(".") or path.suffix.lower() in NOT_IMAGES:
+                ignored.append(str(path))
+            else:
+                files.append((path, index))
+    if ignored:
+        log.info("%s: ignored %d file(s) that are no images, e.g. %s", name, len(ignored), ignored[0])
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # PIL decodes without the GIL
         problems = list(pool.map(_problem_with, (path for path, _ in files)))
     samples = [sample for sample, problem in zip(files, problems, strict=True) if problem is None]
     skipped = [SkippedFile(str(path), problem) for (path, _), problem in zip(files, problems, strict=True) if problem]
-    split = Split(name=name, root=root, samples=samples, skipped=skipped)
+    split = Split(name=name, root=root, samples=samples, skipped=skipped, ignored=ignored)
     _enforce_readable(split)
     return split
 

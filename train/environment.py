@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -171,3 +172,19 @@ def _int(environ: Mapping[str, str], key: str, default):
         return int(raw)
     except ValueError:
         raise TrainingError(f"{key} must be an integer, got {raw!r}") from None
+
+
+def check_writable(env: TrainingEnvironment) -> None:
+    """The folders the job writes, tried before any data is read: a bad --model-dir is found in a second,
+    not after hours of training. (A disk that fills up later is still found when the write fails.)"""
+    folders = [("the model or report", "model dir", env.model_dir),
+               ("the model or report", "output data dir", env.output_data_dir),
+               ("checkpoints", "checkpoint dir", env.checkpoint_dir)]
+    for what, label, folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+                pass
+        except OSError as error:
+            raise TrainingError(f"cannot write {what}: {label} {folder} is not writable ({error.strerror or error}); "
+                                "checked before reading any data") from error

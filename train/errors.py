@@ -49,6 +49,8 @@ def clear_failure_file(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+    except OSError as error:  # the job may still succeed; if it fails, writing the reason says why
+        print(f"could not remove an earlier failure file {path}: {error}", file=sys.stderr)
 
 
 def reason_for_silent_exit(toolkit_message: str) -> str:

@@ -202,6 +202,17 @@ def parse_args(argv: list[str]) -> tuple[Hyperparameters, PathOverrides, argpars
     return hyperparameters, overrides, namespace
 
 
+def base_dir_flag(argv: list[str]) -> Path | None:
+    """--base-dir of a command line whose other flags may be wrong: where even a flag error's failure goes."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    parser.add_argument("--base-dir", type=Path)
+    try:
+        known, _ = parser.parse_known_args(_drop_reserved(argv))
+    except (argparse.ArgumentError, SystemExit):  # "--base-dir" without a value: no override
+        return None
+    return known.base_dir
+
+
 def _drop_reserved(argv: list[str]) -> list[str]:
     kept: list[str] = []
     skip_value = False

@@ -36,7 +36,9 @@ def write_report(output_dir: Path, *, classes: list[str], split_name: str, loss:
         "confusion_matrix": confusion.tolist(),
         "classes": classes,
         "history": history,
-        "files": {split.name: {"used": len(split.samples), "skipped": len(split.skipped)} for split in splits},
+        "files": {split.name: {"used": len(split.samples), "skipped": len(split.skipped),
+                               "ignored": len(split.ignored)} for split in splits},
+        "ignored_files": {split.name: split.ignored for split in splits if split.ignored},  # no images
     }
     (output_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     (output_dir / "skipped_files.json").write_text(json.dumps(skipped, indent=2) + "\n")

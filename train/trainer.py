@@ -16,7 +16,7 @@ from train.debugger import DebuggerHook, create_hook
 from train.diagnostics.session import Diagnostics, NoDiagnostics
 from train.diagnostics.settings import DiagnosticsSettings
 from train.engine import Precision, RunningTotals, StopRequested, evaluate, train_one_epoch
-from train.environment import TrainingEnvironment
+from train.environment import TrainingEnvironment, check_writable
 from train.errors import Interrupted, TrainingError
 from train.feature_bundle import FeatureBundle
 from train.features import FeatureBatches, split_features
@@ -49,6 +49,11 @@ def run(hp: Hyperparameters, env: TrainingEnvironment, diagnostics: DiagnosticsS
                             f"features ({env.features_dir}): give it the training data instead")
     layout = distributed.plan_layout(hp.processes_per_host, usable_gpus(hp.device, env.num_gpus), env.hosts,
                                      env.host_rank)
+    check_writable(env)
+    if hp.weights == "none" and hp.freeze_backbone and not hp.featurize:
+        log.warning("--weights none with --freeze-backbone true trains only the head on a random backbone that never "
+                    "learns: expect accuracy near chance. Use --weights imagenet (or a checkpoint), or "
+                    "--freeze-backbone false to train the whole network from scratch")
     workers = hp.num_workers if hp.num_workers is not None else default_num_workers()
     data = prepare_data(env, threads=max(1, workers)) if env.features_dir is None else features_data(hp, env)
     log.info("process layout: %d host(s) x %d process(es), %s", layout.num_hosts, layout.processes_per_host,
