@@ -16,10 +16,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as `python scripts/cleanup.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts import aws, deploy
 

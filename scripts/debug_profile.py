@@ -30,9 +30,6 @@ import tarfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python scripts/debug_profile.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from scripts import aws
 from scripts.estimator import (
     DEFAULT_MAX_RUN_HOURS,

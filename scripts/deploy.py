@@ -29,9 +29,6 @@ import signal
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python scripts/deploy.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from scripts import aws
 from scripts.tune import require_best_training_job
 

@@ -29,9 +29,6 @@ import re
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python scripts/iam_policies.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from scripts import aws
 
 VERSION = "2012-10-17"

@@ -22,10 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as `python scripts/tune.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts import aws
 from scripts.estimator import DEFAULT_MAX_RUN_HOURS, check_hyperparameters, parse_hyperparameters, training_estimator

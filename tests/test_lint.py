@@ -20,3 +20,68 @@ def test_shellcheck_finds_no_warnings_in_the_shell_scripts():
     result = subprocess.run([shellcheck, "--severity=warning", *SHELL_SCRIPTS], cwd=REPO, capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+PACKAGES = ("train", "serve", "imaging", "scripts", "bench", "reliability")
+
+
+def _project_imports(path: Path) -> set[str]:
+    """The project modules a file imports, at module level or inside functions (a lazy import is still a
+    dependency)."""
+    import ast
+
+    found = set()
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # from . import x / from .y import x, relative to this file's package
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.split(".")[0] in PACKAGES}
+
+
+def test_no_import_circles():
+    modules = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+               for package in PACKAGES for p in (REPO / package).rglob("*.py")}
+    graph = {name: {m for m in _project_imports(path) if m in modules and m != name} for name, path in modules.items()}
+    assert "train.trainer" in graph["train.cli"] and "train.launcher" in graph["train.trainer"]  # lazy and plain
+    # Importing a.b.c runs a/__init__ and a/b/__init__ too, but those only matter when they import back;
+    # the graph holds the modules named in the imports, which is where circles form.
+    done, on_path = set(), []
+
+    def visit(name):
+        if name in on_path:
+            cycle = [*on_path[on_path.index(name):], name]
+            raise AssertionError("import circle: " + " -> ".join(cycle))
+        if name in done:
+            return
+        on_path.append(name)
+        for dependency in sorted(graph[name]):
+            visit(dependency)
+        on_path.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+
+
+def test_scripts_run_from_any_folder_and_import_no_torch(tmp_path):
+    # The scripts are an installed package (pyproject.toml): no sys.path edits, any working directory. They
+    # run on a user's machine, where torch has no business: none of them imports it, even lazily at import time.
+    scripts = sorted(p for p in (REPO / "scripts").glob("*.py") if p.stem != "__init__")
+    assert not [p.name for p in scripts if "sys.path" in p.read_text()]
+    code = ("import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module('scripts.' + name)\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'onnxruntime') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, *(p.stem for p in scripts)], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+    for script in scripts:
+        if 'if __name__ == "__main__"' in script.read_text():
+            result = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True,
+                                    text=True)
+            assert result.returncode == 0 and result.stdout.strip(), (script.name, result.stderr[-2000:])
