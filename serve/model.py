@@ -67,7 +67,7 @@ class OnnxClassifier:
         try:
             self.session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except Exception as error:
-            raise ModelLoadError(f"cannot load {model_path}: {error}") from error
+            raise ModelLoadError(f"cannot load {model_path}: {' '.join(str(error).split())}") from error
         outputs = self.session.get_outputs()[0].shape
         if outputs[-1] != len(self.classes):
             raise ModelLoadError(
@@ -102,9 +102,17 @@ def _read_metadata(model_dir: Path) -> dict:
 
 
 def check_artifact(model_dir: Path) -> None:
-    """Cheap checks before the model server starts, so a bad artifact fails the container at once."""
+    """The model loaded and run once as a worker will, before the model server starts: a corrupt or
+    incompatible artifact fails the container in seconds with one line, instead of workers retrying it
+    until the start-up timeout with the reason in Java's log."""
     metadata = _read_metadata(model_dir)
     Preprocess.from_json(metadata["preprocess"])
     onnx_file = model_dir / metadata.get("onnx", {}).get("file", "model.onnx")
     if not onnx_file.is_file():
         raise ModelLoadError(f"{onnx_file} not found")
+    classifier = OnnxClassifier(model_dir, threads=1)
+    try:
+        classifier.warm_up()
+    except Exception as error:
+        raise ModelLoadError(f"{onnx_file} loads but does not run on a {classifier.preprocess.crop} px image: "
+                             f"{' '.join(str(error).split())}") from error

@@ -8,18 +8,24 @@ config, MMS started with --models model=<dir>) and instead:
 - writes its config, pid file and temp files in a private temp dir (no root needed);
 - starts MMS in its own process group and, on SIGTERM/SIGINT, stops the whole group, so
   no worker outlives it;
-- checks the model artifact before starting, and waits until a worker has loaded and warmed
-  the model within SAGEMAKER_STARTUP_TIMEOUT, exiting non-zero if none does (a model that
-  cannot load would otherwise leave /ping green while every /invocations hangs).
+- loads and runs the model artifact before starting (a bad one fails in seconds, one line), checks
+  that the port is free, waits until a worker has loaded and warmed the model within
+  SAGEMAKER_STARTUP_TIMEOUT, exiting non-zero if none does (a model that cannot load would
+  otherwise leave /ping green while every /invocations hangs), and says "ready" only after an
+  invocation through the real port answered.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import io
+import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +38,25 @@ from serve.config import MAX_PORT, READY_DIR_ENV, ConfigError, ServingConfig, re
 from serve.model import ModelLoadError, check_artifact
 
 log = logging.getLogger("serve")
+
+USAGE = """Serve a model artifact of `python -m train` over HTTP, as a SageMaker endpoint container does:
+POST /invocations (images in; JSON or .npy class probabilities out), GET /ping. Exits 1 with one line
+when the model cannot load, the port is taken or no worker gets ready; SIGTERM stops it cleanly."""
+ENVIRONMENT_HELP = """environment (SageMaker sets the SAGEMAKER_* ones on an endpoint):
+  SAGEMAKER_BIND_TO_PORT                port (default 8080; multi-model-server needs < 32767)
+  SAGEMAKER_BASE_DIR                    the model is read from its model/ folder (default /opt/ml)
+  SAGEMAKER_MODEL_SERVER_WORKERS        worker processes (default: half the CPUs)
+  ORT_INTRA_OP_THREADS                  ONNX Runtime threads per worker (default: CPUs / workers)
+  SAGEMAKER_STARTUP_TIMEOUT             seconds for a worker to load the model (default 600)
+  SAGEMAKER_MODEL_SERVER_TIMEOUT        seconds per request (default 60)
+  SAGEMAKER_MAX_PAYLOAD_IN_MB           request size limit (default 6, a real-time endpoint's)
+  SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT  answer type when a request names none (default application/json)
+  MAX_IMAGE_PIXELS, MAX_BATCH_INSTANCES pixels per image (40M), images per request (64)
+
+example:
+  python -m serve --model-dir runs/demo/opt_ml/model --port 8080
+  curl -H "Content-Type: image/jpeg" --data-binary @dog.jpg http://127.0.0.1:8080/invocations
+"""
 
 HANDLER_SERVICE = "serve.handler_service"
 MODEL_NAME = "model"
@@ -120,6 +145,41 @@ class ModelServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """multi-model-server would start its workers, then fail to bind and exit: say so before starting it."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free to MMS too
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise ConfigError(f"port {port} on {host} is not available ({error.strerror}): is another server "
+                              "listening? Stop it, or pick a port with --port or SAGEMAKER_BIND_TO_PORT") from None
+
+
+def check_invocation(host: str, port: int, timeout: float) -> None:
+    """One real request through the port clients use: /ping, then an image to /invocations."""
+    from PIL import Image
+
+    address = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    image = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 90, 60)).save(image, "JPEG")
+    for method, path, body, headers in (("GET", "/ping", None, {}),
+                                        ("POST", "/invocations", image.getvalue(), {"Content-Type": "image/jpeg"})):
+        connection = http.client.HTTPConnection(address, port, timeout=timeout)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        except OSError as error:
+            raise ModelLoadError(f"{method} {path} on {address}:{port} failed: {error}") from None
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise ModelLoadError(f"{method} {path} on {address}:{port} answered {response.status}: {payload[:300]!r}")
+        if path == "/invocations":
+            json.loads(payload)  # a JSON answer, as clients expect by default
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -129,11 +189,12 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m serve", description=USAGE, epilog=ENVIRONMENT_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path,
-                        help="model artifact (default $SAGEMAKER_BASE_DIR/model, i.e. /opt/ml/model)")
-    parser.add_argument("--port", type=int, help="default $SAGEMAKER_BIND_TO_PORT, else 8080")
+                        help="model artifact of `python -m train` (default $SAGEMAKER_BASE_DIR/model: /opt/ml/model)")
+    parser.add_argument("--port", type=int, help=f"port to listen on, 1-{MAX_PORT} (default $SAGEMAKER_BIND_TO_PORT, "
+                                                  "else 8080)")
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default all, as SageMaker needs)")
     args = parser.parse_args(argv)
     try:
@@ -142,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--port must be between 1 and {MAX_PORT} (multi-model-server's limit), got {args.port}")
         model_dir = args.model_dir or config.model_dir
         check_artifact(model_dir)
+        check_port_free(args.host, args.port or config.port)
     except (ConfigError, ModelLoadError) as error:
         log.error("cannot serve: %s", error)
         return 1
@@ -162,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             log.error("no model-server worker became ready within %d s (SAGEMAKER_STARTUP_TIMEOUT); "
                       "see the worker log above", config.startup_timeout_s)
+            return 1
+        try:
+            check_invocation(args.host, args.port or config.port, timeout=config.response_timeout_s)
+        except ModelLoadError as error:
+            log.error("cannot serve: the started server does not answer: %s", error)
             return 1
         log.info("ready: POST http://%s:%d/invocations", args.host, args.port or config.port)
         while not stop.is_set() and server.process.poll() is None:

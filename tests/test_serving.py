@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import time
 import numpy as np
 import pytest
 from conftest import REPO
-from serving import invoke, invoke_json, request, running_server
+from serving import free_port, invoke, invoke_json, request, running_server
 
 from reliability.corpus import cases, problem_with
 from reliability.corpus import image as image_bytes
@@ -256,12 +257,53 @@ def test_a_resnet50_artifact_with_133_classes(tmp_path):
         assert np.load(io.BytesIO(body)).shape == (1, 133)
 
 
-def test_a_model_no_worker_can_load_ends_the_server_within_the_startup_timeout(tmp_path, trained_model_dir):
-    # Without this, MMS keeps /ping green while retrying the worker and every /invocations hangs.
+def test_a_corrupt_model_ends_the_server_in_seconds_naming_the_error(tmp_path, trained_model_dir):
+    # Loaded in ONNX Runtime before multi-model-server starts: no 600 s of worker retries, no reason buried in
+    # Java's log.
     broken = tmp_path / "model"
     shutil.copytree(trained_model_dir, broken)
     (broken / "model.onnx").write_bytes(b"not an onnx graph")
-    with running_server(broken, {"SAGEMAKER_STARTUP_TIMEOUT": "20"}, wait_ready=False) as server:
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "serve", "--model-dir", str(broken), "--port", str(free_port())],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    print(f"exited after {time.monotonic() - started:.1f} s")
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stdout.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "cannot load" in errors[0] and "INVALID_PROTOBUF" in errors[0], result.stdout
+    assert "starting multi-model-server" not in result.stdout
+
+
+def test_no_worker_ready_within_the_startup_timeout_ends_the_server(trained_model_dir):
+    # Without this, MMS keeps /ping green while retrying a worker and every /invocations hangs. One second is
+    # less than any worker here needs to start (Java, then Python, then the model).
+    with running_server(trained_model_dir, {"SAGEMAKER_STARTUP_TIMEOUT": "1"}, wait_ready=False) as server:
         assert server.process.wait(timeout=90) == 1
-        assert "no model-server worker became ready within 20 s" in server.log()
-        assert "cannot load" in server.log()  # the worker's reason is in the log
+        assert "no model-server worker became ready within 1 s" in server.log()
+        assert "ready: POST" not in server.log()
+
+
+def test_a_port_in_use_ends_the_server_saying_so(trained_model_dir):
+    with socket.socket() as taken:
+        port = free_port()
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = subprocess.run([sys.executable, "-m", "serve", "--model-dir", str(trained_model_dir), "--host",
+                                 "127.0.0.1", "--port", str(port)], cwd=REPO, capture_output=True, text=True,
+                                timeout=120)
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is not available" in result.stdout and "ready: POST" not in result.stdout
+
+
+def test_ready_is_said_after_an_invocation_through_the_real_port_answered(server):
+    log = server.log()
+    first_request = log.index("status=200")  # the launcher's own invocation, logged by the handler
+    assert first_request < log.index("ready: POST"), log
+
+
+def test_serve_help_is_usage():
+    result = subprocess.run([sys.executable, "-m", "serve", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0
+    for needed in ("--model-dir", "--port", "SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SERVER_WORKERS", "example:",
+                   "curl -H \"Content-Type: image/jpeg\""):
+        assert needed in result.stdout, needed
+    assert "multi-model-server with this project's handler service" not in result.stdout  # internals stay in the code
