@@ -38,9 +38,33 @@ def role_arn(value: str) -> str:
 
 
 def s3_uri(value: str) -> str:
+    if not value.startswith("s3://"):
+        raise argparse.ArgumentTypeError(f"expected an S3 URI like s3://bucket/prefix, got {value!r}")
+    bucket = value[len("s3://"):].split("/", 1)[0]
+    problem = bucket_name_problem(bucket)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{value!r}: bucket name {bucket!r} {problem}")
     if not S3_URI.match(value):
         raise argparse.ArgumentTypeError(f"expected an S3 URI like s3://bucket/prefix, got {value!r}")
     return value.rstrip("/")
+
+
+def bucket_name_problem(bucket: str) -> str | None:
+    """Which of S3's naming rules for general purpose buckets a name breaks, or None."""
+    if not 3 <= len(bucket) <= 63:
+        return f"is {len(bucket)} characters long; bucket names are 3-63 characters"
+    if not re.fullmatch(r"[a-z0-9.-]+", bucket):
+        return "may hold only lowercase letters, digits, dots and hyphens"
+    if not (bucket[0].isalnum() and bucket[-1].isalnum()):
+        return "must begin and end with a letter or digit"
+    if ".." in bucket:
+        return "may not hold two adjacent dots"
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", bucket):
+        return "may not be formatted as an IP address"
+    if bucket.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or bucket.endswith(("-s3alias", "--ol-s3", ".mrap",
+                                                                                    "--x-s3", "--table-s3")):
+        return "uses a prefix or suffix S3 reserves (xn--, sthree-, -s3alias, --ol-s3, ...)"
+    return None
 
 
 def image_uri(value: str) -> str:
@@ -137,6 +161,7 @@ def add_aws_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("AWS (default: the standard credential chain)")
     group.add_argument("--region", help="AWS region, e.g. us-east-1")
     group.add_argument("--profile", help="named profile from ~/.aws/config")
+    group.add_argument("--debug", action="store_true", help="show the Python traceback of an AWS error")
 
 
 def boto_session(args: argparse.Namespace):
@@ -148,7 +173,8 @@ def boto_session(args: argparse.Namespace):
     except ProfileNotFound as error:
         raise SystemExit(f"error: --profile: {error}") from None
     if not session.region_name:
-        raise SystemExit("error: no AWS region: pass --region or set AWS_REGION / a profile's region")
+        raise SystemExit("error: no AWS region: pass --region or set AWS_DEFAULT_REGION (or a region in your "
+                         "profile)")
     return session
 
 

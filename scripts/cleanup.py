@@ -17,7 +17,7 @@ import argparse
 import re
 import sys
 
-from scripts import aws, deploy
+from scripts import aws, aws_errors, deploy
 
 ECR_REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
 
@@ -144,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(aws_errors.run(main))

@@ -30,7 +30,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from scripts import aws
+from scripts import aws, aws_errors
 from scripts.estimator import (
     DEFAULT_MAX_RUN_HOURS,
     check_hyperparameters,
@@ -323,4 +323,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(aws_errors.run(main))

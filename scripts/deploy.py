@@ -29,7 +29,7 @@ import signal
 import sys
 from pathlib import Path
 
-from scripts import aws
+from scripts import aws, aws_errors
 from scripts.tune import require_best_training_job
 
 # On-demand real-time inference, us-east-1, USD per instance-hour (2026 list prices; other regions
@@ -237,4 +237,4 @@ def _interrupt(*_):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(aws_errors.run(main))

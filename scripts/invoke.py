@@ -4,6 +4,7 @@
     python scripts/invoke.py dog.jpg --endpoint-name dog-classifier         # a SageMaker endpoint (boto3)
     python scripts/invoke.py dog.jpg cat.png --url http://127.0.0.1:8080    # a local container (docker compose)
     python scripts/invoke.py dog.jpg --endpoint-name dog-classifier --local  # SageMaker local mode (deploy.py --local)
+    python scripts/invoke.py photos/ --endpoint-name dog-classifier         # every image in a folder, one line each
 
 Each file goes in its own request (Content-Type from its extension, Accept: application/json,
 top_k as a SageMaker custom attribute). Exit status 1 if any request failed.
@@ -17,6 +18,8 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from scripts import aws_errors
 
 CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
                  ".gif": "image/gif", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
@@ -79,7 +82,9 @@ def format_answer(path: Path, answer: dict) -> str:
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="scripts/invoke.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("images", nargs="+", type=Path, help="image files (JPEG, PNG, WebP, GIF, BMP, TIFF)")
+    parser.add_argument("images", nargs="+", type=Path,
+                        help="image files (JPEG, PNG, WebP, GIF, BMP, TIFF), or folders: every such file in them "
+                             "(subfolders too), one line each")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--endpoint-name", help="SageMaker endpoint to call with boto3 sagemaker-runtime")
     target.add_argument("--url", help="a serving container instead, e.g. http://127.0.0.1:8080")
@@ -89,10 +94,21 @@ def parse_args(argv):
     parser.add_argument("--local-port", type=int, default=8080, help="the local-mode endpoint's port (default 8080)")
     parser.add_argument("--region", help="AWS region (default: the credential chain's)")
     parser.add_argument("--profile", help="AWS profile (default: the credential chain's)")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an AWS error")
     args = parser.parse_args(argv)
+    args.one_line = any(path.is_dir() for path in args.images)
+    files = []
     for path in args.images:
-        if not path.is_file():
-            parser.error(f"image file {path} does not exist")
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in CONTENT_TYPES)
+            if not found:
+                parser.error(f"folder {path} holds no image files ({', '.join(sorted(CONTENT_TYPES))})")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            parser.error(f"{path}: no such file or folder")
+    args.images = files
     if args.top_k < 1:
         parser.error(f"--top-k must be at least 1, got {args.top_k}")
     if args.local and not args.endpoint_name:
@@ -124,7 +140,8 @@ def main(argv: list[str] | None = None, client=None) -> int:
                 answer = invoke_url(args.url, body, content_type, args.top_k)
             else:
                 answer = invoke_endpoint(client, args.endpoint_name, body, content_type, args.top_k)
-            print(format_answer(path, answer))
+            print(f"{path}: {answer['label']} ({answer['probability']:.3f})" if args.one_line
+                  else format_answer(path, answer))
         except (InvokeError, OSError) as error:
             failed += 1
             print(f"{path}: error: {error}", file=sys.stderr)
@@ -132,4 +149,4 @@ def main(argv: list[str] | None = None, client=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(aws_errors.run(main))

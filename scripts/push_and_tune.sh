@@ -90,7 +90,7 @@ for ((i = 0; i < ${#aws_args[@]}; i += 2)); do
   [ "${aws_args[i]}" != --region ] || region=${aws_args[i + 1]}
 done
 region=${region:-${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws_ configure get region 2>/dev/null || true)}}}
-[ -n "$region" ] || fail "no AWS region: pass --region or set AWS_REGION / a profile's region"
+[ -n "$region" ] || fail "no AWS region: pass --region or set AWS_DEFAULT_REGION (or a region in your profile)"
 account=$(aws_ sts get-caller-identity --query Account --output text) \
   || fail "AWS credentials do not work (aws sts get-caller-identity failed): check --profile or your credentials"
 registry=${registry:-$account.dkr.ecr.$region.amazonaws.com}

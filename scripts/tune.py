@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scripts import aws
+from scripts import aws, aws_errors
 from scripts.estimator import DEFAULT_MAX_RUN_HOURS, check_hyperparameters, parse_hyperparameters, training_estimator
 from train.errors import UsageError
 from train.hyperparameters import str_to_bool
@@ -214,4 +214,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(aws_errors.run(main))

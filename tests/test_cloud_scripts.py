@@ -6,9 +6,11 @@ once and trains nothing; where it lacks an API the test says so next to the one 
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -18,6 +20,7 @@ import boto3
 import iam_evaluation
 import pytest
 from botocore.awsrequest import AWSResponse
+from conftest import REPO
 from moto_aws import ACCOUNT, REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
 from scripts import aws, cleanup, debug_profile, deploy, iam_policies, tune
@@ -854,3 +857,106 @@ def test_a_failed_local_mode_job_is_found_by_its_failure_file(tmp_path):
                 archive.addfile(info, io.BytesIO(data))
     assert local_job_failure(tmp_path / "ok") is None
     assert local_job_failure(tmp_path / "failed") == "--lr: invalid float value: 'fast'"
+
+
+# ---------------------------------------------------------------- AWS errors a user can fix
+
+def no_aws_configuration(tmp_path) -> dict:
+    """An environment with no credentials, no region, no config files and no instance metadata to ask."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                "AWS_EC2_METADATA_DISABLED": "true", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def run_script(name: str, args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, f"scripts/{name}.py", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+TUNE_ARGS = ["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", "s3://dog-data/dogImages", "--max-jobs", "2"]
+
+
+@pytest.mark.parametrize("script, args", [
+    ("tune", TUNE_ARGS),
+    ("deploy", ["--model-data", "s3://dog-data/model.tar.gz", "--image-uri", SERVE_IMAGE, "--role", ROLE]),
+    ("cleanup", ["--endpoint-name", "dog-classifier"]),
+    ("debug_profile", ["-p", "lr=0.01", "--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data",
+                       "s3://dog-data/dogImages"]),
+])
+def test_no_region_then_no_credentials_each_end_in_one_line_that_says_what_to_do(script, args, tmp_path):
+    env = no_aws_configuration(tmp_path)
+    result = run_script(script, args, env)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "Traceback" not in result.stderr
+    assert "no AWS region" in result.stderr and "AWS_DEFAULT_REGION" in result.stderr
+    # What the message recommends works: with AWS_DEFAULT_REGION set, the region is found, and the next thing
+    # missing is the credentials, again in one line.
+    result = run_script(script, args, {**env, "AWS_DEFAULT_REGION": "us-east-1"})
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no AWS credentials found"), result.stderr
+    result = run_script(script, [*args, "--debug"], {**env, "AWS_DEFAULT_REGION": "us-east-1"})
+    shown = result.stdout + result.stderr  # the SDK's rich traceback hook prints to stdout
+    assert result.returncode == 1 and "Traceback" in shown and "NoCredentialsError" in shown
+
+
+def test_invoke_without_credentials_says_so_in_one_line(tmp_path):
+    image = tmp_path / "dog.jpg"
+    image.write_bytes(b"\xff\xd8\xff\xe0 not really")
+    result = run_script("invoke", [str(image), "--endpoint-name", "dog-classifier", "--region", "us-east-1"],
+                        no_aws_configuration(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: no AWS credentials found") and "Traceback" not in result.stderr
+
+
+def client_error(code: str, message: str = "details", operation: str = "CreateTrainingJob"):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("ExpiredTokenException", "your AWS credentials have expired (ExpiredTokenException on CreateTrainingJob)"),
+    ("ExpiredToken", "get new ones"),
+    ("AccessDeniedException", "access denied to CreateTrainingJob (User: arn:aws:iam::1:user/x is not authorized)"),
+    ("ThrottlingException", "AWS is throttling CreateTrainingJob (ThrottlingException)"),
+    ("InvalidClientTokenId", "AWS does not accept these credentials"),
+    ("ResourceLimitExceeded", "Service Quotas"),
+])
+def test_aws_errors_a_user_can_fix_become_one_line(code, expected):
+    # The codes AWS's Common Errors list and SageMaker's API reference give; botocore's own ClientError carries them.
+    from scripts.aws_errors import explain
+
+    message = "User: arn:aws:iam::1:user/x is not authorized" if code.startswith("AccessDenied") else "details"
+    reason = explain(client_error(code, message))
+    assert reason is not None and expected in reason and "\n" not in reason, reason
+
+
+def test_errors_of_ours_keep_their_traceback(capsys):
+    from scripts.aws_errors import run
+
+    def fails_with(error):
+        def main(argv):
+            raise error
+        return main
+
+    assert run(fails_with(client_error("ThrottlingException")), []) == 1
+    assert capsys.readouterr().err.startswith("error: AWS is throttling CreateTrainingJob")
+    with pytest.raises(KeyError):  # a bug, not an AWS error: shown as it is
+        run(fails_with(KeyError("bug")), [])
+    with pytest.raises(Exception, match="ThrottlingException"):
+        run(fails_with(client_error("ThrottlingException")), ["--debug"])
+    with pytest.raises(Exception, match="ValidationException"):  # AWS's answer to a bad request: the SDK's text
+        run(fails_with(client_error("ValidationException")), [])
+
+
+@pytest.mark.parametrize("uri, rule", [
+    ("s3://b/dogImages", "bucket name 'b' is 1 characters long; bucket names are 3-63 characters"),
+    ("s3://Dog_Data/x", "may hold only lowercase letters, digits, dots and hyphens"),
+    ("s3://dog..data/x", "may not hold two adjacent dots"),
+    ("s3://10.0.0.1/x", "may not be formatted as an IP address"),
+])
+def test_an_s3_uri_is_refused_naming_the_bucket_rule_it_breaks(uri, rule):
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(rule)):
+        aws.s3_uri(uri)

@@ -34,6 +34,17 @@ def test_url_against_the_serving_stack(trained_model_dir, jpeg, tmp_path, capsys
         captured = capsys.readouterr()
         assert f"{jpeg}: " in captured.out
         assert f"{broken}: error: HTTP 400: image is not a decodable image" in captured.err
+        # A folder (dogImages/test's layout): every image in it and its subfolders, one line each.
+        photos = tmp_path / "photos"
+        for index, name in enumerate(["001.Red/a.jpg", "001.Red/b.png", "002.Green/c.JPG"]):
+            (photos / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (60, 40), (40 * index, 170, 60)).save(photos / name, "PNG" if name.endswith("png")
+                                                                    else "JPEG")
+        (photos / "README.txt").write_text("not an image")
+        assert invoke_main([str(photos), "--url", server.base]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert [line.split(": ")[0] for line in lines] == [str(photos / n) for n in
+                                                           ("001.Red/a.jpg", "001.Red/b.png", "002.Green/c.JPG")]
 
 
 @pytest.mark.slow
@@ -51,16 +62,19 @@ def test_local_mode_endpoint_through_the_sagemaker_local_runtime_client(trained_
 
 
 @pytest.mark.parametrize("args, message", [
-    (["missing.jpg", "--url", "http://127.0.0.1:1"], "image file missing.jpg does not exist"),
+    (["missing.jpg", "--url", "http://127.0.0.1:1"], "missing.jpg: no such file or folder"),
+    (["{empty}", "--url", "http://127.0.0.1:1"], "holds no image files"),
     (["{jpeg}"], "one of the arguments --endpoint-name --url is required"),
     (["{jpeg}", "--url", "http://x", "--endpoint-name", "e"], "not allowed with argument"),
     (["{jpeg}", "--url", "127.0.0.1:8080"], "--url must start with http://"),
     (["{jpeg}", "--url", "http://x", "--top-k", "0"], "--top-k must be at least 1"),
     (["{jpeg}", "--url", "http://x", "--local"], "argument --local: needs --endpoint-name"),
 ])
-def test_bad_arguments_name_the_flag_or_file(args, message, jpeg, capsys):
+def test_bad_arguments_name_the_flag_or_file(args, message, jpeg, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no image")
     with pytest.raises(SystemExit) as exit_:
-        invoke_main([a.replace("{jpeg}", str(jpeg)) for a in args])
+        invoke_main([a.replace("{jpeg}", str(jpeg)).replace("{empty}", str(tmp_path / "empty")) for a in args])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
