@@ -1,10 +1,11 @@
-"""Serving latency, throughput and cold start: this server against the seed's inference.py, same run.
+"""Serving latency, throughput and cold start: this server against the original Udacity project's
+inference.py, same run.
 
 Both run on the same multi-model-server, launched the same way (serve.server.ModelServer),
 with the same worker count, on the same model (ResNet-50 + head, 133 classes, 224 px crops;
 random weights: speed does not depend on them):
 - ours: serve.handler_service, ONNX Runtime, Pillow + numpy preprocessing with JPEG draft decode;
-- baseline: sagemaker-inference's DefaultHandlerService with bench/seed_inference.py as the
+- baseline: sagemaker-inference's DefaultHandlerService with bench/udacity_inference.py as the
   user module (PyTorch eager, PIL full decode, torchvision transforms).
 
 Measured over HTTP on loopback with one 500x375 photo-like JPEG: p50/p99 latency at
@@ -79,7 +80,7 @@ def make_models(root: Path) -> tuple[Path, Path]:
     baseline = root / "baseline"
     shutil.copytree(ours, baseline)
     (baseline / "code").mkdir()
-    shutil.copy(Path(__file__).with_name("seed_inference.py"), baseline / "code" / "inference.py")
+    shutil.copy(Path(__file__).with_name("udacity_inference.py"), baseline / "code" / "inference.py")
     return ours, baseline
 
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ours_dir, baseline_dir = make_models(Path(tmp))
         ours = measure("ours (ONNX Runtime)", ours_dir, HANDLER_SERVICE, args.port, body, requests, concurrency)
-        baseline = measure("baseline (seed inference.py)", baseline_dir, BASELINE_HANDLER, args.port, body, requests,
+        baseline = measure("baseline (Udacity inference.py)", baseline_dir, BASELINE_HANDLER, args.port, body, requests,
                            concurrency)
     config = read_config(os.environ)
     rows = [("p50 latency, concurrency 1 (ms)", ours.p50_ms, baseline.p50_ms),
@@ -144,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(f"serving: ResNet-50 + head, 133 classes, one 500x375 JPEG ({len(body):,} bytes), {requests} "
                 f"requests per measure, {config.workers} worker(s) x {config.threads_per_worker} thread(s), "
                 f"{platform.machine()} x {os.cpu_count()} CPUs", rows,
-                "the seed's inference.py (PyTorch eager, PIL full decode, torchvision transforms) under "
-                "sagemaker-inference's DefaultHandlerService on the same multi-model-server")
+                "the original Udacity project's inference.py (PyTorch eager, PIL full decode, torchvision "
+                "transforms) under sagemaker-inference's DefaultHandlerService on the same multi-model-server")
     return 0
 
 

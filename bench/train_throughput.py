@@ -1,6 +1,6 @@
-"""Training images/s: this project's pipeline and step against the seed's way, same data, same run.
+"""Training images/s: this project's pipeline and step against the original Udacity project's way, same data, same run.
 
-Baseline (the seed's train.py): torchvision ImageFolder (PIL full decode), RandomResizedCrop +
+Baseline (the original Udacity project's train.py): torchvision ImageFolder (PIL full decode), RandomResizedCrop +
 flip + ToTensor + Normalize in the loader, DataLoader defaults (no workers), fp32, the frozen
 backbone still run in train mode. Ours: the `train` package's dataset (JPEG draft decode,
 uint8 batches normalised on the device), loader workers, frozen backbone under no_grad.
@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(f"training throughput (images/s): {args.images} JPEGs 500x375..3000x2000, {args.image_size} px crops, "
                 f"batch {args.batch_size}, {args.workers} loader workers (ours), {platform.machine()} x "
                 f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads", rows,
-                "the seed's loop - ImageFolder + PIL full decode + torchvision transforms, DataLoader defaults "
-                "(0 workers), fp32, frozen backbone in train mode")
+                "the original Udacity project's loop - ImageFolder + PIL full decode + torchvision transforms, "
+                "DataLoader defaults (0 workers), fp32, frozen backbone in train mode")
     print_table(f"training step compute (GFLOP/s): batch {args.batch_size} in memory, {args.image_size} px, best of 3 "
                 "steps; ratio = the fraction of the matmul's rate the step reaches", flops_rows,
                 "torch.mm of two 2048x2048 fp32 matrices, best of 5, same run (this CPU's BLAS near its peak)")

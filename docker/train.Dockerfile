@@ -2,7 +2,7 @@
 # as SageMaker runs it.
 #   GPU instances (default): torch's CUDA 12.8 build from the default package index, and CUDA's
 #   forward-compatibility libraries (from CUDA_COMPAT_IMAGE, the same CUDA 12.8) that the entry point
-#   uses on hosts with drivers older than 570 (README "GPUs").
+#   uses on hosts with drivers older than 570 (docs/training.md "GPUs and several hosts").
 #   CPU instances: --build-arg TORCH_INDEX_URL=<PyTorch's CPU wheel index> (the "CPU" URL of
 #   PyTorch's install selector); its torch==2.10.0+cpu outranks the CUDA build, ~4 GB smaller.
 #   --build-arg BAKE_IMAGENET_WEIGHTS=true bakes torchvision's ResNet-50 ImageNet weights into

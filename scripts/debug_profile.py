@@ -13,7 +13,7 @@ profiler report is.
 
 `--start-from S3_URI` fine-tunes a finished job's model further: its model.tar.gz becomes the job's
 `pretrained` channel and `weights` points at it in the container (the whole classifier when the
-classes are the same, else its backbone; see README "Fine-tuning further").
+classes are the same, else its backbone; see docs/training.md "Fine-tuning further").
 
 `--local` runs the same Estimator in SageMaker local mode on the locally built image with a local
 --data folder (file:// channel). Debugger rules and the profiler are SageMaker-side services:

@@ -4,7 +4,7 @@
     python scripts/tune.py --image-uri ACCOUNT.dkr.ecr.REGION.amazonaws.com/dog-classifier-train:latest \\
         --role arn:aws:iam::ACCOUNT:role/SageMakerExecutionRole --data s3://BUCKET/dogImages --wait
 
-Search space (the seed's, overridable): lr continuous on a log scale, batch-size categorical.
+Search space (the original Udacity project's, overridable): lr continuous on a log scale, batch-size categorical.
 Objective: valid:accuracy of the epoch the job ships (its last line, `best_epoch=`), maximised, read
 from the job's log with the training program's own regexes. Early stopping Auto. `--spot` runs every
 trial on managed spot capacity with checkpoints in S3 (interrupted trials resume). Prints the job

@@ -39,7 +39,7 @@ def test_per_split_channels_and_sagemaker_variables(tmp_path):
 
 
 def test_single_training_channel_holding_the_three_folders(tmp_path):
-    # How the seed's users uploaded dogImages: one S3 prefix with train/ valid/ test/ inside.
+    # How the original Udacity project's users uploaded dogImages: one S3 prefix with train/ valid/ test/ inside.
     data = make_splits(tmp_path / "input" / "data" / "training")
     env = read_environment({"SAGEMAKER_BASE_DIR": str(tmp_path), "SM_CHANNEL_TRAINING": str(data)}, PathOverrides())
     assert (env.train_dir, env.valid_dir, env.test_dir) == (data / "train", data / "valid", data / "test")

@@ -122,6 +122,7 @@ def test_every_image_build_targets_linux_amd64():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     for name, service in compose["services"].items():
         assert "build" in service and service.get("platform") == "linux/amd64", name
-    for line in (REPO / "README.md").read_text().splitlines():
-        if line.strip().startswith("docker build"):
-            assert "--platform linux/amd64" in line, line
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for line in doc.read_text().splitlines():
+            if line.strip().startswith("docker build"):
+                assert "--platform linux/amd64" in line, (doc.name, line)

@@ -80,7 +80,7 @@ def test_npy_is_what_the_sdks_numpy_deserializer_reads(server, trained_model_dir
     array = np.load(io.BytesIO(body), allow_pickle=False)
     assert array.dtype == np.float32 and array.shape == (1, len(classes_of(trained_model_dir)))
     _, _, answer = invoke_json(server.base, data, "image/jpeg")
-    assert int(np.argmax(array, 1)[0]) == answer["index"]  # the seed's client code keeps working
+    assert int(np.argmax(array, 1)[0]) == answer["index"]  # the original Udacity project's client code keeps working
 
 
 def test_accept_lists_and_wildcards(server):

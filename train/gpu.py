@@ -33,7 +33,8 @@ def usable_gpus(device: str, sm_num_gpus: int | None) -> int:
         compat = cuda_compat.in_use()
         raise TrainingError(f"{asked} asks for {expected} GPU(s) but CUDA sees {visible}: {cuda_stack()}; "
                             f"{host_driver()}{f'; {compat}' if compat else ''}. Run an image whose CUDA this "
-                            "driver supports (README \"GPUs\"), or train on the CPU on purpose with --device cpu")
+                            "driver supports (docs/training.md, \"GPUs and several hosts\"), or train on the CPU on "
+                            "purpose with --device cpu")
     return expected
 
 

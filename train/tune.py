@@ -26,7 +26,7 @@ from train.hyperparameters import ARCHITECTURES, PathOverrides, _bounded, _Parse
 
 log = logging.getLogger("train.tune")
 
-# The search space scripts/tune.py gives SageMaker (the seed's)
+# The search space scripts/tune.py gives SageMaker (the original Udacity project's)
 DEFAULT_LR_RANGE = (0.001, 0.1)
 DEFAULT_BATCH_SIZES = (32, 64, 128, 256, 512)
 

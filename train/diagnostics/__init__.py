@@ -1,4 +1,4 @@
-"""What SageMaker Debugger and its profiler told the seed, computed in the training process itself.
+"""What SageMaker Debugger and its profiler told the original Udacity project, computed in the training process itself.
 
     record.py          the numbers one run leaves: step losses and phase times, gradient statistics,
                        activation variances, epochs, class counts, system samples

@@ -1,4 +1,4 @@
-"""The baseline for the serving benchmark: an inference.py written the way the seed's is.
+"""The baseline for the serving benchmark: an inference.py written the way the original Udacity project's is.
 
 A sagemaker-inference user module (model_fn / input_fn / predict_fn / output_fn) served by
 sagemaker-inference's DefaultHandlerService on the same multi-model-server: PyTorch eager,
