@@ -43,6 +43,9 @@ from train.errors import UsageError
 
 DEBUG_RULES = ("loss_not_decreasing", "overfit", "overtraining", "vanishing_gradient", "poor_weight_initialization")
 SAVE_INTERVAL = "10"  # steps between saved tensors: enough points for the rules, little overhead
+LOCAL_TENSORS = "/opt/ml/output/tensors"  # SageMaker's default LocalPath; local mode packs it into output.tar.gz
+LOCAL_HOOK_CHANNEL = "debughookconfig"
+LOCAL_HOOK_ENVIRONMENT = {"SMDEBUG_CONFIG_FILE_PATH": f"/opt/ml/input/data/{LOCAL_HOOK_CHANNEL}/debughookconfig.json"}
 SYSTEM_MONITOR_MILLIS = 500
 LOSS_PLOT = Path(__file__).with_name("loss_plot.py")
 LOSS_PLOT_TIMEOUT = 300
@@ -119,9 +122,34 @@ def tuned_hyperparameters(client, tuning_job_name: str) -> dict[str, str]:
     return {name: value.strip('"') for name, value in merged.items() if not name.startswith(("_", "sagemaker_"))}
 
 
+def every_save_interval(configurations: list[dict]) -> list:
+    from sagemaker.debugger import CollectionConfig
+
+    return [CollectionConfig(c["CollectionName"], {**c.get("CollectionParameters", {}), "save_interval": SAVE_INTERVAL})
+            for c in configurations]
+
+
+def hook_collections() -> list:
+    """What the job's Debugger hook saves, on SageMaker and in local mode alike."""
+    return every_save_interval([{"CollectionName": name} for name in ("losses", "weights", "gradients")])
+
+
+def write_local_hook_config(folder: Path) -> Path:
+    """debughookconfig.json as SageMaker writes it into a job's input/config for the DebuggerHookConfig
+    above (tensors to LocalPath, the same collections and save interval). Local mode writes no such file:
+    this one reaches the job as a channel, named by SMDEBUG_CONFIG_FILE_PATH (LOCAL_HOOK_ENVIRONMENT)."""
+    from sagemaker.debugger import DebuggerHookConfig
+
+    request = DebuggerHookConfig(s3_output_path="s3://unused/debug", collection_configs=hook_collections())
+    config = {key: value for key, value in request._to_request_dict().items() if key != "S3OutputPath"}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "debughookconfig.json"
+    path.write_text(json.dumps({**config, "LocalPath": LOCAL_TENSORS}, indent=2))
+    return path
+
+
 def debugging_configuration(output_path: str, job_name: str) -> dict:
     from sagemaker.debugger import (
-        CollectionConfig,
         DebuggerHookConfig,
         ProfilerConfig,
         ProfilerRule,
@@ -130,11 +158,6 @@ def debugging_configuration(output_path: str, job_name: str) -> dict:
         rule_configs,
     )
 
-    def every_save_interval(configurations):
-        return [CollectionConfig(c["CollectionName"], {**c.get("CollectionParameters", {}),
-                                                       "save_interval": SAVE_INTERVAL}) for c in configurations]
-
-    collections = every_save_interval([{"CollectionName": name} for name in ("losses", "weights", "gradients")])
     rules = []
     for name in DEBUG_RULES:
         # The rules' own collections default to every 500 steps: a 5-epoch dogImages job would save ~1.
@@ -143,7 +166,7 @@ def debugging_configuration(output_path: str, job_name: str) -> dict:
             base.get("CollectionConfigurations", [])) or None))
     rules.append(ProfilerRule.sagemaker(rule_configs.ProfilerReport()))
     return {
-        "debugger_hook_config": DebuggerHookConfig(s3_output_path=output_path, collection_configs=collections),
+        "debugger_hook_config": DebuggerHookConfig(s3_output_path=output_path, collection_configs=hook_collections()),
         "rules": rules,
         # System metrics only: framework profiling is deprecated from PyTorch 2.0.
         "profiler_config": ProfilerConfig(s3_output_path=output_path,
@@ -177,7 +200,10 @@ def unpack_outputs(destination: Path) -> None:
 
 
 def plot_losses(destination: Path) -> str:
-    debug_dir = next((path for path in destination.rglob("debug-output") if path.is_dir()), None)
+    # SageMaker uploads the tensors to <job>/debug-output; local mode packs LocalPath into output.tar.gz
+    debug_dir = (next((path for path in destination.rglob("debug-output") if path.is_dir()), None)
+                 or next((path for path in destination.rglob(Path(LOCAL_TENSORS).name) if (path / "index").is_dir()),
+                         None))
     if debug_dir is None:
         return "no debug tensors were written (was the Debugger hook active in the job?)"
     png = destination / "loss.png"
@@ -226,8 +252,11 @@ def run_job(args, session, hyperparameters: dict, job_name: str, destination: Pa
     if args.local:
         # Local mode writes model.tar.gz and output.tar.gz straight into a file:// output path.
         output_path = f"file://{destination.resolve()}"
-        debugging = {}  # Debugger and the profiler are SageMaker services: none in local mode
-        channels = {"training": f"file://{args.data}"}
+        # The hook runs in the job itself, so local mode gets it too; Debugger's rules and the profiler are
+        # SageMaker services (the job's own rules and report stand in for them).
+        hook_folder = write_local_hook_config(destination / LOCAL_HOOK_CHANNEL).parent
+        debugging = {"debugger_hook_config": False, "disable_profiler": True, "environment": LOCAL_HOOK_ENVIRONMENT}
+        channels = {"training": f"file://{args.data}", LOCAL_HOOK_CHANNEL: f"file://{hook_folder.resolve()}"}
         if args.start_from:
             channels["pretrained"] = f"file://{args.start_from}"
     else:

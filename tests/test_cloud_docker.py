@@ -147,6 +147,9 @@ def test_sagemaker_local_mode_train_deploy_invoke(moto, tiny_dataset, tmp_path):
     assert "valid:accuracy=" in train.stdout + train.stderr  # the job's own log, streamed by local mode
     model_data = downloads / "dog-local-test" / "model.tar.gz"
     assert model_data.is_file() and "test accuracy: " in train.stdout
+    # The Debugger hook SageMaker would configure, in local mode too: tensors saved, the loss plot drawn from them.
+    assert "SageMaker Debugger: hook created" in train.stdout + train.stderr
+    assert "loss plot: " in train.stdout and (downloads / "dog-local-test" / "loss.png").is_file(), train.stdout[-3000:]
 
     port = free_port()
     deploy = subprocess.Popen(

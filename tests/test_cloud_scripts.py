@@ -960,3 +960,16 @@ def test_errors_of_ours_keep_their_traceback(capsys):
 def test_an_s3_uri_is_refused_naming_the_bucket_rule_it_breaks(uri, rule):
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape(rule)):
         aws.s3_uri(uri)
+
+
+def test_local_mode_gets_the_hook_configuration_sagemaker_would(tmp_path):
+    # debughookconfig.json is what SageMaker writes into input/config from the job's DebuggerHookConfig: the same
+    # collections and save interval as the cloud job's request, tensors to SageMaker's default LocalPath.
+    written = json.loads(debug_profile.write_local_hook_config(tmp_path / "hook").read_text())
+    cloud = debug_profile.debugging_configuration("s3://bucket/debug", "job")["debugger_hook_config"]
+    request = cloud._to_request_dict()
+    assert written["CollectionConfigurations"] == request["CollectionConfigurations"]
+    assert {c["CollectionName"] for c in written["CollectionConfigurations"]} == {"losses", "weights", "gradients"}
+    assert written["LocalPath"] == "/opt/ml/output/tensors" and "S3OutputPath" not in written
+    assert debug_profile.LOCAL_HOOK_ENVIRONMENT["SMDEBUG_CONFIG_FILE_PATH"].endswith(
+        f"/{debug_profile.LOCAL_HOOK_CHANNEL}/debughookconfig.json")
