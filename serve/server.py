@@ -164,7 +164,8 @@ def check_invocation(host: str, port: int, timeout: float) -> None:
     image = io.BytesIO()
     Image.new("RGB", (64, 48), (120, 90, 60)).save(image, "JPEG")
     for method, path, body, headers in (("GET", "/ping", None, {}),
-                                        ("POST", "/invocations", image.getvalue(), {"Content-Type": "image/jpeg"})):
+                                        ("POST", "/invocations", image.getvalue(),
+                                         {"Content-Type": "image/jpeg", "Accept": "application/json"})):
         connection = http.client.HTTPConnection(address, port, timeout=timeout)
         try:
             connection.request(method, path, body=body, headers=headers)

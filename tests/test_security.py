@@ -71,10 +71,16 @@ def imported_modules(path: Path) -> set[str]:
     return modules
 
 
+# The launcher, not the request path: it checks that its own port is free and, before saying "ready", sends
+# one request to it on loopback (serve.server.check_port_free, check_invocation).
+LOOPBACK_ONLY = {"serve/server.py": {"socket", "http.client"}}
+
+
 def test_the_serving_path_imports_nothing_that_fetches_urls_or_unpickles():
     for path in python_files(SERVING):
+        allowed = LOOPBACK_ONLY.get(str(path.relative_to(REPO)), set())
         found = {m for m in imported_modules(path) if m in NETWORK_OR_PICKLE or m.split(".")[0] in NETWORK_OR_PICKLE}
-        assert not found, f"{path.relative_to(REPO)} imports {sorted(found)}"
+        assert not found - allowed, f"{path.relative_to(REPO)} imports {sorted(found - allowed)}"
 
 
 def test_serving_caps_are_on_by_default():
