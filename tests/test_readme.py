@@ -89,6 +89,9 @@ def test_the_laptop_commands_work_as_written(tmp_path):
         "broken_empty.jpg", "broken_not_an_image.jpg", "broken_truncated.jpg"]
     from scripts.invoke import CONTENT_TYPES
 
+    page = (opt_ml / "output" / "data" / "report.html").read_text()  # the job's story first, then rules, profile
+    assert page.index("a local run") < page.index("<h2>Data") < page.index("<h2>Per-class accuracy") \
+        < page.index("<h2>Confusion matrix") < page.index("<h2>Rules") < page.index("<h2>Profile")
     test_images = [p for p in (tmp_path / "runs" / "mine" / "data" / "test").rglob("*") if p.suffix in CONTENT_TYPES]
     classified = outputs[-1].splitlines()
     assert len(classified) == len(test_images) and all(": " in line for line in classified), outputs[-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import os
 import time
@@ -15,6 +16,7 @@ from train.data import EpochSampler, ImageFolderDataset, Split, check_class_sets
 from train.debugger import DebuggerHook, create_hook
 from train.diagnostics.session import Diagnostics, NoDiagnostics
 from train.diagnostics.settings import DiagnosticsSettings
+from train.diagnostics.story import SplitCounts, Story
 from train.engine import Precision, RunningTotals, StopRequested, evaluate, train_one_epoch
 from train.environment import TrainingEnvironment, check_writable
 from train.errors import Interrupted, TrainingError
@@ -378,6 +380,16 @@ class _Job:
             return
         self._write_outputs(metrics, final_split, final)
 
+    def _story(self, split_name: str, loss: float, accuracy: float, confusion: torch.Tensor) -> Story:
+        """What report.html opens with: the job, its data and settings, and what the shipped model scores."""
+        return Story(
+            job=os.environ.get("TRAINING_JOB_NAME") or "a local run (no TRAINING_JOB_NAME)",
+            date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            splits=[SplitCounts(s.name, len(s.samples), len(s.skipped), len(s.ignored))
+                    for s in self.data.splits.values()],
+            hyperparameters=dataclasses.asdict(self.hp), split_name=split_name, accuracy=accuracy, loss=loss,
+            best_epoch=self.best["epoch"], classes=self.data.classes, confusion=confusion.tolist())
+
     def _write_outputs(self, metrics: dict, split_name: str, final) -> None:
         log.info("training done (best epoch %s); writing the model artifact and report", self.best["epoch"])
         loss, accuracy, confusion = final
@@ -389,7 +401,7 @@ class _Job:
             report.write_report(self.env.output_data_dir, classes=self.data.classes, split_name=split_name,
                                 loss=loss, accuracy=accuracy, confusion=confusion, history=self.history,
                                 splits=list(self.data.splits.values()))
-            self.diagnostics.finish(self.env.output_data_dir)
+            self.diagnostics.finish(self.env.output_data_dir, self._story(split_name, loss, accuracy, confusion))
         except OSError as error:
             raise TrainingError(f"cannot write the model or report: {error}") from error
         log.info("model artifact written to %s; report to %s", self.env.model_dir, self.env.output_data_dir)

@@ -1,4 +1,6 @@
-"""One self-contained HTML page (plots inlined as PNG): the rules, then the four plots, then the trace.
+"""One self-contained HTML page (plots inlined as PNG): the job's story (story.py: data, hyperparameters,
+accuracy, per-class accuracy, confusion matrix), then the rules (what each checks, what it found, what to
+do), then the profile: the step-time table, four plots and the trace.
 
     1. training vs validation loss     per-step training loss, its moving average, per-epoch validation loss
     2. gradient norms per layer group  L2 norm of stem, layer1..4 and head gradients, every step, log scale
@@ -14,13 +16,14 @@ import io
 
 import numpy as np
 
+from train.diagnostics import story as job_story
 from train.diagnostics.record import PHASES, RunRecord
 from train.diagnostics.rules import ISSUES, NO_ISSUES, RuleResult
 
 STATUS_COLOURS = {ISSUES: "#c62828", NO_ISSUES: "#2e7d32"}
 
 
-def render(record: RunRecord, results: list[RuleResult], title: str) -> str:
+def render(record: RunRecord, results: list[RuleResult], title: str, story: job_story.Story | None = None) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,9 +33,12 @@ def render(record: RunRecord, results: list[RuleResult], title: str) -> str:
                ("Utilisation over time", _utilisation_plot(record))]
     rows = "\n".join(
         f"<tr><td>{html.escape(r.rule)}</td><td style='color:{STATUS_COLOURS.get(r.status, '#616161')};"
-        f"font-weight:bold'>{r.status}</td><td>{html.escape(r.message)}</td>"
+        f"font-weight:bold'>{r.status}</td><td>{html.escape(job_story.rule_guide(r.rule)[0])}</td>"
+        f"<td>{html.escape(r.message)}</td>"
+        f"<td>{html.escape(job_story.rule_guide(r.rule)[1]) if r.status == ISSUES else ''}</td>"
         f"<td><code>{html.escape(', '.join(f'{k}={v}' for k, v in r.parameters.items()))}</code></td></tr>"
         for r in results)
+    told = job_story.render(story, _confusion_picture(story)) if story is not None else ""
     sections = "\n".join(
         f"<h2>{html.escape(name)}</h2>" + (f"<img alt='{html.escape(name)}' src='data:image/png;base64,{png}'>"
                                            if png else "<p>No data for this plot in this run.</p>")
@@ -44,17 +50,37 @@ def render(record: RunRecord, results: list[RuleResult], title: str) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#212121}}
 table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #ddd;padding:4px 8px;vertical-align:top}}
-img{{max-width:100%}}code,pre{{font-size:12px}}</style></head><body>
+table.narrow{{width:auto}}table.matrix td{{text-align:right}}td.hit{{background:#c8e6c9}}td.miss{{background:#ffcdd2}}
+p.lead{{font-size:1.15em}}img{{max-width:100%}}code,pre{{font-size:12px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
+{told}
 <h2>Rules</h2>
-<table><tr><th>rule</th><th>status</th><th>finding</th><th>parameters</th></tr>
+<table><tr><th>rule</th><th>status</th><th>checks</th><th>found</th><th>what to do</th><th>parameters</th></tr>
 {rows}
 </table>
+<h2>Profile</h2>
 {summary}
 {sections}
 {trace}
 </body></html>
 """
+
+
+def _confusion_picture(story: job_story.Story | None) -> str | None:
+    """The whole matrix as a heatmap of counts (log colour scale), for more classes than a table can show."""
+    if story is None or len(story.classes) <= job_story.MAX_MATRIX_CLASSES:
+        return None
+    from matplotlib.colors import LogNorm
+
+    counts = np.array(story.confusion, dtype=float)
+    fig, ax = _figure()
+    fig.set_size_inches(9, 9)
+    image = ax.imshow(np.where(counts > 0, counts, np.nan), cmap="viridis",
+                      norm=LogNorm(vmin=1, vmax=max(1.0, counts.max())))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="images")
+    ax.set_xlabel("predicted class (index in evaluation.json's classes)")
+    ax.set_ylabel("true class")
+    return _png(fig)
 
 
 def _phase_summary(record: RunRecord) -> str:

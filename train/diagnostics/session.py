@@ -16,6 +16,7 @@ from train.diagnostics.record import EpochRecord, RunRecord
 from train.diagnostics.recorder import Recorder, StepObserver
 from train.diagnostics.rules import ISSUES, RuleResult, evaluate_rules
 from train.diagnostics.settings import DiagnosticsSettings, PoorWeightInitialization
+from train.diagnostics.story import Story
 from train.diagnostics.system_monitor import SystemMonitor
 from train.diagnostics.tensorboard import TensorBoardWriter
 from train.diagnostics.torch_profile import ProfileWindow
@@ -35,7 +36,7 @@ class NoDiagnostics:
                   valid_accuracy: float, valid_confusion: torch.Tensor) -> None:
         pass
 
-    def finish(self, output_dir: Path) -> list[RuleResult]:
+    def finish(self, output_dir: Path, story: Story | None = None) -> list[RuleResult]:
         return []
 
     def close(self) -> None:
@@ -71,14 +72,14 @@ class Diagnostics(NoDiagnostics):
         self._write_tensorboard()
         self.tensorboard.epoch(record)
 
-    def finish(self, output_dir: Path) -> list[RuleResult]:
+    def finish(self, output_dir: Path, story: Story | None = None) -> list[RuleResult]:
         self.close()
         self.record.torch_profile_table = self.profile.table
         results = evaluate_rules(self.settings.rules, self.record)
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "rules.json").write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n")
         (output_dir / "diagnostics.json").write_text(json.dumps(_finite(self.record.to_json())) + "\n")
-        (output_dir / "report.html").write_text(render(self.record, results, "Training report: rules and profile"))
+        (output_dir / "report.html").write_text(render(self.record, results, "Training report", story))
         for result in results:
             (log.warning if result.status == ISSUES else log.info)("rule %s: %s - %s", result.rule, result.status,
                                                                    result.message)

@@ -1,0 +1,80 @@
+"""report.html opens with the job's story, then the rules with what to do, then the profile.
+
+Rendered from made-up numbers here (133 dog breeds, the flagship's size, and 4 classes); a real run's
+report is checked in tests/test_readme.py. What a person sees was checked with a headless browser
+screenshot (docs/training.md, "The training report").
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from train.diagnostics.html_report import render
+from train.diagnostics.record import RunRecord
+from train.diagnostics.rules import ISSUES, NO_ISSUES, RuleResult
+from train.diagnostics.story import RULE_GUIDE, SplitCounts, Story, per_class_rows, top_confusions
+
+RESULTS = [RuleResult("Overfit", ISSUES, "epoch 3: validation loss 0.9 is 50% above training loss 0.6", {}),
+           RuleResult("LossNotDecreasing", NO_ISSUES, "mean training loss fell in every window", {"num_steps": 10})]
+
+
+def story(classes: int, seed: int = 0) -> Story:
+    rng = np.random.default_rng(seed)
+    confusion = np.diag(rng.integers(3, 9, classes))
+    for _ in range(classes):  # some mistakes, a few of them repeated
+        confusion[rng.integers(classes), rng.integers(classes)] += 1
+    confusion[5 % classes, 7 % classes] += 4 if classes > 7 else 0  # the most frequent confusion
+    names = [f"Breed {i:03d}" for i in range(classes)]
+    accuracy = float(np.trace(confusion) / confusion.sum())
+    return Story(job="dog-debug-251130-1300", date="2026-11-30 13:00 UTC",
+                 splits=[SplitCounts("train", 6680, 0, 1), SplitCounts("valid", 835, 0, 0),
+                         SplitCounts("test", 836, 2, 0)],
+                 hyperparameters={"lr": 0.001, "batch_size": 64, "arch": "resnet50"}, split_name="test",
+                 accuracy=accuracy, loss=0.71, best_epoch=4, classes=names, confusion=confusion.tolist())
+
+
+def headings(page: str) -> list[str]:
+    return [re.sub("<.*?>", "", h) for h in re.findall(r"<h2>(.*?)</h2>", page)]
+
+
+def test_a_133_class_report_tells_the_story_first():
+    told = story(133)
+    page = render(RunRecord(device="cpu"), RESULTS, "Training report", told)
+    order = [h.split(" (")[0] for h in headings(page)]
+    assert order[:7] == ["Data", "Hyperparameters", "Accuracy", "Per-class accuracy", "Confusion matrix", "Rules",
+                         "Profile"], order
+    assert page.index("dog-debug-251130-1300") < page.index("<h2>Data")  # the job, first
+    assert f"{told.accuracy:.3f}" in page and "836" in page and "ignored (no image)" in page
+    # per-class: the worst classes shown, every class folded away below them, worst first
+    every = page[page.index("<details><summary>all 133 classes</summary>"):].split("</details>")[0]
+    rows = re.findall(r"<tr><td>(Breed \d{3})</td><td>\d+</td><td>([0-9.]+)</td></tr>", every)
+    assert len(rows) == 133 and [float(a) for _, a in rows] == sorted(float(a) for _, a in rows)
+    assert rows[0][0] == per_class_rows(told)[0][0]
+    shown = page[page.index("<h2>Per-class"):page.index("<details>")]
+    assert shown.count("<tr><td>Breed") == 15 and "The 15 worst of 133 classes" in shown
+    # the confusions as counts (Breed 005 -> 007 the most frequent), and the whole matrix as a picture
+    assert top_confusions(told)[0][:2] == ("Breed 005", "Breed 007")
+    assert "<td>Breed 005</td><td>Breed 007</td><td>" in page and "data:image/png;base64," in page
+    assert "<table class='matrix'>" not in page  # no 133-column table
+
+
+def test_every_rule_says_what_it_checks_and_a_finding_says_what_to_do():
+    page = render(RunRecord(device="cpu"), RESULTS, "Training report", story(4))
+    overfit = page[page.index("<td>Overfit</td>"):].split("</tr>")[0]
+    assert RULE_GUIDE["Overfit"][0] in overfit and RULE_GUIDE["Overfit"][1] in overfit
+    quiet = page[page.index("<td>LossNotDecreasing</td>"):].split("</tr>")[0]
+    assert RULE_GUIDE["LossNotDecreasing"][0] in quiet and RULE_GUIDE["LossNotDecreasing"][1] not in quiet
+    assert set(RULE_GUIDE) >= {"LossNotDecreasing", "Overfit", "Overtraining", "VanishingGradient",
+                               "ExplodingTensor", "PoorWeightInitialization", "ClassImbalance", "LowGPUUtilization",
+                               "CPUBottleneck", "StepOutlier"}
+
+
+def test_a_few_classes_get_the_matrix_as_a_table_of_counts():
+    told = story(4)
+    page = render(RunRecord(device="cpu"), [], "Training report", told)
+    matrix = page[page.index("<table class='matrix'>"):].split("</table>")[0]
+    assert matrix.count("<tr>") == 5 and matrix.count("class='hit'") == 4
+    for t, row in enumerate(told.confusion):
+        assert f"<td class='hit'>{row[t]}</td>" in matrix

@@ -1,0 +1,152 @@
+"""The first part of report.html: what the job was and what it made, before any rule or profile.
+
+Job, date, data (images per split, skipped, ignored), hyperparameters, the shipped model's accuracy,
+per-class accuracy (worst first) and the confusion matrix as counts: a table of counts up to
+MAX_MATRIX_CLASSES classes, else the classes' most frequent confusions (true -> predicted, with
+counts) and the matrix as a picture; at 133 dog breeds a 133-column table is unreadable.
+Then, for every rule, what it checks and what to do when it finds something (RULE_GUIDE).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+
+MAX_MATRIX_CLASSES = 20
+TOP_CONFUSIONS = 25
+SHOWN_CLASSES = 15  # per-class rows shown before the rest folds away
+
+# What each rule checks, and what to do about an issue: SageMaker's own rule descriptions, in short.
+RULE_GUIDE = {
+    "LossNotDecreasing": ("whether the training loss keeps falling between windows of num_steps steps",
+                          "raise the learning rate if the loss never moved; lower it if the loss jumps about; "
+                          "check that the labels match the images"),
+    "Overfit": ("whether the validation loss runs ahead of the training loss by more than ratio_threshold",
+                "more data or augmentation (--augment true), fewer epochs, a frozen backbone, a smaller head"),
+    "Overtraining": ("whether the validation loss stopped improving while the training loss still falls",
+                     "train fewer epochs: the job already ships its best epoch's model"),
+    "VanishingGradient": ("whether any layer's mean |gradient| fell below threshold",
+                          "a lower learning rate (dead ReLUs), or unfreeze the backbone if only the head learns"),
+    "ExplodingTensor": ("whether a loss or gradient became NaN or infinite",
+                        "a lower learning rate; check the starting weights for NaN"),
+    "PoorWeightInitialization": ("whether the activations' variance differs widely between layers at the start",
+                                 "start from ImageNet weights (--weights imagenet) or a known-good checkpoint"),
+    "ClassImbalance": ("whether the largest train class dwarfs the smallest, or a class is mostly mispredicted",
+                       "collect more images of the small classes, or oversample them"),
+    "LowGPUUtilization": ("whether the GPU sat mostly idle (p95 utilisation under threshold_p95)",
+                          "a larger --batch-size, more --num-workers, or a smaller (cheaper) instance"),
+    "CPUBottleneck": ("whether the GPU waited on the data loader more than threshold % of the time",
+                      "more --num-workers, smaller source images, or --cache-features with a frozen backbone"),
+    "StepOutlier": ("whether more than n_outliers steps took longer than mean + stddev x standard deviation",
+                    "look for huge images in the data or a busy neighbour on the host; a few at start-up are "
+                    "normal"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitCounts:
+    name: str
+    used: int
+    skipped: int
+    ignored: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Story:
+    job: str
+    date: str  # UTC, ISO 8601
+    splits: list[SplitCounts]
+    hyperparameters: dict
+    split_name: str  # where the shipped model's accuracy was measured: test, else valid
+    accuracy: float
+    loss: float
+    best_epoch: int | None
+    classes: list[str]
+    confusion: list[list[int]]  # rows: true class, columns: predicted
+
+
+def render(story: Story, confusion_png: str | None) -> str:
+    """HTML for the top of the report; `confusion_png` (base64) is shown for more than MAX_MATRIX_CLASSES."""
+    return "\n".join([_job(story), _data(story), _hyperparameters(story), _accuracy(story),
+                      _per_class(story), _confusion(story, confusion_png)])
+
+
+def rule_guide(rule: str) -> tuple[str, str]:
+    return RULE_GUIDE.get(rule, ("", ""))
+
+
+def _job(story: Story) -> str:
+    classes = len(story.classes)
+    return (f"<p class='lead'>Job <b>{html.escape(story.job)}</b>, {html.escape(story.date)}: {classes} classes; "
+            f"{story.split_name} accuracy <b>{story.accuracy:.3f}</b> (loss {story.loss:.4f}) of the model from "
+            f"epoch {story.best_epoch if story.best_epoch is not None else '-'}, the one the job ships.</p>")
+
+
+def _data(story: Story) -> str:
+    rows = "".join(f"<tr><td>{html.escape(s.name)}</td><td>{s.used}</td><td>{s.skipped}</td><td>{s.ignored}</td>"
+                   "</tr>" for s in story.splits)
+    return ("<h2>Data</h2><table class='narrow'><tr><th>split</th><th>images used</th><th>skipped (unreadable)</th>"
+            f"<th>ignored (no image)</th></tr>{rows}</table><p>skipped_files.json lists every skipped file and why."
+            "</p>")
+
+
+def _hyperparameters(story: Story) -> str:
+    cells = "".join(f"<tr><td>{html.escape(str(k))}</td><td><code>{html.escape(str(v))}</code></td></tr>"
+                    for k, v in sorted(story.hyperparameters.items()))
+    return f"<h2>Hyperparameters</h2><table class='narrow'>{cells}</table>"
+
+
+def _accuracy(story: Story) -> str:
+    total = sum(map(sum, story.confusion))
+    right = sum(story.confusion[i][i] for i in range(len(story.confusion)))
+    return (f"<h2>Accuracy</h2><p>{story.split_name}: {right} of {total} images right, "
+            f"<b>{story.accuracy:.3f}</b> (chance: {1 / max(1, len(story.classes)):.3f}).</p>")
+
+
+def per_class_rows(story: Story) -> list[tuple[str, int, float | None]]:
+    rows = []
+    for i, name in enumerate(story.classes):
+        images = sum(story.confusion[i])
+        rows.append((name, images, story.confusion[i][i] / images if images else None))
+    return sorted(rows, key=lambda row: (row[2] is None, row[2] if row[2] is not None else 0.0, row[0]))
+
+
+def _per_class(story: Story) -> str:
+    rows = per_class_rows(story)
+
+    def table(selected) -> str:
+        cells = "".join(f"<tr><td>{html.escape(name)}</td><td>{images}</td>"
+                        f"<td>{'-' if accuracy is None else f'{accuracy:.2f}'}</td></tr>"
+                        for name, images, accuracy in selected)
+        return f"<table class='narrow'><tr><th>class</th><th>images</th><th>accuracy</th></tr>{cells}</table>"
+
+    title = f"<h2>Per-class accuracy ({story.split_name}, worst first)</h2>"
+    if len(rows) <= SHOWN_CLASSES:
+        return title + table(rows)
+    return (f"{title}<p>The {SHOWN_CLASSES} worst of {len(rows)} classes:</p>{table(rows[:SHOWN_CLASSES])}"
+            f"<details><summary>all {len(rows)} classes</summary>{table(rows)}</details>")
+
+
+def top_confusions(story: Story, limit: int = TOP_CONFUSIONS) -> list[tuple[str, str, int]]:
+    pairs = [(story.classes[t], story.classes[p], count)
+             for t, row in enumerate(story.confusion) for p, count in enumerate(row) if t != p and count]
+    return sorted(pairs, key=lambda pair: (-pair[2], pair[0], pair[1]))[:limit]
+
+
+def _confusion(story: Story, confusion_png: str | None) -> str:
+    title = f"<h2>Confusion matrix ({story.split_name}: rows true class, columns predicted, counts)</h2>"
+    if len(story.classes) <= MAX_MATRIX_CLASSES:
+        head = "".join(f"<th>{html.escape(name)}</th>" for name in story.classes)
+        body = "".join(
+            f"<tr><th>{html.escape(story.classes[t])}</th>"
+            + "".join(f"<td class='{'hit' if t == p else ('miss' if count else '')}'>{count}</td>"
+                      for p, count in enumerate(row)) + "</tr>"
+            for t, row in enumerate(story.confusion))
+        return f"{title}<table class='matrix'><tr><th></th>{head}</tr>{body}</table>"
+    pairs = "".join(f"<tr><td>{html.escape(true)}</td><td>{html.escape(predicted)}</td><td>{count}</td></tr>"
+                    for true, predicted, count in top_confusions(story))
+    picture = (f"<img alt='confusion matrix' src='data:image/png;base64,{confusion_png}'>" if confusion_png else "")
+    return (f"{title}<p>{len(story.classes)} classes: the most frequent confusions as counts, the whole matrix as a "
+            f"picture below (evaluation.json has every count).</p><table class='narrow'><tr><th>true class</th>"
+            f"<th>predicted as</th><th>images</th></tr>{pairs or '<tr><td colspan=3>none</td></tr>'}</table>"
+            f"{picture}")
