@@ -106,11 +106,10 @@ def check_artifact(model_dir: Path) -> None:
     incompatible artifact fails the container in seconds with one line, instead of workers retrying it
     until the start-up timeout with the reason in Java's log."""
     metadata = _read_metadata(model_dir)
-    Preprocess.from_json(metadata["preprocess"])
     onnx_file = model_dir / metadata.get("onnx", {}).get("file", "model.onnx")
     if not onnx_file.is_file():
         raise ModelLoadError(f"{onnx_file} not found")
-    classifier = OnnxClassifier(model_dir, threads=1)
+    classifier = OnnxClassifier(model_dir, threads=1)  # parses the preprocessing and the graph
     try:
         classifier.warm_up()
     except Exception as error:

@@ -104,10 +104,13 @@ def _accuracy(story: Story) -> str:
 
 
 def per_class_rows(story: Story) -> list[tuple[str, int, float | None]]:
-    rows = []
-    for i, name in enumerate(story.classes):
-        images = sum(story.confusion[i])
-        rows.append((name, images, story.confusion[i][i] / images if images else None))
+    """evaluation.json's per-class accuracy (train.report.per_class_accuracy), worst first."""
+    import torch
+
+    from train.report import per_class_accuracy
+
+    rows = [(c["class"], c["images"], c["accuracy"])
+            for c in per_class_accuracy(torch.tensor(story.confusion), story.classes)]
     return sorted(rows, key=lambda row: (row[2] is None, row[2] if row[2] is not None else 0.0, row[0]))
 
 
