@@ -18,7 +18,7 @@ rm -rf "$RUN/opt_ml"
 python -m train \
   --data-dir "$DATA" --base-dir "$RUN/opt_ml" \
   --arch resnet18 --weights none --freeze-backbone false \
-  --image-size 64 --batch-size 16 --epochs 4
+  --image-size 64 --batch-size 8 --epochs 4
 
 echo
 echo "model artifact:  $RUN/opt_ml/model  ($(ls "$RUN/opt_ml/model" | tr '\n' ' '))"

@@ -47,6 +47,10 @@ LOCAL_TENSORS = "/opt/ml/output/tensors"  # SageMaker's default LocalPath; local
 LOCAL_HOOK_CHANNEL = "debughookconfig"
 LOCAL_HOOK_ENVIRONMENT = {"SMDEBUG_CONFIG_FILE_PATH": f"/opt/ml/input/data/{LOCAL_HOOK_CHANNEL}/debughookconfig.json"}
 SYSTEM_MONITOR_MILLIS = 500
+# LossNotDecreasing compares saved losses at least num_steps apart. With losses saved every 10 steps its
+# default of 10 would compare single minibatches 10 steps apart, which noise alone trips; 500 is the
+# distance the rule has with its own collection settings, and the training job's in-process rule too.
+LOSS_CHECK_STEPS = "500"
 LOSS_PLOT = Path(__file__).with_name("loss_plot.py")
 LOSS_PLOT_TIMEOUT = 300
 RULE_POLL_SECONDS = 30
@@ -162,7 +166,8 @@ def debugging_configuration(output_path: str, job_name: str) -> dict:
     for name in DEBUG_RULES:
         # The rules' own collections default to every 500 steps: a 5-epoch dogImages job would save ~1.
         base = getattr(rule_configs, name)()
-        rules.append(Rule.sagemaker(base, collections_to_save=every_save_interval(
+        parameters = {"num_steps": LOSS_CHECK_STEPS} if name == "loss_not_decreasing" else None
+        rules.append(Rule.sagemaker(base, rule_parameters=parameters, collections_to_save=every_save_interval(
             base.get("CollectionConfigurations", [])) or None))
     rules.append(ProfilerRule.sagemaker(rule_configs.ProfilerReport()))
     return {

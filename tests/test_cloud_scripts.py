@@ -307,6 +307,8 @@ def test_debug_profile_configures_debugger_rules_and_profiler_and_reads_the_resu
                           "PoorWeightInitialization"}
     assert all(".dkr.ecr." in rule["RuleEvaluatorImage"] for rule in rules.values())
     assert rules["LossNotDecreasing"]["RuleParameters"]["rule_to_invoke"] == "LossNotDecreasing"
+    # losses saved every 10 steps, compared 500 apart: single minibatches 10 steps apart differ by noise alone
+    assert rules["LossNotDecreasing"]["RuleParameters"]["num_steps"] == "500"
     assert request["ProfilerConfig"]["S3OutputPath"] == output_path
     assert request["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 500
     assert "ProfilingParameters" not in request["ProfilerConfig"]  # framework profiling: deprecated on PyTorch 2

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import FAST_FLAGS, run_train
+from conftest import FAST_FLAGS, REPO, run_train
 from PIL import Image
 
 from train.diagnostics import settings
-from train.diagnostics.record import RunRecord, StepRecord, SystemSample
+from train.diagnostics.record import EpochRecord, RunRecord, StepRecord, SystemSample
 from train.diagnostics.rules import ISSUES, NO_ISSUES, NOT_APPLICABLE, evaluate_rules
 from train.errors import UsageError
 from train.hyperparameters import parse_args
-from train.sample_data import make_sample_dataset
+from train.sample_data import CLASSES, draw_example, make_sample_dataset
 
 RULE_NAMES = ["LossNotDecreasing", "Overfit", "Overtraining", "VanishingGradient", "ExplodingTensor",
               "PoorWeightInitialization", "ClassImbalance", "LowGPUUtilization", "CPUBottleneck", "StepOutlier"]
@@ -40,6 +42,7 @@ def test_rule_flags_carry_sagemakers_names_and_defaults():
     # SageMaker's documented defaults
     assert by_name["Overfit"] == settings.Overfit(start_step=0, patience=1, ratio_threshold=0.1)
     assert by_name["VanishingGradient"].threshold == 1e-7
+    assert by_name["Overtraining"] == settings.Overtraining(patience_train=5, patience_validation=10, delta=0.01)
     assert by_name["PoorWeightInitialization"] == settings.PoorWeightInitialization(10.0, 0.001, 5, 10)
     assert by_name["ClassImbalance"] == settings.ClassImbalance(10.0, 0.7, 500)
     assert by_name["LowGPUUtilization"] == settings.LowGPUUtilization(70, 10, 500, 1000)
@@ -66,6 +69,93 @@ def test_rule_flags_set_thresholds_the_way_sagemaker_passes_hyperparameters():
 def test_bad_diagnostics_flags_name_the_flag(args, flag):
     with pytest.raises(UsageError, match=re.escape(flag)):
         parse_args(args)
+
+
+# -- LossNotDecreasing on hand-made loss curves: its definition, case by case ----------------------
+
+
+def _losses(values) -> RunRecord:
+    record = RunRecord(device="cpu")
+    record.steps = [StepRecord(i + 1, 1, float(v), {}) for i, v in enumerate(values)]
+    return record
+
+
+def _loss_rule(values, interval=500, **parameters) -> tuple[str, str]:
+    result = evaluate_rules((settings.LossNotDecreasing(**parameters),), _losses(values), interval)[0]
+    return result.status, result.message
+
+
+def test_loss_not_decreasing_keeps_sagemakers_parameters_and_defaults():
+    # AWS's list of built-in rules: num_steps 10, diff_percent 0.1, increase_threshold_percent 5, mode GLOBAL;
+    # the losses collection saved every 500 steps in the rule's own configuration
+    assert settings.LossNotDecreasing() == settings.LossNotDecreasing(10, 0.1, 5.0, "GLOBAL")
+    assert settings.DiagnosticsSettings().loss_interval == 500
+    _, _, namespace = parse_args(["--loss-not-decreasing-mode", "eval", "--loss-interval-steps", "50",
+                                  "--loss-not-decreasing-increase-threshold-percent", "2"])
+    found = settings.settings_from(namespace)
+    assert found.rule(settings.LossNotDecreasing) == settings.LossNotDecreasing(10, 0.1, 2.0, "EVAL")
+    assert found.loss_interval == 50
+    with pytest.raises(UsageError, match="--loss-not-decreasing-mode"):
+        parse_args(["--loss-not-decreasing-mode", "sometimes"])
+
+
+def test_loss_not_decreasing_is_quiet_on_minibatch_noise_around_a_falling_loss():
+    rng = np.random.default_rng(0)
+    steps = np.arange(3000)
+    # a loss falling from 2.0 towards 0.5, each minibatch +-30 %: 10-step means rise by more than 5 % often
+    noisy = (0.5 + 1.5 * np.exp(-steps / 800)) * rng.uniform(0.7, 1.3, steps.size)
+    windows = noisy[:3000].reshape(-1, 10).mean(1)
+    assert (np.diff(windows) / windows[:-1] > 0.05).sum() > 20
+    status, message = _loss_rule(noisy)
+    assert status == NO_ISSUES and "6 checks" in message
+    # the same curve flattening out after it came down: a plateau, not a stuck loss
+    plateau = np.concatenate([noisy, np.full(3000, 0.55) * rng.uniform(0.7, 1.3, 3000)])
+    assert _loss_rule(plateau)[0] == NO_ISSUES
+
+
+def test_loss_not_decreasing_finds_a_loss_stuck_from_the_start_and_a_rising_one():
+    rng = np.random.default_rng(1)
+    stuck = 1.386 * rng.uniform(0.7, 1.3, 2000)
+    status, message = _loss_rule(stuck)
+    assert status == ISSUES and "stuck" in message and "step 1000" in message
+    rising = np.concatenate([np.linspace(2.0, 1.0, 1000), np.linspace(1.0, 1.5, 1000)]) * rng.uniform(0.9, 1.1, 2000)
+    status, message = _loss_rule(rising)
+    assert status == ISSUES and "rising" in message and "step 1500" in message
+    # a rise within increase_threshold_percent after a fall is tolerated; past it, it is not
+    bump = np.concatenate([np.full(500, 2.0), np.full(500, 1.0), np.full(500, 1.04)])
+    assert _loss_rule(bump)[0] == NO_ISSUES
+    assert _loss_rule(bump, increase_threshold_percent=3.0)[0] == ISSUES
+    # a non-finite mean is an issue, and diff_percent is what "down" means
+    assert _loss_rule(np.concatenate([np.full(500, 2.0), [np.nan] * 500]))[0] == ISSUES
+    slow = np.concatenate([np.full(500, 2.0), np.full(500, 1.99)])  # down 0.5 %
+    assert _loss_rule(slow)[0] == NO_ISSUES and _loss_rule(slow, diff_percent=1.0)[0] == ISSUES
+
+
+def test_loss_not_decreasing_checks_saved_steps_num_steps_apart():
+    # saved every 10 steps, num_steps 30: checks at saved steps 10, 40, 70, each at least num_steps after the
+    # one before (AWS's example: saved every 3 steps, num_steps 10: steps 9, 21, 33); the rise at step 30
+    # falls between checks, and is found when every saved step is checked
+    values = [3.0] * 10 + [1.0] * 10 + [1.2] * 10 + [0.9] * 30 + [0.8] * 30
+    status, message = _loss_rule(values, interval=10, num_steps=30)
+    assert status == NO_ISSUES and "3 checks, step 10 to 70" in message
+    status, message = _loss_rule(values, interval=10, num_steps=10)
+    assert status == ISSUES and "step 30" in message and "rising" in message
+    assert _loss_rule(values[:39], interval=10, num_steps=30)[0] == NOT_APPLICABLE  # saved 10, 20, 30: one check
+    status, message = _loss_rule([1.0] * 999)
+    assert status == NOT_APPLICABLE and "needs 1000" in message
+
+
+def test_loss_not_decreasing_in_eval_mode_reads_the_validation_loss():
+    record = _losses([2.0] * 10)  # a flat training loss: not what EVAL judges
+    record.epochs = [EpochRecord(e, e, 1.0, valid, 0.5, 0.5)
+                     for e, valid in enumerate([1.5, 1.2, 1.1, 1.3, 1.0], start=1)]
+
+    def status(num_steps):
+        return evaluate_rules((settings.LossNotDecreasing(num_steps=num_steps, mode="EVAL"),), record)[0]
+
+    assert status(1).status == ISSUES and "validation pass 4" in status(1).message
+    assert status(2).status == NO_ISSUES  # passes 1, 3, 5: 1.5 -> 1.1 -> 1.0
+    assert status(10).status == NOT_APPLICABLE
 
 
 # -- GPU rules on hand-made records: no GPU on the machines these tests run on ------------------
@@ -178,11 +268,14 @@ RUNS = {
     "a huge learning rate kills the head's ReLUs": (
         "tiny", ["--epochs", "3", "--augment", "false", "--lr", "10", "--batch-size", "2"],
         ["VanishingGradient"], ["ExplodingTensor", "ClassImbalance", "CPUBottleneck"]),
+    # the loss saved once an epoch (12 steps): the default 500 would need a longer run
     "a learning rate too small to move the loss": (
-        "tiny", ["--epochs", "3", "--augment", "false", "--lr", "1e-8", "--batch-size", "2"],
+        "tiny", ["--epochs", "3", "--augment", "false", "--lr", "1e-8", "--batch-size", "2",
+                 "--loss-interval-steps", "12"],
         ["LossNotDecreasing"], ["VanishingGradient", "ExplodingTensor", "Overfit"]),
     "a model memorising a tiny train set": (
-        "memorise", ["--epochs", "12", "--augment", "false", "--lr", "0.03", "--batch-size", "4"],
+        "memorise", ["--epochs", "12", "--augment", "false", "--lr", "0.03", "--batch-size", "4",
+                     "--loss-interval-steps", "3"],
         ["Overfit", "Overtraining"], ["LossNotDecreasing", "VanishingGradient", "ExplodingTensor", "CPUBottleneck",
                                       "PoorWeightInitialization"]),
     "NaN in the backbone weights": (
@@ -260,3 +353,52 @@ def test_diagnostics_false_writes_none_of_it(datasets, tmp_path):
     output = tmp_path / "ml" / "output"
     assert (output / "data" / "evaluation.json").is_file()
     assert not (output / "data" / "rules.json").exists() and not (output / "tensorboard").exists()
+
+
+# -- healthy runs: every rule quiet -------------------------------------------------------------
+
+
+def _assert_quiet(base: Path, result) -> dict[str, dict]:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rules = {r["rule"]: r for r in json.loads((base / "output" / "data" / "rules.json").read_text())}
+    assert not [r for r in rules.values() if r["status"] == ISSUES], rules
+    return rules
+
+
+@pytest.mark.slow
+def test_every_rule_is_quiet_on_a_healthy_run_of_a_thousand_steps(tmp_path):
+    # 1,600 small images (the sample data's shapes at 48 px: cheap to make and decode), 8 a batch, 5 epochs
+    rng = np.random.default_rng(5)
+    data = tmp_path / "learnable"
+    for split, count in (("train", 400), ("valid", 12), ("test", 12)):
+        for index, (name, color, shape) in enumerate(CLASSES[:4]):
+            folder = data / split / f"{index + 1:03d}.{name}"
+            folder.mkdir(parents=True)
+            for number in range(count):
+                image = draw_example(rng, color, shape)
+                image.thumbnail((48, 48))
+                image.save(folder / f"{number:04d}.jpg", quality=90)
+    result = run_train([*FAST_FLAGS, "--freeze-backbone", "false", "--epochs", "5", "--data-dir", str(data)],
+                       tmp_path / "ml", timeout=900)
+    rules = _assert_quiet(tmp_path / "ml", result)
+    recorded = json.loads((tmp_path / "ml" / "output" / "data" / "diagnostics.json").read_text())
+    assert len(recorded["steps"]) == 1000
+    # judged, not skipped: the loss saved at steps 500 and 1000, gradients, steps, the loader
+    for name in ("LossNotDecreasing", "Overfit", "VanishingGradient", "ExplodingTensor", "PoorWeightInitialization",
+                 "CPUBottleneck", "StepOutlier"):
+        assert rules[name]["status"] == NO_ISSUES, rules[name]
+    accuracy = json.loads((tmp_path / "ml" / "output" / "data" / "evaluation.json").read_text())["accuracy"]
+    assert accuracy >= 0.6  # it learned: chance is 0.25
+
+
+@pytest.mark.slow
+def test_the_demo_is_a_healthy_run(sample_dataset, tmp_path):
+    """demo.sh's own training flags, read from the script, on the demo's dataset."""
+    command = re.search(r"^python -m train \\\n((?:  .*\n)+)", (REPO / "demo.sh").read_text(), re.M)[1]
+    flags = shlex.split(command.replace("\\\n", " ").replace('"$DATA"', str(sample_dataset))
+                        .replace('"$RUN/opt_ml"', str(tmp_path / "ml")))
+    result = run_train(flags, tmp_path / "ml", timeout=600)
+    rules = _assert_quiet(tmp_path / "ml", result)
+    assert rules["Overfit"]["status"] == NO_ISSUES, rules["Overfit"]
+    accuracy = json.loads((tmp_path / "ml" / "output" / "data" / "evaluation.json").read_text())["accuracy"]
+    assert accuracy >= 0.75

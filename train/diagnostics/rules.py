@@ -31,27 +31,61 @@ class RuleResult:
         return dataclasses.asdict(self)
 
 
-def evaluate_rules(rules: tuple, record: RunRecord) -> list[RuleResult]:
+def evaluate_rules(rules: tuple, record: RunRecord, loss_interval: int = 500) -> list[RuleResult]:
+    """`loss_interval`: the steps at which the training loss counts as saved for LossNotDecreasing."""
     results = []
     for params in rules:
-        status, message = _EVALUATORS[type(params)](params, record)
+        evaluate = _EVALUATORS[type(params)]
+        if isinstance(params, s.LossNotDecreasing):
+            status, message = evaluate(params, record, loss_interval)
+        else:
+            status, message = evaluate(params, record)
         results.append(RuleResult(type(params).__name__, status, message, dataclasses.asdict(params)))
     return results
 
 
-def loss_not_decreasing(p: s.LossNotDecreasing, record: RunRecord):
-    """Training loss, every num_steps steps: the mean of the last num_steps steps must be at least
-    diff_percent % below the mean of the num_steps before (means: one minibatch's loss is noise)."""
-    losses = [step.loss for step in record.steps]
-    n = max(1, p.num_steps)
-    if len(losses) < 2 * n:
-        return NOT_APPLICABLE, f"{len(losses)} training steps; the rule compares windows of {n} steps"
-    windows = [float(np.mean(losses[i:i + n])) for i in range(0, len(losses) - n + 1, n)]
-    for index, (before, now) in enumerate(itertools.pairwise(windows), start=1):
-        if not math.isfinite(now) or now > before * (1 - p.diff_percent / 100):
-            return ISSUES, (f"mean training loss of steps {index * n + 1}-{(index + 1) * n} was {now:.4f}, not "
-                            f"{p.diff_percent:g}% below {before:.4f} of the {n} steps before")
-    return NO_ISSUES, f"mean training loss fell in every window of {n} steps: {windows[0]:.4f} -> {windows[-1]:.4f}"
+def loss_not_decreasing(p: s.LossNotDecreasing, record: RunRecord, loss_interval: int):
+    """SageMaker's definition: the loss is checked at saved steps at least num_steps apart, each check
+    against the check before; it should have fallen by diff_percent, and when it rises it may rise by
+    at most increase_threshold_percent. AWS documents these parameters, not how they combine; here a
+    rise beyond increase_threshold_percent is an issue, and so is a check that does not fall by
+    diff_percent while the loss has not fallen by diff_percent since the first check (stuck from the
+    start). A stall or a small bump after the loss has come down is a plateau, not reported: whether
+    to stop there is Overtraining's question (validation loss).
+
+    mode GLOBAL or TRAIN: the training loss (this program's global steps are its training steps),
+    saved every loss_interval steps as the mean of those steps; SageMaker saves one minibatch's loss,
+    whose noise alone trips a 5 % threshold. EVAL: the validation loss, one saved step per epoch."""
+    if p.mode == "EVAL":
+        saved = [(e.epoch, e.valid_loss) for e in record.epochs]
+        unit, every = "validation pass", max(1, p.num_steps)
+    else:
+        losses = [step.loss for step in record.steps]
+        interval = max(1, loss_interval)
+        saved = [(end, float(np.mean(losses[end - interval:end])))
+                 for end in range(interval, len(losses) + 1, interval)]
+        unit, every = "step", math.ceil(max(1, p.num_steps) / interval)
+        if len(saved) < every + 1:
+            return NOT_APPLICABLE, (f"{len(losses)} training steps; the loss is saved every {interval} steps "
+                                    f"(--loss-interval-steps) and compared {every * interval} steps apart: "
+                                    f"needs {(every + 1) * interval}")
+    checks = saved[::every]
+    if len(checks) < 2:
+        return NOT_APPLICABLE, (f"{len(saved)} validation pass(es); num_steps={p.num_steps} compares passes that "
+                                f"far apart")
+    first = checks[0][1]
+    fell = 1 - p.diff_percent / 100
+    for (before_at, before), (now_at, now) in itertools.pairwise(checks):
+        change = 100 * (now - before) / max(abs(before), 1e-12)
+        where = f"{unit} {now_at}: loss {now:.4f} against {before:.4f} at {unit} {before_at}"
+        if not math.isfinite(now) or change > p.increase_threshold_percent:
+            return ISSUES, (f"{where}, up {change:.1f}% (more than increase_threshold_percent="
+                            f"{p.increase_threshold_percent:g}): the loss is rising")
+        if now > before * fell and now > first * fell:
+            return ISSUES, (f"{where} ({change:+.2f}%): not down by diff_percent={p.diff_percent:g}%, and no lower "
+                            f"than at the first check ({first:.4f}): the loss is stuck")
+    return NO_ISSUES, (f"{len(checks)} checks, {unit} {checks[0][0]} to {checks[-1][0]}: loss {first:.4f} -> "
+                       f"{checks[-1][1]:.4f}, no rise over {p.increase_threshold_percent:g}%")
 
 
 def overfit(p: s.Overfit, record: RunRecord):

@@ -75,7 +75,7 @@ class Diagnostics(NoDiagnostics):
     def finish(self, output_dir: Path, story: Story | None = None) -> list[RuleResult]:
         self.close()
         self.record.torch_profile_table = self.profile.table
-        results = evaluate_rules(self.settings.rules, self.record)
+        results = evaluate_rules(self.settings.rules, self.record, self.settings.loss_interval)
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "rules.json").write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n")
         (output_dir / "diagnostics.json").write_text(json.dumps(_finite(self.record.to_json())) + "\n")

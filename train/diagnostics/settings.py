@@ -14,8 +14,10 @@ import re
 
 @dataclasses.dataclass(frozen=True)
 class LossNotDecreasing:
-    num_steps: int = 10  # the loss is compared with the loss num_steps earlier, every num_steps
-    diff_percent: float = 0.0  # by at least this many percent
+    num_steps: int = 10  # checks at saved steps at least num_steps apart, each against the one before
+    diff_percent: float = 0.1  # the loss must fall by at least this many percent between checks ...
+    increase_threshold_percent: float = 5.0  # ... and may rise by at most this many when it rises
+    mode: str = dataclasses.field(default="GLOBAL", metadata={"choices": ("GLOBAL", "TRAIN", "EVAL")})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Overfit:
 class Overtraining:
     patience_train: int = 5  # training loss improved within this many epochs ...
     patience_validation: int = 10  # ... while validation loss has not within this many
-    delta: float = 0.1  # what counts as an improvement of the loss
+    delta: float = 0.01  # what counts as an improvement of the loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +90,7 @@ class DiagnosticsSettings:
     enabled: bool = True
     sample_interval_ms: int = 500  # SageMaker's default system-monitor interval
     gradient_interval: int = 10  # gradient statistics every this many steps (and every one of the first steps)
+    loss_interval: int = 500  # LossNotDecreasing's saved steps: SageMaker's save_interval for its losses collection
     profile_steps: tuple[int, int] | None = None  # first and last training step traced by torch.profiler
     rules: tuple = tuple(rule() for rule in RULE_TYPES)
 
@@ -112,16 +115,23 @@ def add_arguments(parser: argparse.ArgumentParser, str_to_bool, bounded) -> None
                        help="gradient statistics (VanishingGradient, ExplodingTensor, gradient norm plots) every N "
                             "steps, like a Debugger hook's save_interval; the first PoorWeightInitialization steps "
                             "always")
+    group.add_argument("--loss-interval-steps", type=bounded(int, 1, 1000000), default=500,
+                       help="LossNotDecreasing sees the training loss saved every N steps, as SageMaker's rule "
+                            "configuration saves its losses collection (save_interval 500); the value saved is the "
+                            "mean loss of those N steps, not one minibatch's")
     group.add_argument("--profile-steps", type=_step_window, default=None, metavar="FIRST-LAST",
                        help="trace these training steps (1-based, inclusive) with torch.profiler")
     rules = parser.add_argument_group("rule thresholds (SageMaker's built-in rule parameters and defaults)")
     for rule_type in RULE_TYPES:
         for field in dataclasses.fields(rule_type):
-            kind = field.type if isinstance(field.type, type) else {"int": int, "float": float,
-                                                                     "bool": bool}[field.type]
-            parse = str_to_bool if kind is bool else bounded(kind, 0, 1e12)
+            kind = field.type if isinstance(field.type, type) else {"int": int, "float": float, "bool": bool,
+                                                                     "str": str}[field.type]
+            choices = field.metadata.get("choices")
+            parse = str_to_bool if kind is bool else (lambda v: str(v).strip().upper()) if choices else \
+                bounded(kind, 0, 1e12)
             rules.add_argument(f"--{flag_name(rule_type, field.name)}", type=parse, default=field.default,
-                               dest=f"rule__{rule_type.__name__}__{field.name}", help=f"{rule_type.__name__}")
+                               choices=choices, dest=f"rule__{rule_type.__name__}__{field.name}",
+                               help=f"{rule_type.__name__}")
 
 
 def settings_from(namespace: argparse.Namespace) -> DiagnosticsSettings:
@@ -130,6 +140,7 @@ def settings_from(namespace: argparse.Namespace) -> DiagnosticsSettings:
                                for field in dataclasses.fields(rule_type)}) for rule_type in RULE_TYPES)
     return DiagnosticsSettings(enabled=values["diagnostics"], sample_interval_ms=values["profiler_interval_ms"],
                                gradient_interval=values["gradient_interval_steps"],
+                               loss_interval=values["loss_interval_steps"],
                                profile_steps=values["profile_steps"], rules=rules)
 
 

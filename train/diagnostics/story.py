@@ -18,7 +18,8 @@ SHOWN_CLASSES = 15  # per-class rows shown before the rest folds away
 
 # What each rule checks, and what to do about an issue: SageMaker's own rule descriptions, in short.
 RULE_GUIDE = {
-    "LossNotDecreasing": ("whether the training loss keeps falling between windows of num_steps steps",
+    "LossNotDecreasing": ("whether the training loss, saved every --loss-interval-steps steps, is stuck from the "
+                          "start or rises by more than increase_threshold_percent",
                           "raise the learning rate if the loss never moved; lower it if the loss jumps about; "
                           "check that the labels match the images"),
     "Overfit": ("whether the validation loss runs ahead of the training loss by more than ratio_threshold",
