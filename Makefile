@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	@command -v java >/dev/null || { echo "error: java not found: multi-model-server needs a Java 17 runtime (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
-	$(BIN)/python -m pip install -q -e ".[train,serve,cloud,tune,dev]"
+	$(BIN)/python -m pip install -q -e ".[train,serve,cloud,tune,dev,quantize]"
 	$(BIN)/python -m pip install -q --no-deps "smdebug==1.0.34" "pyinstrument==3.4.2" "pyinstrument_cext==0.2.4"
 	rm -f $(VENV)/.installed-*
 	touch $@

@@ -1,5 +1,5 @@
-"""Serving latency, throughput and cold start: this server against the original Udacity project's
-inference.py, same run.
+"""Serving latency, throughput and cold start: this server (int8 and float32) against the original
+Udacity project's inference.py, same run.
 
 Both run on the same multi-model-server, launched the same way (serve.server.ModelServer),
 with the same worker count, on the same model (ResNet-50 + head, 133 classes, 224 px crops;
@@ -9,8 +9,11 @@ random weights: speed does not depend on them):
   user module (PyTorch eager, PIL full decode, torchvision transforms).
 
 Measured over HTTP on loopback with one 500x375 photo-like JPEG: p50/p99 latency at
-concurrency 1, requests/s at concurrency = cores, and cold start (process start to the first
-successful invocation). Prints numbers; asserts nothing.
+concurrency 1, requests/s at concurrency 8, and cold start (process start to the first
+successful invocation). Then int8 against float32: the model alone (ONNX Runtime, batch 1),
+served end to end, and the accuracy and top-1 agreement the training job measured on a model
+trained on the sample data. Prints numbers; asserts nothing (the int8 target, p50 <= 0.55x
+float32 on a CPU with VNNI, is reported met or not).
 
     python -m bench.serve_latency [--quick]
 """
@@ -21,9 +24,12 @@ import argparse
 import concurrent.futures
 import dataclasses
 import http.client
+import json
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +38,7 @@ import numpy as np
 
 from bench.photos import photo_jpeg
 from bench.report import print_table
-from serve.config import cpu_count, read_config
+from serve.config import read_config
 from serve.server import HANDLER_SERVICE, ModelServer
 
 BASELINE_HANDLER = "sagemaker_inference.default_handler_service"
@@ -58,8 +64,10 @@ def post(port: int, body: bytes, timeout: float = 120) -> int:
         connection.close()
 
 
-def resnet50_artifact(directory: Path) -> Path:
-    """A dogImages-shaped model artifact (ResNet-50 + head, 133 classes, 224 px), random weights, seeded."""
+def resnet50_artifact(directory: Path, int8: bool = False) -> Path:
+    """A dogImages-shaped model artifact (ResNet-50 + head, 133 classes, 224 px), random weights, seeded;
+    with `int8`, also model.int8.onnx made by training's quantizer (calibrated on 16 photos: speed does not
+    depend on the ranges)."""
     import torch
 
     from train.export import model_metadata, write_artifact
@@ -71,12 +79,31 @@ def resnet50_artifact(directory: Path) -> Path:
         classes=[f"Breed {i}" for i in range(133)], class_folders=[f"{i + 1:03d}.Breed_{i}" for i in range(133)],
         preprocess=Preprocess.for_image_size(224), arch="resnet50", hyperparameters={"hidden_units": 256},
         metrics={}))
+    if int8:
+        add_int8(directory)
     return directory
 
 
+def add_int8(directory: Path) -> None:
+    from bench.photos import photo
+    from serve.model import Preprocess as ServingPreprocess
+    from train.export import INPUT_NAME, write_metadata
+    from train.quantize import Int8Settings, quantize_artifact
+
+    metadata = json.loads((directory / "model.json").read_text())
+    preprocess = ServingPreprocess.from_json(metadata["preprocess"])
+    rng = np.random.default_rng(1)
+    inputs = np.stack([preprocess(photo(rng, 500, 375)) for _ in range(16)])
+    batches = [inputs[:8], inputs[8:]]
+    metadata["int8"] = quantize_artifact(directory, INPUT_NAME, batches,
+                                         [(batch, np.zeros(len(batch), dtype=np.int64)) for batch in batches],
+                                         "photos", Int8Settings("minmax", 16, 100.0, 0.0))
+    write_metadata(directory, metadata)
+
+
 def make_models(root: Path) -> tuple[Path, Path]:
-    """(our artifact, the same artifact plus code/inference.py for the baseline)."""
-    ours = resnet50_artifact(root / "ours")
+    """(our artifact with its int8 model, the same artifact plus code/inference.py for the baseline)."""
+    ours = resnet50_artifact(root / "ours", int8=True)
     baseline = root / "baseline"
     shutil.copytree(ours, baseline)
     (baseline / "code").mkdir()
@@ -85,8 +112,8 @@ def make_models(root: Path) -> tuple[Path, Path]:
 
 
 def measure(name: str, model_dir: Path, handler: str, port: int, body: bytes, requests: int,
-            concurrency: int) -> Result:
-    config = read_config(os.environ)
+            concurrency: int, precision: str = "auto") -> Result:
+    config = dataclasses.replace(read_config(os.environ), precision=precision)
     log = open(model_dir / "server.log", "w")
     server = ModelServer(model_dir, config, "127.0.0.1", port, handler_service=handler, output=log)
     started = time.perf_counter()
@@ -122,6 +149,43 @@ def measure(name: str, model_dir: Path, handler: str, port: int, body: bytes, re
                   cold_start)
 
 
+def model_only_p50_ms(model_file: Path, threads: int, runs: int) -> float:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    batch = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    for _ in range(3):
+        session.run(None, {"input": batch})
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        session.run(None, {"input": batch})
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(times, 50))
+
+
+def trained_int8_check(root: Path) -> dict:
+    """The training job's own int8 check on a model trained on the sample data (the demo's flags)."""
+    from train.sample_data import make_sample_dataset
+
+    data = make_sample_dataset(root / "sample")
+    flags = ["--data-dir", str(data), "--base-dir", str(root / "ml"), "--arch", "resnet18", "--weights", "none",
+             "--freeze-backbone", "false", "--image-size", "64", "--batch-size", "8", "--epochs", "4",
+             "--diagnostics", "false"]
+    subprocess.run([sys.executable, "-m", "train", *flags], check=True, capture_output=True, text=True)
+    return json.loads((root / "ml" / "model" / "model.json").read_text())["int8"]
+
+
+def has_vnni() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.serve_latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -130,23 +194,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=28123)
     args = parser.parse_args(argv)
     requests = 20 if args.quick else args.requests
-    concurrency = cpu_count()
+    concurrency = 8
     body = photo_jpeg(500, 375)
+    config = read_config(os.environ)
     with tempfile.TemporaryDirectory() as tmp:
         ours_dir, baseline_dir = make_models(Path(tmp))
-        ours = measure("ours (ONNX Runtime)", ours_dir, HANDLER_SERVICE, args.port, body, requests, concurrency)
-        baseline = measure("baseline (Udacity inference.py)", baseline_dir, BASELINE_HANDLER, args.port, body, requests,
-                           concurrency)
-    config = read_config(os.environ)
-    rows = [("p50 latency, concurrency 1 (ms)", ours.p50_ms, baseline.p50_ms),
-            ("p99 latency, concurrency 1 (ms)", ours.p99_ms, baseline.p99_ms),
-            (f"throughput, concurrency {concurrency} (req/s)", ours.requests_per_s, baseline.requests_per_s),
-            ("cold start to first answer (s)", ours.cold_start_s, baseline.cold_start_s)]
+        int8 = measure("ours, int8", ours_dir, HANDLER_SERVICE, args.port, body, requests, concurrency)
+        fp32 = measure("ours, float32", ours_dir, HANDLER_SERVICE, args.port, body, requests, concurrency, "fp32")
+        baseline = measure("baseline (Udacity inference.py)", baseline_dir, BASELINE_HANDLER, args.port, body,
+                           requests, concurrency)
+        model_runs = 30 if args.quick else 200
+        model_fp32 = model_only_p50_ms(ours_dir / "model.onnx", config.threads_per_worker, model_runs)
+        model_int8 = model_only_p50_ms(ours_dir / "model.int8.onnx", config.threads_per_worker, model_runs)
+        sizes = [(ours_dir / name).stat().st_size / 2**20 for name in ("model.int8.onnx", "model.onnx")]
+        checked = trained_int8_check(Path(tmp))
+    machine = (f"{config.workers} worker(s) x {config.threads_per_worker} thread(s), {platform.machine()} x "
+               f"{os.cpu_count()} CPUs, VNNI {'yes' if has_vnni() else 'no'}")
+    rows = [("p50 latency, concurrency 1 (ms)", int8.p50_ms, baseline.p50_ms),
+            ("p99 latency, concurrency 1 (ms)", int8.p99_ms, baseline.p99_ms),
+            (f"throughput, concurrency {concurrency} (req/s)", int8.requests_per_s, baseline.requests_per_s),
+            ("cold start to first answer (s)", int8.cold_start_s, baseline.cold_start_s)]
     print_table(f"serving: ResNet-50 + head, 133 classes, one 500x375 JPEG ({len(body):,} bytes), {requests} "
-                f"requests per measure, {config.workers} worker(s) x {config.threads_per_worker} thread(s), "
-                f"{platform.machine()} x {os.cpu_count()} CPUs", rows,
+                f"requests per measure, int8 model, {machine}", rows,
                 "the original Udacity project's inference.py (PyTorch eager, PIL full decode, torchvision "
                 "transforms) under sagemaker-inference's DefaultHandlerService on the same multi-model-server")
+    compared = checked["compared_on"]
+    rows = [("model only, batch 1, p50 (ms)", model_int8, model_fp32),
+            ("served, p50 latency, concurrency 1 (ms)", int8.p50_ms, fp32.p50_ms),
+            ("served, p99 latency, concurrency 1 (ms)", int8.p99_ms, fp32.p99_ms),
+            (f"served, throughput, concurrency {concurrency} (req/s)", int8.requests_per_s, fp32.requests_per_s),
+            ("model file (MB)", sizes[0], sizes[1]),
+            (f"{compared['split']} accuracy, sample-data model (%)", 100 * compared["accuracy_int8"],
+             100 * compared["accuracy_fp32"]),
+            (f"top-1 agreement with float32 on {compared['images']} images (%)", 100 * compared["agreement"], 100.0)]
+    print_table(f"int8 (ONNX Runtime static QDQ, per-channel) against float32: ResNet-50 + head, {machine}", rows,
+                "the same artifact's model.onnx (float32), served the same way (SERVE_PRECISION=fp32)")
+    ratio = int8.p50_ms / fp32.p50_ms
+    target = "met" if ratio <= 0.55 and compared["agreement"] >= 0.99 else "not met"
+    print(f"int8 target (p50 <= 0.55x float32, agreement >= 99 %, on a VNNI CPU): {ratio:.2f}x, "
+          f"{100 * compared['agreement']:.1f} %: {target}" + ("" if has_vnni() else " (no VNNI here: reported only)"))
     return 0
 
 

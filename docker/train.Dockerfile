@@ -7,6 +7,8 @@
 #   PyTorch's install selector); its torch==2.10.0+cpu outranks the CUDA build, ~4 GB smaller.
 #   --build-arg BAKE_IMAGENET_WEIGHTS=true bakes torchvision's ResNet-50 ImageNet weights into
 #   the image (needs internet at build time); without them, pass a `pretrained` channel.
+# The int8 quantizer runs in a second, small virtualenv (/opt/quantize, QUANTIZE_PYTHON): ONNX
+# Runtime's quantizer needs protobuf>=4.25.8 and ml_dtypes, smdebug pins protobuf 3.20.3.
 # The virtualenv is built in the final stage on purpose: copying 5 GB out of a build stage costs
 # minutes per build; the compiler sagemaker-training needs is removed in the same layer instead.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
@@ -22,6 +24,7 @@ ENV PATH=/opt/program:/opt/venv/bin:$PATH \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TORCH_HOME=/opt/torch \
+    QUANTIZE_PYTHON=/opt/quantize/bin/python \
     SAGEMAKER_PROGRAM=train_entry.py
 ARG TORCH_INDEX_URL=""
 
@@ -38,6 +41,8 @@ RUN apt-get update \
     && python3 -m venv /opt/venv \
     && mkdir train imaging && touch train/__init__.py imaging/__init__.py \
     && pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} ".[train,train-image]" \
+    && python3 -m venv /opt/quantize \
+    && /opt/quantize/bin/pip install ".[quantize]" \
     && apt-get purge -y --auto-remove $build_deps \
     && rm -rf /var/lib/apt/lists/* build ./*.egg-info
 

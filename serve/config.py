@@ -12,6 +12,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 DEFAULT_MAX_INSTANCES = 64
 DEFAULT_TOP_K = 5
 READY_DIR_ENV = "SERVE_READY_DIR"  # where workers mark that their model is loaded (set by the launcher)
+PRECISIONS = ("auto", "int8", "fp32")
 MAX_PORT = 32766  # multi-model-server 1.1 refuses ports >= 32767 ("Invalid port number")
 
 
@@ -31,6 +32,7 @@ class ServingConfig:
     default_accept: str
     response_timeout_s: int
     startup_timeout_s: int
+    precision: str = "auto"  # SERVE_PRECISION: auto (int8 when the artifact has it), int8, fp32
 
 
 def cpu_count() -> int:
@@ -55,7 +57,15 @@ def read_config(environ: Mapping[str, str] = os.environ) -> ServingConfig:
         default_accept=environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json",
         response_timeout_s=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, minimum=1),
         startup_timeout_s=_int(environ, "SAGEMAKER_STARTUP_TIMEOUT", 600, minimum=1),
+        precision=_choice(environ, "SERVE_PRECISION", "auto", PRECISIONS),
     )
+
+
+def _choice(environ, key: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (environ.get(key) or default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{key}={environ.get(key)!r}: expected one of {', '.join(choices)}")
+    return value
 
 
 def _int(environ, key: str, default: int, minimum: int, maximum: int | None = None) -> int:

@@ -36,12 +36,14 @@ class ClassifierTransformer(Transformer):
         if self.model is not None:
             return
         started = time.perf_counter()
-        self.model = OnnxClassifier(Path(model_dir), threads=self.config.threads_per_worker)
+        self.model = OnnxClassifier(Path(model_dir), threads=self.config.threads_per_worker,
+                                    precision=self.config.precision)
         self.model.warm_up()
         self._initialized = True
         _mark_ready()
-        log.info("model loaded from %s: %d classes, %d ONNX Runtime thread(s), warm in %.2f s", model_dir,
-                 self.model.num_classes, self.config.threads_per_worker, time.perf_counter() - started)
+        log.info("model loaded from %s: %s (%s), %d classes, %d ONNX Runtime thread(s), warm in %.2f s", model_dir,
+                 self.model.model_file, self.model.precision, self.model.num_classes,
+                 self.config.threads_per_worker, time.perf_counter() - started)
 
     def transform(self, data, context):
         return [self._one(request, index, context) for index, request in enumerate(data)]

@@ -52,8 +52,25 @@ class Preprocess:
         return pixels * (1.0 / (255.0 * self.std)) - self.mean / self.std
 
 
+def model_file(model_dir: Path, metadata: dict, precision: str = "auto") -> tuple[Path, str]:
+    """(the ONNX file to serve, "int8" or "fp32"): the int8 model when training wrote one (model.json's
+    "int8" entry names it), unless SERVE_PRECISION=fp32; SERVE_PRECISION=int8 insists on it."""
+    float_file = model_dir / metadata.get("onnx", {}).get("file", "model.onnx")
+    int8 = metadata.get("int8") or {}
+    int8_file = model_dir / int8["file"] if int8.get("file") else None
+    if precision == "fp32" or (precision == "auto" and int8_file is None):
+        return float_file, "fp32"
+    if int8_file is None:
+        why = int8.get("reason") or "the training job ran with --quantize none or predates int8"
+        raise ModelLoadError(f"SERVE_PRECISION=int8 but {model_dir} has no int8 model ({why})")
+    if not int8_file.is_file():
+        raise ModelLoadError(f"{int8_file} not found, though model.json names it (SERVE_PRECISION=fp32 serves "
+                             f"{float_file.name})")
+    return int8_file, "int8"
+
+
 class OnnxClassifier:
-    def __init__(self, model_dir: Path, threads: int):
+    def __init__(self, model_dir: Path, threads: int, precision: str = "auto"):
         metadata = _read_metadata(model_dir)
         self.classes: list[str] = list(metadata["classes"])
         self.preprocess = Preprocess.from_json(metadata["preprocess"])
@@ -63,7 +80,8 @@ class OnnxClassifier:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        model_path = model_dir / onnx_spec.get("file", "model.onnx")
+        model_path, self.precision = model_file(model_dir, metadata, precision)
+        self.model_file = model_path.name
         try:
             self.session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except Exception as error:
@@ -101,17 +119,22 @@ def _read_metadata(model_dir: Path) -> dict:
     return metadata
 
 
-def check_artifact(model_dir: Path) -> None:
+def check_artifact(model_dir: Path, precision: str = "auto") -> OnnxClassifier:
     """The model loaded and run once as a worker will, before the model server starts: a corrupt or
     incompatible artifact fails the container in seconds with one line, instead of workers retrying it
     until the start-up timeout with the reason in Java's log."""
     metadata = _read_metadata(model_dir)
-    onnx_file = model_dir / metadata.get("onnx", {}).get("file", "model.onnx")
-    if not onnx_file.is_file():
-        raise ModelLoadError(f"{onnx_file} not found")
-    classifier = OnnxClassifier(model_dir, threads=1)  # parses the preprocessing and the graph
+    onnx_file, _ = model_file(model_dir, metadata, precision)
+    named = [model_dir / metadata.get("onnx", {}).get("file", "model.onnx")]
+    if (metadata.get("int8") or {}).get("file"):
+        named.append(model_dir / metadata["int8"]["file"])
+    for path in named:  # every file model.json names: SERVE_PRECISION may pick either later
+        if not path.is_file():
+            raise ModelLoadError(f"{path} not found")
+    classifier = OnnxClassifier(model_dir, threads=1, precision=precision)  # parses the preprocessing and graph
     try:
         classifier.warm_up()
     except Exception as error:
         raise ModelLoadError(f"{onnx_file} loads but does not run on a {classifier.preprocess.crop} px image: "
                              f"{' '.join(str(error).split())}") from error
+    return classifier

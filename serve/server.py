@@ -52,6 +52,8 @@ ENVIRONMENT_HELP = """environment (SageMaker sets the SAGEMAKER_* ones on an end
   SAGEMAKER_MAX_PAYLOAD_IN_MB           request size limit (default 6, a real-time endpoint's)
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT  answer type when a request names none (default application/json)
   MAX_IMAGE_PIXELS, MAX_BATCH_INSTANCES pixels per image (40M), images per request (64)
+  SERVE_PRECISION                       auto (default: model.int8.onnx when training wrote one, else
+                                        model.onnx), fp32 (model.onnx), int8 (fail without the int8 model)
 
 example:
   python -m serve --model-dir runs/demo/opt_ml/model --port 8080
@@ -112,6 +114,7 @@ class ModelServer:
             "ORT_INTRA_OP_THREADS": str(self.config.threads_per_worker),
             READY_DIR_ENV: str(self.workdir),
             "SAGEMAKER_MODEL_SERVER_WORKERS": str(self.config.workers),
+            "SERVE_PRECISION": self.config.precision,
         })
         command = [sys.executable, "-m", "mms.model_server", "--start", "--foreground",
                    "--mms-config", str(properties), "--log-config", str(log_config),
@@ -203,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.port is not None and not 1 <= args.port <= MAX_PORT:
             raise ConfigError(f"--port must be between 1 and {MAX_PORT} (multi-model-server's limit), got {args.port}")
         model_dir = args.model_dir or config.model_dir
-        check_artifact(model_dir)
+        served = check_artifact(model_dir, config.precision)
+        log.info("serving %s (%s) from %s", served.model_file, served.precision, model_dir)
         check_port_free(args.host, args.port or config.port)
     except (ConfigError, ModelLoadError) as error:
         log.error("cannot serve: %s", error)

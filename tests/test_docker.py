@@ -86,6 +86,12 @@ def test_training_image_runs_as_sagemaker_runs_it(tiny_dataset, tmp_path):
     metadata = json.loads((opt_ml / "model" / "model.json").read_text())
     assert metadata["hyperparameters"]["epochs"] == 1 and metadata["arch"] == "resnet18"
     assert (opt_ml / "model" / "model.onnx").stat().st_size > 1000
+    # the int8 model, made by the quantizer's own environment (QUANTIZE_PYTHON: protobuf 6, ml_dtypes) beside
+    # smdebug's protobuf 3.20.3, and checked against the float model on the test split
+    int8 = metadata["int8"]
+    assert int8["compared_on"]["split"] == "test" and int8["calibration"]["split"] == "valid"
+    assert (int8["file"] == "model.int8.onnx") == (opt_ml / "model" / "model.int8.onnx").is_file()
+    assert int8["file"] or "int8 model not written" in result.stdout + result.stderr
     assert json.loads((opt_ml / "output" / "data" / "evaluation.json").read_text())["accuracy"] >= 0
     assert "valid:accuracy=" in result.stdout  # the tuner's regexes read the container's log
     assert "CUDA compat: no NVIDIA driver on this host" in result.stdout  # the entry point's decision, logged

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -174,29 +175,72 @@ def test_bad_input_gets_its_documented_answer_and_the_server_keeps_serving(serve
     assert invoke(server.base, image_bytes("JPEG"))[0] == 200
 
 
-def test_served_probabilities_equal_the_pytorch_eval_path(server, trained_model_dir, tiny_dataset):
+def _eval_path_inputs(model_dir, dataset):
+    """Each test file as training's eval transform makes it (the reference for what serving must compute)."""
+    from imaging import load_rgb
+    from train.network import Normalize, Preprocess, eval_transform
+
+    hp = json.loads((model_dir / "model.json").read_text())["hyperparameters"]
+    preprocess = Preprocess.for_image_size(hp["image_size"])
+    for path in sample_files(dataset):  # JPEG, PNG, BMP; RGB, palette, RGBA, CMYK, 16-bit, EXIF-rotated
+        yield path, Normalize()(eval_transform(preprocess)(load_rgb(path, preprocess.resize)).unsqueeze(0))
+
+
+def _served_npy(base, path) -> np.ndarray:
+    status, _, body = invoke(base, path.read_bytes(), "application/x-image", Accept="application/x-npy")
+    assert status == 200
+    return np.load(io.BytesIO(body))
+
+
+def test_the_int8_model_is_served_by_default_and_answers_as_it_does_run_directly(server, trained_model_dir,
+                                                                                 tiny_dataset):
+    import onnxruntime
+
+    int8 = json.loads((trained_model_dir / "model.json").read_text())["int8"]
+    assert int8["file"] == "model.int8.onnx" and "model.int8.onnx (int8)" in server.log()
+    session = onnxruntime.InferenceSession(str(trained_model_dir / "model.int8.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for path, inputs in _eval_path_inputs(trained_model_dir, tiny_dataset):
+        expected = session.run(None, {"input": inputs.numpy()})[0]
+        worst = max(worst, float(np.abs(_served_npy(server.base, path) - expected).max()))
+    assert worst <= 1e-3  # one uint8 activation step at most; float32 paths agree to 1e-4 (below)
+
+
+def test_served_fp32_probabilities_equal_the_pytorch_eval_path(trained_model_dir, tiny_dataset):
     import torch
 
-    from imaging import load_rgb
-    from train.network import Normalize, Preprocess, build_classifier, eval_transform
+    from train.network import build_classifier
 
     metadata = json.loads((trained_model_dir / "model.json").read_text())
     hp = metadata["hyperparameters"]
     classifier = build_classifier(hp["arch"], metadata["num_classes"], hp["hidden_units"], None, False)
     classifier.load_state_dict(torch.load(trained_model_dir / "model.pt", weights_only=True))
     classifier.eval()
-    preprocess = Preprocess.for_image_size(hp["image_size"])
-    files = sample_files(tiny_dataset)  # JPEG, PNG, BMP; RGB, palette, RGBA, CMYK, 16-bit, EXIF-rotated
     worst = 0.0
-    for path in files:
-        tensor = eval_transform(preprocess)(load_rgb(path, preprocess.resize)).unsqueeze(0)
-        with torch.no_grad():
-            expected = torch.softmax(classifier(Normalize()(tensor)), 1).numpy()
-        status, _, body = invoke(server.base, path.read_bytes(), "application/x-image", Accept="application/x-npy")
-        assert status == 200
-        worst = max(worst, float(np.abs(np.load(io.BytesIO(body)) - expected).max()))
+    with running_server(trained_model_dir, {"SERVE_PRECISION": "fp32"}) as fp32:
+        assert "model.onnx (fp32)" in fp32.log()
+        for path, inputs in _eval_path_inputs(trained_model_dir, tiny_dataset):
+            with torch.no_grad():
+                expected = torch.softmax(classifier(inputs), 1).numpy()
+            worst = max(worst, float(np.abs(_served_npy(fp32.base, path) - expected).max()))
     assert worst <= 1e-4
     assert expected.max() > 0.5  # a trained model: the comparison is not between two uniform vectors
+
+
+def test_serve_precision_int8_without_an_int8_model_fails_at_once_saying_why(tmp_path, trained_model_dir):
+    float_only = tmp_path / "model"
+    shutil.copytree(trained_model_dir, float_only)
+    metadata = json.loads((float_only / "model.json").read_text())
+    del metadata["int8"]
+    (float_only / "model.json").write_text(json.dumps(metadata))
+    (float_only / "model.int8.onnx").unlink()
+    result = subprocess.run([sys.executable, "-m", "serve", "--model-dir", str(float_only)], cwd=REPO,
+                            env={**os.environ, "SERVE_PRECISION": "int8"}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "SERVE_PRECISION=int8 but" in result.stdout and "no int8 model" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "serve", "--model-dir", str(float_only)], cwd=REPO,
+                            env={**os.environ, "SERVE_PRECISION": "bf16"}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "SERVE_PRECISION='bf16'" in result.stdout
 
 
 def test_requests_are_logged_one_line_each(server):
@@ -249,7 +293,18 @@ def test_a_resnet50_artifact_with_133_classes(tmp_path):
     write_artifact(tmp_path / "model", classifier, model_metadata(
         classes=classes, class_folders=[f"{i + 1:03d}.Breed_{i}" for i in range(133)],
         preprocess=Preprocess.for_image_size(64), arch="resnet50", hyperparameters={}, metrics={}))
+    # and its int8 model, by training's quantizer (limits off: random weights), which the server then serves
+    from train.export import INPUT_NAME, write_metadata
+    from train.quantize import Int8Settings, quantize_artifact
+
+    metadata = json.loads((tmp_path / "model" / "model.json").read_text())
+    batches = [np.random.default_rng(seed).standard_normal((2, 3, 64, 64)).astype(np.float32) for seed in (0, 1)]
+    metadata["int8"] = quantize_artifact(tmp_path / "model", INPUT_NAME, batches,
+                                         [(batch, np.zeros(2, np.int64)) for batch in batches], "random",
+                                         Int8Settings("minmax", 4, 100.0, 0.0))
+    write_metadata(tmp_path / "model", metadata)
     with running_server(tmp_path / "model") as resnet50:
+        assert "model.int8.onnx (int8)" in resnet50.log()
         status, _, answer = invoke_json(resnet50.base, image_bytes("JPEG", size=(500, 375)))
         assert status == 200, answer
         assert_answer(answer, classes, top_k=5)
@@ -257,15 +312,17 @@ def test_a_resnet50_artifact_with_133_classes(tmp_path):
         assert np.load(io.BytesIO(body)).shape == (1, 133)
 
 
-def test_a_corrupt_model_ends_the_server_in_seconds_naming_the_error(tmp_path, trained_model_dir):
+@pytest.mark.parametrize(("served", "precision"), [("model.int8.onnx", "auto"), ("model.onnx", "fp32")])
+def test_a_corrupt_model_ends_the_server_in_seconds_naming_the_error(tmp_path, trained_model_dir, served, precision):
     # Loaded in ONNX Runtime before multi-model-server starts: no 600 s of worker retries, no reason buried in
     # Java's log.
     broken = tmp_path / "model"
     shutil.copytree(trained_model_dir, broken)
-    (broken / "model.onnx").write_bytes(b"not an onnx graph")
+    (broken / served).write_bytes(b"not an onnx graph")
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "serve", "--model-dir", str(broken), "--port", str(free_port())],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+                            cwd=REPO, env={**os.environ, "SERVE_PRECISION": precision}, capture_output=True,
+                            text=True, timeout=120)
     print(f"exited after {time.monotonic() - started:.1f} s")
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [line for line in result.stdout.splitlines() if " ERROR " in line]

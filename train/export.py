@@ -3,6 +3,8 @@
     model.onnx   the network + softmax, dynamic batch, input "input" (N, 3, crop, crop) float32
     model.json   classes in output order, preprocessing, arch, hyperparameters, metrics, versions
     model.pt     the classifier's state dict, for fine-tuning further (weights_only-loadable)
+    model.int8.onnx  the same network quantized to int8 (train/quantize.py), when it passed its check;
+                 model.json's "int8" says how it was made and how it compares, or why it is absent
 """
 
 from __future__ import annotations
@@ -72,5 +74,9 @@ def write_artifact(model_dir: Path, classifier: Classifier, metadata: dict) -> N
     model_dir.mkdir(parents=True, exist_ok=True)
     export_onnx(classifier, metadata["preprocess"]["crop"], model_dir / "model.onnx")
     torch.save(classifier.state_dict(), model_dir / "model.pt")
+    write_metadata(model_dir, metadata)
+
+
+def write_metadata(model_dir: Path, metadata: dict) -> None:
     (model_dir / "model.json").write_text(json.dumps(metadata, indent=2) + "\n")
 

@@ -40,6 +40,11 @@ class Hyperparameters:
     cache_features: bool | None = None  # None: whenever it applies (frozen backbone, no augmentation)
     featurize: bool = False  # write the backbone's features of every split instead of training
     device: str = "auto"  # auto: the GPUs SageMaker gives the host (SM_NUM_GPUS), else whatever CUDA sees
+    quantize: str = "int8"  # int8: model.int8.onnx beside model.onnx, when it keeps the float model's answers
+    int8_calibration_method: str = "minmax"
+    int8_calibration_images: int = 128  # from the validation split, never test
+    int8_max_accuracy_drop: float = 1.0  # test accuracy points the int8 model may lose ...
+    int8_min_agreement: float = 0.98  # ... and the share of test images it must classify as the float model does
 
     @property
     def features_cacheable(self) -> bool:
@@ -163,6 +168,22 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--featurize", type=str_to_bool, default=defaults.featurize,
                     help="write the frozen backbone's features of every split to the model dir and stop; "
                          "tuning trials take that output as their 'features' channel")
+
+    int8 = parser.add_argument_group("int8 model for CPU serving (ONNX Runtime static quantization)")
+    int8.add_argument("--quantize", choices=("int8", "none"), default=defaults.quantize,
+                      help="int8: also write model.int8.onnx (QDQ, per-channel int8 weights), calibrated on "
+                           "validation images and checked against model.onnx on the test split; none: float only")
+    int8.add_argument("--int8-calibration-method", choices=("minmax", "entropy", "percentile"),
+                      default=defaults.int8_calibration_method, help="how activation ranges are chosen")
+    int8.add_argument("--int8-calibration-images", type=_bounded(int, 1, 100000),
+                      default=defaults.int8_calibration_images,
+                      help="validation images (a seeded random sample) the ranges are calibrated on")
+    int8.add_argument("--int8-max-accuracy-drop", type=_bounded(float, 0.0, 100.0),
+                      default=defaults.int8_max_accuracy_drop,
+                      help="percentage points of test accuracy int8 may lose; more and model.int8.onnx is not written")
+    int8.add_argument("--int8-min-agreement", type=_bounded(float, 0.0, 1.0), default=defaults.int8_min_agreement,
+                      help="share of test images int8 must classify as the float model does; less and "
+                           "model.int8.onnx is not written")
 
     paths = parser.add_argument_group("paths (default: the SageMaker environment)")
     paths.add_argument("--base-dir", type=Path, help="SageMaker base dir (default $SAGEMAKER_BASE_DIR or /opt/ml)")

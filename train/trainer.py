@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import logging
 import os
+import random
 import time
 
 import torch
@@ -28,6 +29,7 @@ from train.launcher import StopFlag, ignore_stop_signals
 from train.metrics import format_metrics
 from train.network import Normalize, Preprocess, build_classifier, eval_transform, train_transform
 from train.progress import Progress
+from train.quantize import Int8Settings, quantize_artifact
 from train.weights import StartingWeights, load_starting_weights
 
 log = logging.getLogger(__name__)
@@ -141,7 +143,8 @@ class _Job:
         # so a rerun with another lr fails loudly instead of silently resuming the old run.
         self.identity = {**dataclasses.asdict(hp), "classes": data.class_folders}
         for machine_specific in ("epochs", "num_workers", "processes_per_host", "cache_features", "featurize",
-                                 "device"):
+                                 "device", *(f.name for f in dataclasses.fields(hp) if f.name.startswith(
+                                     ("quantize", "int8_")))):
             self.identity.pop(machine_specific)
         self.cached = hp.uses_feature_cache or data.features is not None
         self.features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -380,7 +383,36 @@ class _Job:
             return
         self._write_outputs(metrics, final_split, final)
 
-    def _story(self, split_name: str, loss: float, accuracy: float, confusion: torch.Tensor) -> Story:
+    def _quantize(self) -> dict:
+        """model.int8.onnx from the exported model.onnx: calibrated on a seeded sample of validation images,
+        scored against the float model on the test split (valid when there is none)."""
+        valid = self.data.splits["valid"]
+        if self.data.features is not None or not valid.samples:
+            # A tuning trial on a featurize job's output: the objective is all it is for, and it has no images.
+            reason = "int8 model not made: trained on a features channel, there are no images to calibrate on"
+            log.warning("%s", reason)
+            return {"file": None, "reason": reason}
+        sample = random.Random(self.hp.seed).sample(valid.samples, min(self.hp.int8_calibration_images,
+                                                                       len(valid.samples)))
+        compared = self.data.splits.get("test", valid)
+        normalize = Normalize(self.preprocess.mean, self.preprocess.std)
+
+        def inputs(samples, batch_size):
+            dataset = ImageFolderDataset(samples, eval_transform(self.preprocess), self.preprocess.resize)
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers,
+                                                 worker_init_fn=ignore_stop_signals)
+            with torch.no_grad():
+                for images, labels in loader:
+                    yield normalize(images).numpy(), labels.numpy()
+
+        settings = Int8Settings(self.hp.int8_calibration_method, self.hp.int8_calibration_images,
+                                self.hp.int8_max_accuracy_drop, self.hp.int8_min_agreement)
+        return quantize_artifact(self.env.model_dir, export.INPUT_NAME,
+                                 (batch for batch, _ in inputs(sample, 16)), inputs(compared.samples, 64),
+                                 compared.name, settings)
+
+    def _story(self, split_name: str, loss: float, accuracy: float, confusion: torch.Tensor,
+               int8: dict | None = None) -> Story:
         """What report.html opens with: the job, its data and settings, and what the shipped model scores."""
         return Story(
             job=os.environ.get("TRAINING_JOB_NAME") or "a local run (no TRAINING_JOB_NAME)",
@@ -388,7 +420,7 @@ class _Job:
             splits=[SplitCounts(s.name, len(s.samples), len(s.skipped), len(s.ignored))
                     for s in self.data.splits.values()],
             hyperparameters=dataclasses.asdict(self.hp), split_name=split_name, accuracy=accuracy, loss=loss,
-            best_epoch=self.best["epoch"], classes=self.data.classes, confusion=confusion.tolist())
+            best_epoch=self.best["epoch"], classes=self.data.classes, confusion=confusion.tolist(), int8=int8)
 
     def _write_outputs(self, metrics: dict, split_name: str, final) -> None:
         log.info("training done (best epoch %s); writing the model artifact and report", self.best["epoch"])
@@ -398,10 +430,14 @@ class _Job:
             arch=self.hp.arch, hyperparameters=dataclasses.asdict(self.hp), metrics=metrics)
         try:
             export.write_artifact(self.env.model_dir, self.classifier.cpu(), metadata)
+            if self.hp.quantize == "int8":
+                metadata["int8"] = self._quantize()
+                export.write_metadata(self.env.model_dir, metadata)
             report.write_report(self.env.output_data_dir, classes=self.data.classes, split_name=split_name,
                                 loss=loss, accuracy=accuracy, confusion=confusion, history=self.history,
                                 splits=list(self.data.splits.values()))
-            self.diagnostics.finish(self.env.output_data_dir, self._story(split_name, loss, accuracy, confusion))
+            self.diagnostics.finish(self.env.output_data_dir, self._story(split_name, loss, accuracy, confusion,
+                                                                          metadata.get("int8")))
         except OSError as error:
             raise TrainingError(f"cannot write the model or report: {error}") from error
         log.info("model artifact written to %s; report to %s", self.env.model_dir, self.env.output_data_dir)

@@ -64,6 +64,7 @@ class Story:
     best_epoch: int | None
     classes: list[str]
     confusion: list[list[int]]  # rows: true class, columns: predicted
+    int8: dict | None = None  # model.json's "int8" entry, when the job quantized
 
 
 def render(story: Story, confusion_png: str | None) -> str:
@@ -101,7 +102,22 @@ def _accuracy(story: Story) -> str:
     total = sum(map(sum, story.confusion))
     right = sum(story.confusion[i][i] for i in range(len(story.confusion)))
     return (f"<h2>Accuracy</h2><p>{story.split_name}: {right} of {total} images right, "
-            f"<b>{story.accuracy:.3f}</b> (chance: {1 / max(1, len(story.classes)):.3f}).</p>")
+            f"<b>{story.accuracy:.3f}</b> (chance: {1 / max(1, len(story.classes)):.3f}).</p>{_int8(story.int8)}")
+
+
+def _int8(entry: dict | None) -> str:
+    if not entry:
+        return "<p>int8 model: not made (--quantize none).</p>"
+    if "compared_on" not in entry:
+        return f"<p class='issue'>{html.escape(entry['reason'])}.</p>"
+    scored = entry["compared_on"]
+    numbers = (f"on {scored['images']} {scored['split']} images: accuracy {scored['accuracy_int8']:.3f} against "
+               f"{scored['accuracy_fp32']:.3f} for model.onnx, same top-1 answer on {scored['agreement']:.1%}, "
+               f"probabilities at most {scored['max_abs_probability_difference']:.4f} apart; calibrated on "
+               f"{entry['calibration']['images']} validation images ({entry['calibration']['method']})")
+    if entry.get("file"):
+        return f"<p>int8 model: <b>{html.escape(entry['file'])}</b> written, {numbers}.</p>"
+    return f"<p class='issue'>{html.escape(entry.get('reason', 'int8 model not written'))}; {numbers}.</p>"
 
 
 def per_class_rows(story: Story) -> list[tuple[str, int, float | None]]:

@@ -1,0 +1,111 @@
+"""The int8 model: made by the training job from its own validation images, checked against the float
+model, kept or refused with the reason, and run in its own process (QUANTIZE_PYTHON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+from conftest import FAST_FLAGS, run_train
+
+from train.errors import TrainingError
+from train.quantize import INT8_FILE, Int8Settings, quantize_artifact
+
+# A stand-in for the worker, used only where a test needs an answer the real quantizer cannot be made to
+# give on demand (a fixed accuracy drop, a crash): it writes the answer it is told to and an empty output.
+FAKE_WORKER = """
+import json, os, sys
+from pathlib import Path
+request = json.loads(Path(sys.argv[-1]).read_text())
+answer = json.loads(os.environ["FAKE_ANSWER"])
+if "crash" in answer:
+    sys.exit(answer["crash"])
+Path(request["output"]).write_bytes(b"int8")
+Path(request["result"]).write_text(json.dumps({**answer, "quantize_seconds": 1.0, "compare_seconds": 1.0,
+                                               "onnxruntime": "fake"}))
+"""
+
+
+@pytest.mark.slow
+def test_a_training_job_ships_an_int8_model_checked_against_the_float_one(tiny_dataset, tmp_path):
+    result = run_train([*FAST_FLAGS, "--freeze-backbone", "false", "--epochs", "2", "--data-dir", str(tiny_dataset)],
+                       tmp_path / "ml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    model_dir = tmp_path / "ml" / "model"
+    int8 = json.loads((model_dir / "model.json").read_text())["int8"]
+    assert int8["file"] == INT8_FILE and (model_dir / INT8_FILE).is_file()
+    assert int8["calibration"] == {"split": "valid", "images": 9, "method": "minmax"}  # all 9 valid images
+    compared = int8["compared_on"]
+    assert compared["split"] == "test" and compared["images"] == 9
+    assert compared["agreement"] >= 0.98 and compared["accuracy_fp32"] - compared["accuracy_int8"] <= 0.01
+    # a real int8 graph, a quarter of the float file's size, answering with probabilities
+    model = onnxruntime.InferenceSession(str(model_dir / INT8_FILE), providers=["CPUExecutionProvider"])
+    probabilities = model.run(None, {"input": np.zeros((2, 3, 32, 32), np.float32)})[0]
+    assert probabilities.shape == (2, 3) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+    assert (model_dir / INT8_FILE).stat().st_size < 0.3 * (model_dir / "model.onnx").stat().st_size
+    assert "int8 model written: model.int8.onnx" in result.stdout + result.stderr
+    assert "model.int8.onnx</b> written" in (tmp_path / "ml" / "output" / "data" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_quantize_none_ships_the_float_model_only(tiny_dataset, tmp_path):
+    result = run_train([*FAST_FLAGS, "--epochs", "1", "--quantize", "none", "--data-dir", str(tiny_dataset)],
+                       tmp_path / "ml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    model_dir = tmp_path / "ml" / "model"
+    assert "int8" not in json.loads((model_dir / "model.json").read_text()) and not (model_dir / INT8_FILE).exists()
+    assert "int8 model: not made (--quantize none)" in (tmp_path / "ml" / "output" / "data" / "report.html").read_text()
+
+
+SETTINGS = Int8Settings("minmax", 4, 1.0, 0.98)
+
+
+def _quantize_with(tmp_path, monkeypatch, answer: dict, settings: Int8Settings = SETTINGS) -> dict:
+    worker = tmp_path / "fake_worker.py"
+    worker.write_text(FAKE_WORKER)
+    monkeypatch.setattr("train.quantize.WORKER", worker)
+    monkeypatch.setenv("FAKE_ANSWER", json.dumps(answer))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir(exist_ok=True)
+    batch = np.zeros((2, 3, 8, 8), np.float32)
+    return quantize_artifact(model_dir, "input", [batch, batch], [(batch, np.zeros(2, np.int64))], "test", settings)
+
+
+def _answer(fp32: float, int8: float, agreement: float) -> dict:
+    return {"images": 200, "accuracy_fp32": fp32, "accuracy_int8": int8, "agreement": agreement,
+            "max_abs_probability_difference": 0.2}
+
+
+def test_an_int8_model_that_loses_accuracy_is_not_written_and_the_entry_says_why(tmp_path, monkeypatch, caplog):
+    entry = _quantize_with(tmp_path, monkeypatch, _answer(0.90, 0.88, 0.99))
+    assert entry["file"] is None and not (tmp_path / "model" / INT8_FILE).exists()
+    assert entry["reason"].startswith("int8 model not written: test accuracy 0.8800 against 0.9000 (-2.00 points > 1)")
+    assert entry["calibration"] == {"split": "valid", "images": 4, "method": "minmax"}
+    assert "int8 model not written" in caplog.text
+
+
+def test_an_int8_model_that_disagrees_too_often_is_not_written(tmp_path, monkeypatch):
+    entry = _quantize_with(tmp_path, monkeypatch, _answer(0.90, 0.90, 0.95))
+    assert entry["file"] is None and "top-1 agreement 95.00% < 98%" in entry["reason"]
+    entry = _quantize_with(tmp_path, monkeypatch, _answer(0.90, 0.895, 0.985))  # within both limits
+    assert entry["file"] == INT8_FILE and (tmp_path / "model" / INT8_FILE).is_file() and "reason" not in entry
+
+
+def test_a_quantizer_that_cannot_run_fails_the_job_in_one_line(tmp_path, monkeypatch):
+    with pytest.raises(TrainingError, match=r"^int8 quantization failed: exit 3; --quantize none"):
+        _quantize_with(tmp_path, monkeypatch, {"crash": 3})
+    monkeypatch.setenv("QUANTIZE_PYTHON", str(tmp_path / "no-such-python"))
+    with pytest.raises(TrainingError, match=r"int8 quantization could not run .*no-such-python"):
+        _quantize_with(tmp_path, monkeypatch, _answer(0.9, 0.9, 1.0))
+
+
+def test_the_worker_imports_neither_torch_nor_the_train_package():
+    # It runs in the image's second environment (no torch, no train package): only numpy, onnx, onnxruntime.
+    source = (Path(__file__).parents[1] / "train" / "int8_worker.py").read_text()
+    imports = {line.split()[1].split(".")[0] for line in source.splitlines() if line.startswith(("import ", "from "))}
+    assert imports <= {"__future__", "json", "sys", "tempfile", "time", "pathlib", "numpy", "onnx", "onnxruntime"}
+    assert sys.executable  # the default QUANTIZE_PYTHON
