@@ -143,8 +143,8 @@ class _Job:
         # so a rerun with another lr fails loudly instead of silently resuming the old run.
         self.identity = {**dataclasses.asdict(hp), "classes": data.class_folders}
         for machine_specific in ("epochs", "num_workers", "processes_per_host", "cache_features", "featurize",
-                                 "device", *(f.name for f in dataclasses.fields(hp) if f.name.startswith(
-                                     ("quantize", "int8_")))):
+                                 "device", "quantize", "int8_calibration_method", "int8_calibration_images",
+                                 "int8_max_accuracy_drop", "int8_min_agreement"):  # int8: after training
             self.identity.pop(machine_specific)
         self.cached = hp.uses_feature_cache or data.features is not None
         self.features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
