@@ -24,7 +24,8 @@ request = json.loads(Path(sys.argv[-1]).read_text())
 answer = json.loads(os.environ["FAKE_ANSWER"])
 if "crash" in answer:
     sys.exit(answer["crash"])
-Path(request["output"]).write_bytes(b"int8")
+if "skipped" not in answer:
+    Path(request["output"]).write_bytes(b"int8")
 Path(request["result"]).write_text(json.dumps({**answer, "quantize_seconds": 1.0, "compare_seconds": 1.0,
                                                "onnxruntime": "fake"}))
 """
@@ -93,6 +94,13 @@ def test_an_int8_model_that_disagrees_too_often_is_not_written(tmp_path, monkeyp
     assert entry["file"] is None and "top-1 agreement 95.00% < 98%" in entry["reason"]
     entry = _quantize_with(tmp_path, monkeypatch, _answer(0.90, 0.895, 0.985))  # within both limits
     assert entry["file"] == INT8_FILE and (tmp_path / "model" / INT8_FILE).is_file() and "reason" not in entry
+
+
+def test_a_float_model_that_answers_nan_gets_no_int8_model_and_the_entry_says_why(tmp_path, monkeypatch):
+    # the real worker's answer for such a model (the NaN-weights run in test_diagnostics.py goes through it)
+    entry = _quantize_with(tmp_path, monkeypatch, {"skipped": "model.onnx answers NaN or infinity"})
+    assert entry == {"file": None, "reason": "int8 model not made: model.onnx answers NaN or infinity"}
+    assert not (tmp_path / "model" / INT8_FILE).exists()
 
 
 def test_a_quantizer_that_cannot_run_fails_the_job_in_one_line(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,6 +49,21 @@ def assert_answer(answer: dict, classes: list[str], top_k: int):
 
 def classes_of(model_dir) -> list[str]:
     return json.loads((model_dir / "model.json").read_text())["classes"]
+
+
+def serve_expecting_exit(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m serve ARGS`, which the test expects to exit by itself. If it does not (the test's reason to
+    fail), SIGTERM makes it stop its multi-model-server, which runs in a session of its own, before the test
+    fails: nothing outlives the test."""
+    process = subprocess.Popen([sys.executable, "-m", "serve", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        raise AssertionError(f"serve did not exit within {timeout} s by itself:\n{out}{err}") from None
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def test_ping(server):
@@ -235,11 +251,9 @@ def test_serve_precision_int8_without_an_int8_model_fails_at_once_saying_why(tmp
     del metadata["int8"]
     (float_only / "model.json").write_text(json.dumps(metadata))
     (float_only / "model.int8.onnx").unlink()
-    result = subprocess.run([sys.executable, "-m", "serve", "--model-dir", str(float_only)], cwd=REPO,
-                            env={**os.environ, "SERVE_PRECISION": "int8"}, capture_output=True, text=True, timeout=60)
+    result = serve_expecting_exit("--model-dir", str(float_only), env={**os.environ, "SERVE_PRECISION": "int8"})
     assert result.returncode == 1 and "SERVE_PRECISION=int8 but" in result.stdout and "no int8 model" in result.stdout
-    result = subprocess.run([sys.executable, "-m", "serve", "--model-dir", str(float_only)], cwd=REPO,
-                            env={**os.environ, "SERVE_PRECISION": "bf16"}, capture_output=True, text=True, timeout=60)
+    result = serve_expecting_exit("--model-dir", str(float_only), env={**os.environ, "SERVE_PRECISION": "bf16"})
     assert result.returncode == 1 and "SERVE_PRECISION='bf16'" in result.stdout
 
 
@@ -278,8 +292,7 @@ def test_a_broken_artifact_fails_at_once_with_a_reason(tmp_path, trained_model_d
     broken = tmp_path / "model"
     shutil.copytree(trained_model_dir, broken)
     (broken / "model.onnx").unlink()
-    result = subprocess.run([sys.executable, "-m", "serve", "--model-dir", str(broken)], cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+    result = serve_expecting_exit("--model-dir", str(broken))
     assert result.returncode == 1 and "model.onnx not found" in result.stdout
 
 
@@ -320,9 +333,8 @@ def test_a_corrupt_model_ends_the_server_in_seconds_naming_the_error(tmp_path, t
     shutil.copytree(trained_model_dir, broken)
     (broken / served).write_bytes(b"not an onnx graph")
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "serve", "--model-dir", str(broken), "--port", str(free_port())],
-                            cwd=REPO, env={**os.environ, "SERVE_PRECISION": precision}, capture_output=True,
-                            text=True, timeout=120)
+    result = serve_expecting_exit("--model-dir", str(broken), "--port", str(free_port()),
+                                  env={**os.environ, "SERVE_PRECISION": precision})
     print(f"exited after {time.monotonic() - started:.1f} s")
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [line for line in result.stdout.splitlines() if " ERROR " in line]
@@ -344,9 +356,8 @@ def test_a_port_in_use_ends_the_server_saying_so(trained_model_dir):
         port = free_port()
         taken.bind(("127.0.0.1", port))
         taken.listen()
-        result = subprocess.run([sys.executable, "-m", "serve", "--model-dir", str(trained_model_dir), "--host",
-                                 "127.0.0.1", "--port", str(port)], cwd=REPO, capture_output=True, text=True,
-                                timeout=120)
+        result = serve_expecting_exit("--model-dir", str(trained_model_dir), "--host", "127.0.0.1", "--port",
+                                      str(port))
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is not available" in result.stdout and "ready: POST" not in result.stdout
 

@@ -10,7 +10,8 @@ Request (JSON): model, output, method (minmax|entropy|percentile), calibration (
 float32 (N, 3, crop, crop), already normalised), test (list of [images.npy, labels.npy]),
 input_name, result (path of the answer).
 Answer (JSON): the test images compared, accuracy of each model, top-1 agreement, the largest
-absolute probability difference, seconds spent.
+absolute probability difference, seconds spent; or {"skipped": why} when the float model's answers
+are not finite and there is nothing to calibrate.
 """
 
 from __future__ import annotations
@@ -89,8 +90,21 @@ def compare(request: dict) -> dict:
             "agreement": agree / max(total, 1), "max_abs_probability_difference": max_difference}
 
 
+def float_outputs_problem(request: dict) -> str | None:
+    """Why there is nothing to quantize: a float model whose answers are not finite (NaN weights, say)."""
+    session = onnxruntime.InferenceSession(request["model"], providers=["CPUExecutionProvider"])
+    probabilities = session.run(None, {request["input_name"]: np.load(request["calibration"][0])})[0]
+    if not np.isfinite(probabilities).all():
+        return "model.onnx answers NaN or infinity on validation images, so there are no ranges to calibrate"
+    return None
+
+
 def main(argv: list[str]) -> int:
     request = json.loads(Path(argv[1]).read_text())
+    problem = float_outputs_problem(request)
+    if problem:
+        Path(request["result"]).write_text(json.dumps({"skipped": problem}))
+        return 0
     quantize_seconds = quantize(request)
     started = time.perf_counter()
     answer = compare(request)

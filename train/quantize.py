@@ -64,6 +64,10 @@ def quantize_artifact(model_dir: Path, input_name: str, calibration: Iterable[np
             raise TrainingError(f"int8 quantization failed: {lines[-1] if lines else f'exit {finished.returncode}'}"
                                 "; --quantize none ships the float model only")
         answer = json.loads((work / "result.json").read_text())
+    if "skipped" in answer:  # e.g. a model gone NaN: the rules and the report say why, the job itself is not failed
+        entry = {"file": None, "reason": f"int8 model not made: {answer['skipped']}"}
+        log.warning("%s", entry["reason"])
+        return entry
     entry = {
         "file": INT8_FILE,
         "quantization": "ONNX Runtime static, QDQ, per-channel int8 weights, uint8 activations",
