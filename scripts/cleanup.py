@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Delete what the workflow left running or stored: endpoint, endpoint config, model; optionally
+"""Delete what the workflow left running or stored: endpoint (its auto scaling first), endpoint config,
+model; optionally
 the ECR repositories (with their images) and an S3 prefix.
 
     python scripts/cleanup.py --endpoint-name dog-classifier
@@ -17,7 +18,7 @@ import argparse
 import re
 import sys
 
-from scripts import aws, aws_errors, deploy
+from scripts import autoscaling, aws, aws_errors, deploy
 
 ECR_REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
 
@@ -96,9 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     boto = aws.boto_session(args)
     sagemaker, ecr, s3 = boto.client("sagemaker"), boto.client("ecr"), boto.client("s3")
+    scaling_client = boto.client("application-autoscaling")
 
     plan: list[str] = []
     resources = endpoint_resources(sagemaker, args.endpoint_name) if args.endpoint_name else {}
+    scaled = [args.endpoint_name] if resources.get("endpoint") and autoscaling.current(
+        scaling_client, args.endpoint_name) else []
+    plan += [f"auto scaling of endpoint {name} (its policy and scalable target)" for name in scaled]
     for kind, names in resources.items():
         plan += [f"{kind} {name}" for name in names]
     if args.endpoint_name and not any(resources.values()):
@@ -116,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing deleted")
         return 1
 
-    # Endpoint first: a config or model in use by an endpoint cannot be deleted before it.
+    # Auto scaling before the endpoint: DeleteEndpoint removes it only for callers allowed to
+    # DeregisterScalableTarget, and leaves nothing behind this way. Endpoint next: a config or model in
+    # use by an endpoint cannot be deleted before it.
+    for name in scaled:
+        autoscaling.remove(scaling_client, name)
     for name in resources.get("endpoint", []):
         sagemaker.delete_endpoint(EndpointName=name)
         sagemaker.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig={"Delay": 10})

@@ -15,6 +15,15 @@ then UpdateEndpoint (SageMaker moves the traffic to new instances with no downti
 InService, and only then the old endpoint config and model are deleted. An update that fails
 leaves the endpoint on its old model and removes the new, unused config and model.
 
+Auto scaling: `--min-instances 1 --max-instances 4 --target-invocations-per-instance 100` registers the
+variant with Application Auto Scaling and attaches a target-tracking policy on
+SageMakerVariantInvocationsPerInstance (invocations per instance per minute). An update that changes
+the instance type of an autoscaled endpoint removes the policy and target first and puts them back
+after (AWS refuses the update otherwise); one that keeps it retains the instance count reached.
+Data capture: `--data-capture s3://BUCKET/capture --capture-percent 10` records that share of requests
+and responses there (images base64-encoded, JSON answers as text); the execution role must be allowed
+to write there (scripts/iam_policies.py --output).
+
 `--local` deploys the same Model object in SageMaker local mode (docker compose on this machine,
 the locally built image, a file:// or local model.tar.gz) on 127.0.0.1:--local-port and serves
 until Ctrl-C, then removes the container. `scripts/invoke.py --local` reaches it.
@@ -29,7 +38,7 @@ import signal
 import sys
 from pathlib import Path
 
-from scripts import aws, aws_errors
+from scripts import autoscaling, aws, aws_errors
 from scripts.tune import require_best_training_job
 
 # On-demand real-time inference, us-east-1, USD per instance-hour (2026 list prices; other regions
@@ -66,6 +75,23 @@ def environment_pair(value: str) -> tuple[str, str]:
     return name, setting
 
 
+def positive_number(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value!r}")
+    return number
+
+
+def percent(value: str) -> int:
+    number = aws.positive_int(value)
+    if number > 100:
+        raise argparse.ArgumentTypeError(f"must be 1-100, got {number}")
+    return number
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="scripts/deploy.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,6 +107,14 @@ def parse_args(argv):
     parser.add_argument("--instance-count", type=aws.positive_int, default=1)
     parser.add_argument("--env", type=environment_pair, action="append", default=[], metavar="NAME=VALUE",
                         help="container setting, e.g. SAGEMAKER_MODEL_SERVER_WORKERS=2 (repeatable)")
+    scaling = parser.add_argument_group("auto scaling (all three together)")
+    scaling.add_argument("--min-instances", type=aws.positive_int, help="fewest instances auto scaling keeps")
+    scaling.add_argument("--max-instances", type=aws.positive_int, help="most instances auto scaling starts")
+    scaling.add_argument("--target-invocations-per-instance", type=positive_number,
+                         help="SageMakerVariantInvocationsPerInstance to hold (requests per instance per minute)")
+    capture = parser.add_argument_group("data capture")
+    capture.add_argument("--data-capture", type=aws.s3_uri, help="S3 prefix for captured requests and responses")
+    capture.add_argument("--capture-percent", type=percent, help="share of requests captured (default 100)")
     parser.add_argument("--local", action="store_true", help="SageMaker local mode (docker compose), until Ctrl-C")
     parser.add_argument("--local-port", type=aws.positive_int, default=8080, help="with --local (default 8080)")
     aws.add_aws_arguments(parser)
@@ -88,6 +122,18 @@ def parse_args(argv):
     aws.require_registry_image_unless_local(parser, args)
     if args.local and args.tuning_job:
         parser.error("argument --tuning-job: not with --local; pass --model-data (a local model.tar.gz)")
+    scaling = [args.min_instances, args.max_instances, args.target_invocations_per_instance]
+    if any(value is not None for value in scaling) and None in scaling:
+        parser.error("arguments --min-instances, --max-instances, --target-invocations-per-instance: give all three "
+                     "for auto scaling")
+    args.scaling = autoscaling.Scaling(*scaling) if None not in scaling else None
+    if args.scaling and not args.min_instances <= args.instance_count <= args.max_instances:
+        parser.error(f"argument --instance-count: {args.instance_count} is outside --min-instances "
+                     f"{args.min_instances} .. --max-instances {args.max_instances}")
+    if args.capture_percent is not None and not args.data_capture:
+        parser.error("argument --capture-percent: needs --data-capture s3://...")
+    if args.local and (args.scaling or args.data_capture):
+        parser.error("auto scaling and data capture are SageMaker endpoint features: not with --local")
     if not args.local and args.model_data and not args.model_data.startswith("s3://"):
         parser.error(f"argument --model-data: a SageMaker endpoint needs an S3 URI, got {args.model_data!r} "
                      "(or add --local)")
@@ -136,10 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         model.deploy(initial_instance_count=args.instance_count, instance_type="local",
                      endpoint_name=args.endpoint_name, wait=True)
         return serve_locally(model, args)
-    status = deploy_to_sagemaker(session.sagemaker_client, args)
+    status = deploy_to_sagemaker(session.sagemaker_client, boto.client("application-autoscaling"), args)
     if status:
         return status
     print(f"endpoint: {args.endpoint_name} (InService)")
+    if args.data_capture:
+        print(f"data capture: {args.capture_percent or 100}% of requests and responses to {args.data_capture}")
     print(f"console: {aws.console_url(boto.region_name, 'endpoints', args.endpoint_name)}")
     print(f"cost: {price_class(args.instance_type)} x {args.instance_count}")
     print(f"try it: python scripts/invoke.py dog.jpg --endpoint-name {args.endpoint_name} --region {boto.region_name}")
@@ -151,8 +199,15 @@ def main(argv: list[str] | None = None) -> int:
 NOT_UPDATABLE = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting", "UpdateRollbackFailed", "Failed")
 
 
-def deploy_to_sagemaker(client, args) -> int:
-    """Create the endpoint, or update it in place; 0 once it is InService on the new model."""
+def data_capture_config(destination: str, share: int) -> dict:
+    """Requests and responses; content types not listed as CSV or JSON (images) are captured base64-encoded."""
+    return {"EnableCapture": True, "InitialSamplingPercentage": share, "DestinationS3Uri": destination,
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]}}
+
+
+def deploy_to_sagemaker(client, scaling_client, args) -> int:
+    """Create the endpoint, or update it in place; 0 once it is InService on the new model (and scaled)."""
     previous = aws.describe_or_none(client.describe_endpoint, EndpointName=args.endpoint_name)
     if previous and previous["EndpointStatus"] in NOT_UPDATABLE:
         what = "delete it (python scripts/cleanup.py --endpoint-name ...) and deploy again" \
@@ -163,14 +218,24 @@ def deploy_to_sagemaker(client, args) -> int:
     container = {"Image": args.image_uri, "ModelDataUrl": args.model_data, **({"Environment": dict(args.env)}
                                                                             if args.env else {})}
     client.create_model(ModelName=name, ExecutionRoleArn=args.role, PrimaryContainer=container)
+    capture = {"DataCaptureConfig": data_capture_config(args.data_capture, args.capture_percent or 100)} \
+        if args.data_capture else {}
     client.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": args.instance_count,
-        "InstanceType": args.instance_type, "InitialVariantWeight": 1.0}])
+        "VariantName": autoscaling.VARIANT, "ModelName": name, "InitialInstanceCount": args.instance_count,
+        "InstanceType": args.instance_type, "InitialVariantWeight": 1.0}], **capture)
     print(f"model and endpoint config: {name}")
+    scaled = autoscaling.current(scaling_client, args.endpoint_name) if previous else None
+    restore = None  # scaling taken off for this update, to put back if it fails
     if previous:
         old_config = previous["EndpointConfigName"]
+        if scaled and _instance_type(client, old_config) != args.instance_type:
+            removed = autoscaling.remove(scaling_client, args.endpoint_name)
+            print(f"auto scaling removed for the instance type change (AWS refuses it otherwise): {', '.join(removed)}")
+            restore, scaled = scaled, None
         print(f"updating endpoint {args.endpoint_name} (from {old_config}); it keeps serving meanwhile")
-        client.update_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=name)
+        # with auto scaling in place, keep the instance count it reached instead of resetting it
+        client.update_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=name,
+                               **({"RetainAllVariantProperties": True} if scaled else {}))
     else:
         client.create_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=name)
     final = wait_for_endpoint(client, args.endpoint_name)
@@ -182,13 +247,26 @@ def deploy_to_sagemaker(client, args) -> int:
         if final["EndpointConfigName"] != name:  # the new config and model serve nothing
             delete_config_and_models(client, name)
             print(f"removed the unused {name}; the endpoint serves what it served before", file=sys.stderr)
+            if restore:
+                autoscaling.register(scaling_client, args.endpoint_name, restore)
+                print("auto scaling put back as it was", file=sys.stderr)
         else:
             print(f"clean up: python scripts/cleanup.py --endpoint-name {args.endpoint_name}", file=sys.stderr)
         return 1
     if previous:
         deleted = delete_config_and_models(client, old_config)
         print(f"deleted the old endpoint config and model{'s' if len(deleted) > 2 else ''}: {', '.join(deleted)}")
+    wanted = args.scaling or restore
+    if wanted:
+        autoscaling.register(scaling_client, args.endpoint_name, wanted)
+        print(f"auto scaling: {wanted.minimum}-{wanted.maximum} instances, holding {wanted.target:g} invocations "
+              f"per instance per minute ({autoscaling.policy_name(args.endpoint_name)})")
     return 0
+
+
+def _instance_type(client, config_name: str) -> str | None:
+    config = aws.describe_or_none(client.describe_endpoint_config, EndpointConfigName=config_name)
+    return config["ProductionVariants"][0]["InstanceType"] if config else None
 
 
 def wait_for_endpoint(client, endpoint_name: str) -> dict:

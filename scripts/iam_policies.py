@@ -13,7 +13,7 @@ Writes three files to --out-dir and prints the AWS CLI commands that put them in
   operator-policy.json        what scripts/ do as you: the SageMaker jobs, models, endpoint configs
                               and endpoints named --name-prefix* (every default name starts with
                               dog-), the two ECR repositories, the S3 prefixes, iam:PassRole of the
-                              execution role to SageMaker only, the jobs' logs
+                              execution role to SageMaker only, the jobs' logs, endpoint auto scaling
 
 --output defaults to s3://sagemaker-REGION-ACCOUNT/dog-classifier, where the scripts put data
 uploads, models, checkpoints and debug output unless told otherwise. The tests replay every
@@ -46,6 +46,8 @@ SAGEMAKER_ACTIONS = [
     "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig", "sagemaker:DeleteEndpointConfig",
     "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint",
     "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpoint", "sagemaker:AddTags", "sagemaker:ListTags",
+    # what auto scaling needs of the caller too (SageMaker's "Auto scaling prerequisites")
+    "sagemaker:UpdateEndpointWeightsAndCapacities",
 ]
 SAGEMAKER_RESOURCE_TYPES = ("hyper-parameter-tuning-job", "training-job", "model", "endpoint-config", "endpoint")
 # No resource-level permissions in the reference: these take "*" or nothing
@@ -56,6 +58,15 @@ ECR_PUSH_ACTIONS = [
     "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
 ]
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+# deploy.py --min/--max-instances and cleanup.py; a scalable target's ARN carries an ID the service assigns
+AUTOSCALING_ACTIONS = [
+    "application-autoscaling:RegisterScalableTarget", "application-autoscaling:DeregisterScalableTarget",
+    "application-autoscaling:PutScalingPolicy", "application-autoscaling:DeleteScalingPolicy",
+]
+AUTOSCALING_DESCRIBE_ACTIONS = [  # no resource types in the reference
+    "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies",
+]
+AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
 ACCOUNT = re.compile(r"^\d{12}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
@@ -142,6 +153,18 @@ def operator_policy(region: str, account: str, data: list[str], outputs: list[st
                                                       "s3:AbortMultipartUpload"], objects),
         _statement("StreamJobLogs", ["logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents"],
                    f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*"),
+        # Endpoint auto scaling, as SageMaker's "Auto scaling prerequisites" lists it: Application Auto
+        # Scaling, the target-tracking policy's CloudWatch alarms, and its service-linked role the first time
+        _statement("ScaleTheEndpoints", AUTOSCALING_ACTIONS,
+                   f"arn:aws:application-autoscaling:{region}:{account}:scalable-target/*"),
+        _statement("DescribeScalingHasNoResourceLevelPermissions", AUTOSCALING_DESCRIBE_ACTIONS, "*"),
+        _statement("TargetTrackingAlarms", ["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms",
+                                            "cloudwatch:DescribeAlarms"],
+                   f"arn:aws:cloudwatch:{region}:{account}:alarm:TargetTracking-*"),
+        _statement("CreateAutoScalingsServiceLinkedRoleOnce", "iam:CreateServiceLinkedRole",
+                   f"arn:aws:iam::{account}:role/aws-service-role/{AUTOSCALING_SERVICE}/"
+                   "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+                   {"StringLike": {"iam:AWSServiceName": AUTOSCALING_SERVICE}}),
     ]}
 
 

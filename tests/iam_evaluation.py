@@ -145,6 +145,13 @@ def authorizations(entry: dict, account: str) -> list[Authorization]:
             return [Authorization(f"ecr:{target}", "*")]
         names = body.get("repositoryNames") or [body["repositoryName"]]
         return [Authorization(f"ecr:{target}", f"arn:aws:ecr:{REGION}:{account}:repository/{name}") for name in names]
+    if service == "application-autoscaling":
+        # Describe* have no resource types; the others act on a scalable target, whose ARN ends in an ID the
+        # service assigns at registration (so a policy can only say scalable-target/*)
+        if target.startswith("Describe"):
+            return [Authorization(f"application-autoscaling:{target}", "*")]
+        return [Authorization(f"application-autoscaling:{target}",
+                              f"arn:aws:application-autoscaling:{REGION}:{account}:scalable-target/id-by-aws")]
     if service == "logs":
         return [Authorization(f"logs:{target}", f"arn:aws:logs:{REGION}:{account}:log-group:{body['logGroupName']}")]
     raise AssertionError(f"no IAM mapping for {service} {target or entry['url']}: add it to iam_evaluation.py")

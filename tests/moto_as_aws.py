@@ -9,6 +9,10 @@ that passes against plain moto can still fail on AWS; these are the rules the sc
   an endpoint, you must create a new EndpointConfig" (API_UpdateEndpoint). The endpoint must exist,
   the config must exist and differ from the one in use; SageMaker's status goes Updating -> InService,
   which this stand-in completes at once, as moto does for every job.
+- "If the update would change the instance type for any model that is a target for auto scaling, the
+  update fails ... Before you update the endpoint, delete any scaling policies configured for it and
+  deregister the variant as a scalable target" (SageMaker developer guide, "Update endpoints that use
+  auto scaling"): UpdateEndpoint fails so while Application Auto Scaling holds the variant.
 - "You must not delete an EndpointConfig in use by an endpoint that is live" (API_DeleteEndpointConfig):
   AWS lets the call through and the endpoint loses track of its instances; here it fails, so a test
   catches a script that does it.
@@ -70,6 +74,7 @@ def _update_endpoint(self) -> ActionResult:
     config = backend.describe_endpoint_config(config_name)  # ValidationException when it does not exist
     if config_name == endpoint.endpoint_config_name:
         raise ValidationError(message="To update an endpoint, you must create a new EndpointConfig.")
+    _refuse_instance_type_change_under_auto_scaling(backend, name, endpoint, config)
     updated = FakeEndpoint(account_id=backend.account_id, region_name=backend.region_name, endpoint_name=name,
                            endpoint_config_name=config_name, production_variants=config["ProductionVariants"],
                            data_capture_config=config["DataCaptureConfig"], tags=endpoint.tags)
@@ -78,6 +83,21 @@ def _update_endpoint(self) -> ActionResult:
 
 
 SageMakerResponse.update_endpoint = _update_endpoint
+
+
+def _refuse_instance_type_change_under_auto_scaling(backend, name: str, endpoint, config: dict) -> None:
+    from moto.applicationautoscaling.models import applicationautoscaling_backends
+
+    scaling = applicationautoscaling_backends[backend.account_id][backend.region_name]
+    registered = scaling.targets.get("sagemaker:variant:DesiredInstanceCount", {})
+    in_use = backend.describe_endpoint_config(endpoint.endpoint_config_name)["ProductionVariants"]
+    old_types = {v["VariantName"]: v.get("InstanceType") for v in in_use}
+    for variant in config["ProductionVariants"]:
+        old_type = old_types.get(variant["VariantName"])
+        if f"endpoint/{name}/variant/{variant['VariantName']}" in registered and old_type != variant["InstanceType"]:
+            raise ValidationError(message=f"The variant {variant['VariantName']} of endpoint {name} is a target for "
+                                          f"auto scaling: its instance type ({old_type}) cannot change until its "
+                                          "scaling policies are deleted and it is deregistered")
 
 
 if __name__ == "__main__":
