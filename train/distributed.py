@@ -94,6 +94,14 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+def wait_for_all() -> None:
+    """Every process waits here until all have arrived. At the end of a job: the others wait while rank 0
+    writes the model, the int8 check and the report, so no host ends first (in SDK local mode Compose stops
+    every container as soon as one exits, which cut rank 0 short in its int8 check)."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if dist.is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)

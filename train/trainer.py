@@ -379,9 +379,9 @@ class _Job:
             valid_loader = self._loader(self.data.splits["valid"], train=False)
             final = evaluate(self.model, valid_loader, self.precision, self.input_normalize, num_classes,
                              Progress("valid", 0, enabled=False))
-        if not self.is_main:
-            return
-        self._write_outputs(metrics, final_split, final)
+        if self.is_main:
+            self._write_outputs(metrics, final_split, final)
+        distributed.wait_for_all()
 
     def _quantize(self) -> dict:
         """model.int8.onnx from the exported model.onnx: calibrated on a seeded sample of validation images,
