@@ -154,9 +154,18 @@ def ddp_check(world_size: int, use_cuda: bool) -> str:
         port = sock.getsockname()[1]
     context = mp.get_context("spawn")
     results = context.Queue()
-    mp.start_processes(_ddp_worker, args=(world_size, port, use_cuda, results), nprocs=world_size,
-                       start_method="spawn")
-    answers = sorted(results.get(timeout=60) for _ in range(world_size))
+    workers = mp.start_processes(_ddp_worker, args=(world_size, port, use_cuda, results), nprocs=world_size,
+                                 start_method="spawn", join=False)
+    try:
+        answers = sorted(results.get(timeout=120) for _ in range(world_size))
+        deadline = time.monotonic() + 60
+        while not workers.join(timeout=max(1.0, deadline - time.monotonic())):
+            if time.monotonic() > deadline:
+                raise AssertionError("the DDP processes answered but did not exit within 60 s")
+    finally:  # a process stuck in a collective must not outlive the check
+        for process in workers.processes:
+            if process.is_alive():
+                process.kill()
     expected = world_size * (world_size + 1) / 2
     if any(total != expected for _, total, _ in answers) or not all(same for _, _, same in answers):
         raise AssertionError(f"all_reduce sums {[a[1] for a in answers]} (expected {expected}), replicas equal: "
