@@ -124,17 +124,18 @@ def check_artifact(model_dir: Path, precision: str = "auto") -> OnnxClassifier:
     incompatible artifact fails the container in seconds with one line, instead of workers retrying it
     until the start-up timeout with the reason in Java's log."""
     metadata = _read_metadata(model_dir)
-    onnx_file, _ = model_file(model_dir, metadata, precision)
     named = [model_dir / metadata.get("onnx", {}).get("file", "model.onnx")]
     if (metadata.get("int8") or {}).get("file"):
         named.append(model_dir / metadata["int8"]["file"])
     for path in named:  # every file model.json names: SERVE_PRECISION may pick either later
         if not path.is_file():
             raise ModelLoadError(f"{path} not found")
-    classifier = OnnxClassifier(model_dir, threads=1, precision=precision)  # parses the preprocessing and graph
+    # picks the file as the workers will, parses the preprocessing and the graph
+    classifier = OnnxClassifier(model_dir, threads=1, precision=precision)
     try:
         classifier.warm_up()
     except Exception as error:
-        raise ModelLoadError(f"{onnx_file} loads but does not run on a {classifier.preprocess.crop} px image: "
+        raise ModelLoadError(f"{model_dir / classifier.model_file} loads but does not run on a "
+                             f"{classifier.preprocess.crop} px image: "
                              f"{' '.join(str(error).split())}") from error
     return classifier
