@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
-	@command -v java >/dev/null || { echo "error: java not found: multi-model-server needs a Java 17 runtime (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v javac >/dev/null || { echo "error: javac not found: multi-model-server needs Java 17, and its /execution-parameters plugin a JDK to build (Debian/Ubuntu: apt-get install openjdk-17-jdk-headless)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
 	$(BIN)/python -m pip install -q -e ".[train,serve,cloud,tune,dev,quantize]"
 	$(BIN)/python -m pip install -q --no-deps "smdebug==1.0.34" "pyinstrument==3.4.2" "pyinstrument_cext==0.2.4"
+	$(BIN)/python -m serve.mms_plugins
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -3,6 +3,11 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
+# a JDK here only: it compiles the /execution-parameters plugin (serve/mms_plugins); the image has a JRE
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jdk-headless \
+    && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -12,7 +17,7 @@ RUN mkdir serve imaging && touch serve/__init__.py imaging/__init__.py && pip in
 COPY serve ./serve
 COPY imaging ./imaging
 # (build/ holds the empty stand-ins with newer mtimes: drop it, or setuptools keeps them)
-RUN rm -rf build ./*.egg-info && pip install --no-deps --force-reinstall .
+RUN rm -rf build ./*.egg-info && pip install --no-deps --force-reinstall . && python -m serve.mms_plugins
 
 FROM ${BASE_IMAGE}
 # hadolint ignore=DL3008

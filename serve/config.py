@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 DEFAULT_MAX_PAYLOAD_MB = 6  # a real-time endpoint's request limit
+MAX_BATCH_PAYLOAD_MB = 100  # batch transform's MaxPayloadInMB limit
+BATCH_STRATEGIES = ("SINGLE_RECORD", "MULTI_RECORD")  # SAGEMAKER_BATCH_STRATEGY's values
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 DEFAULT_MAX_INSTANCES = 64
 DEFAULT_TOP_K = 5
@@ -33,6 +35,10 @@ class ServingConfig:
     response_timeout_s: int
     startup_timeout_s: int
     precision: str = "auto"  # SERVE_PRECISION: auto (int8 when the artifact has it), int8, fp32
+    # batch transform (SageMaker sets these on the container of a transform job)
+    batch: bool = False  # SAGEMAKER_BATCH
+    batch_strategy: str | None = None  # SAGEMAKER_BATCH_STRATEGY, when the job set one
+    max_concurrent_transforms: int | None = None  # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS, when the job set one
 
 
 def cpu_count() -> int:
@@ -42,29 +48,45 @@ def cpu_count() -> int:
 def read_config(environ: Mapping[str, str] = os.environ) -> ServingConfig:
     base = Path(environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
     cpus = cpu_count()
+    concurrent = _int(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 0, minimum=1) or None
     # Defaults sized to the machine: two ONNX Runtime threads per worker on ml.m5.large's
-    # two vCPUs measured best; workers x threads never exceeds the cores.
-    workers = _int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", max(1, cpus // 2), minimum=1)
+    # two vCPUs measured best; workers x threads never exceeds the cores. A transform job that
+    # sends at most N requests at once gets at most N workers (more would only hold memory).
+    default_workers = max(1, cpus // 2)
+    workers = _int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", min(default_workers, concurrent or default_workers),
+                   minimum=1)
     threads = _int(environ, "ORT_INTRA_OP_THREADS", max(1, cpus // workers), minimum=1)
     return ServingConfig(
         model_dir=base / "model",
         port=_int(environ, "SAGEMAKER_BIND_TO_PORT", 8080, minimum=1, maximum=MAX_PORT),
         workers=workers,
         threads_per_worker=threads,
-        max_payload_bytes=_int(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_MB, minimum=1) << 20,
+        max_payload_bytes=_int(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_MB, minimum=1,
+                               maximum=MAX_BATCH_PAYLOAD_MB) << 20,
         max_image_pixels=_int(environ, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, minimum=1),
         max_instances=_int(environ, "MAX_BATCH_INSTANCES", DEFAULT_MAX_INSTANCES, minimum=1),
         default_accept=environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json",
         response_timeout_s=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, minimum=1),
         startup_timeout_s=_int(environ, "SAGEMAKER_STARTUP_TIMEOUT", 600, minimum=1),
         precision=_choice(environ, "SERVE_PRECISION", "auto", PRECISIONS),
+        batch=_bool(environ, "SAGEMAKER_BATCH"),
+        batch_strategy=_choice(environ, "SAGEMAKER_BATCH_STRATEGY", "", ("", *BATCH_STRATEGIES), upper=True) or None,
+        max_concurrent_transforms=concurrent,
     )
 
 
-def _choice(environ, key: str, default: str, choices: tuple[str, ...]) -> str:
-    value = (environ.get(key) or default).strip().lower()
+def _bool(environ, key: str) -> bool:
+    value = (environ.get(key) or "false").strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ConfigError(f"{key}={environ.get(key)!r}: expected true or false")
+    return value in ("true", "1")
+
+
+def _choice(environ, key: str, default: str, choices: tuple[str, ...], upper: bool = False) -> str:
+    value = (environ.get(key) or default).strip()
+    value = value.upper() if upper else value.lower()
     if value not in choices:
-        raise ConfigError(f"{key}={environ.get(key)!r}: expected one of {', '.join(choices)}")
+        raise ConfigError(f"{key}={environ.get(key)!r}: expected one of {', '.join(filter(None, choices))}")
     return value
 
 
@@ -79,3 +101,15 @@ def _int(environ, key: str, default: int, minimum: int, maximum: int | None = No
     if value < minimum or (maximum is not None and value > maximum):
         raise ConfigError(f"{key} must be between {minimum} and {maximum or 'any'}, got {value}")
     return value
+
+
+def execution_parameters(config: ServingConfig) -> dict:
+    """The answer to batch transform's GET /execution-parameters (used where the job left a value unset).
+
+    Keys and BatchStrategy values as CreateTransformJob names them (the SDK's local mode passes them
+    on as API values). One image per request: SingleRecord unless the job asked for MULTI_RECORD;
+    as many requests at once as there are workers; the payload limit this server enforces.
+    """
+    return {"MaxConcurrentTransforms": config.max_concurrent_transforms or config.workers,
+            "BatchStrategy": "MultiRecord" if config.batch_strategy == "MULTI_RECORD" else "SingleRecord",
+            "MaxPayloadInMB": config.max_payload_bytes >> 20}

@@ -34,7 +34,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from serve.config import MAX_PORT, READY_DIR_ENV, ConfigError, ServingConfig, read_config
+from serve.config import MAX_PORT, READY_DIR_ENV, ConfigError, ServingConfig, execution_parameters, read_config
+from serve.mms_plugins.build import PluginBuildError, plugin_jar
 from serve.model import ModelLoadError, check_artifact
 
 log = logging.getLogger("serve")
@@ -49,7 +50,10 @@ ENVIRONMENT_HELP = """environment (SageMaker sets the SAGEMAKER_* ones on an end
   ORT_INTRA_OP_THREADS                  ONNX Runtime threads per worker (default: CPUs / workers)
   SAGEMAKER_STARTUP_TIMEOUT             seconds for a worker to load the model (default 600)
   SAGEMAKER_MODEL_SERVER_TIMEOUT        seconds per request (default 60)
-  SAGEMAKER_MAX_PAYLOAD_IN_MB           request size limit (default 6, a real-time endpoint's)
+  SAGEMAKER_MAX_PAYLOAD_IN_MB           request size limit (default 6, a real-time endpoint's; at most 100)
+  SAGEMAKER_BATCH                       true in a batch transform job: GET /execution-parameters is required
+  SAGEMAKER_BATCH_STRATEGY              SINGLE_RECORD or MULTI_RECORD, echoed by /execution-parameters
+  SAGEMAKER_MAX_CONCURRENT_TRANSFORMS   requests a transform job sends at once: caps the default workers
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT  answer type when a request names none (default application/json)
   MAX_IMAGE_PIXELS, MAX_BATCH_INSTANCES pixels per image (40M), images per request (64)
   SERVE_PRECISION                       auto (default: model.int8.onnx when training wrote one, else
@@ -70,8 +74,10 @@ STOP_GRACE_SECONDS = 10
 DEFAULT_VMARGS = "-XX:-UseContainerSupport -Xms128m -Xmx1g -XX:+UseG1GC"
 
 
-def mms_properties(config: ServingConfig, host: str, port: int, handler_service: str = HANDLER_SERVICE) -> str:
-    """MMS config: sagemaker-inference's defaults plus the SAGEMAKER_* settings, addresses on `host`."""
+def mms_properties(config: ServingConfig, host: str, port: int, handler_service: str = HANDLER_SERVICE,
+                   plugins: Path | None = None) -> str:
+    """MMS config: sagemaker-inference's defaults plus the SAGEMAKER_* settings, addresses on `host`, and
+    the endpoint plugins' folder with what GET /execution-parameters answers (serve/mms_plugins)."""
     defaults = resources.files("sagemaker_inference").joinpath("etc/default-mms.properties").read_text()
     settings = {
         "inference_address": f"http://{host}:{port}",
@@ -85,6 +91,9 @@ def mms_properties(config: ServingConfig, host: str, port: int, handler_service:
         "max_request_size": 4 * config.max_payload_bytes,
         "max_response_size": 4 * config.max_payload_bytes,
     }
+    if plugins is not None:
+        settings["plugins_path"] = plugins.parent
+        settings["sagemaker_execution_parameters"] = json.dumps(execution_parameters(config))
     return defaults + "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
@@ -92,16 +101,17 @@ class ModelServer:
     """One multi-model-server process group, started and stopped as a unit."""
 
     def __init__(self, model_dir: Path, config: ServingConfig, host: str, port: int,
-                 handler_service: str = HANDLER_SERVICE, output=None):
+                 handler_service: str = HANDLER_SERVICE, output=None, plugins: Path | None = None):
         self.model_dir, self.config, self.host, self.port = model_dir.resolve(), config, host, port
         self.handler_service = handler_service
+        self.plugins = plugins  # the endpoint plugins' jar (GET /execution-parameters), if any
         self.output = output  # where MMS's log goes (default: this process's stdout/stderr)
         self.workdir = Path(tempfile.mkdtemp(prefix="serve-mms-"))
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         properties = self.workdir / "config.properties"
-        properties.write_text(mms_properties(self.config, self.host, self.port, self.handler_service))
+        properties.write_text(mms_properties(self.config, self.host, self.port, self.handler_service, self.plugins))
         log_config = resources.files("sagemaker_inference").joinpath("etc/log4j2.xml")
         package_root = str(Path(__file__).resolve().parents[1])
         env = dict(os.environ)
@@ -184,6 +194,22 @@ def check_invocation(host: str, port: int, timeout: float) -> None:
             json.loads(payload)  # a JSON answer, as clients expect by default
 
 
+def find_plugins(config: ServingConfig) -> Path | None:
+    """The endpoint plugins' jar. A transform job (SAGEMAKER_BATCH) cannot do without /execution-parameters;
+    an endpoint can: there a missing JDK is a warning."""
+    try:
+        jar = plugin_jar()
+    except PluginBuildError as error:
+        if config.batch:
+            raise ConfigError(f"SAGEMAKER_BATCH is set but GET /execution-parameters cannot be served: {error}") \
+                from None
+        log.warning("GET /execution-parameters is not served (only batch transform asks for it): %s", error)
+        return None
+    if config.batch:
+        log.info("batch transform: GET /execution-parameters answers %s", json.dumps(execution_parameters(config)))
+    return jar
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -209,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         served = check_artifact(model_dir, config.precision)
         log.info("serving %s (%s) from %s", served.model_file, served.precision, model_dir)
         check_port_free(args.host, args.port or config.port)
+        plugins = find_plugins(config)
     except (ConfigError, ModelLoadError) as error:
         log.error("cannot serve: %s", error)
         return 1
@@ -221,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, request_stop)
-    server = ModelServer(model_dir, config, args.host, args.port or config.port)
+    server = ModelServer(model_dir, config, args.host, args.port or config.port, plugins=plugins)
     try:
         server.start()
         if not server.wait_ready(time.monotonic() + config.startup_timeout_s, stop):

@@ -1,0 +1,1 @@
+"""multi-model-server endpoint plugins (Java), compiled into one jar by `python -m serve.mms_plugins`."""

@@ -1,0 +1,78 @@
+"""Compile the endpoint plugins into the jar multi-model-server loads from `plugins_path`.
+
+The serving image builds it once (its build stage has a JDK, the image only a JRE); a plain
+venv gets it from `make setup`, or on the first `python -m serve` when a `javac` is on PATH.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+SOURCES = sorted(Path(__file__).parent.glob("*.java"))
+# ServiceLoader finds endpoint plugins through this file (MMS's plugin SDK)
+SERVICE_FILE = "META-INF/services/software.amazon.ai.mms.servingsdk.ModelServerEndpoint"
+SERVICES = ["dogclassifier.mms.ExecutionParameters"]
+JAR_NAME = "sagemaker-endpoints.jar"
+
+
+class PluginBuildError(RuntimeError):
+    pass
+
+
+def default_jar() -> Path:
+    """Beside the environment that runs the server: /opt/venv in the image, .venv here."""
+    return Path(sys.prefix) / "share" / "serve-mms-plugins" / JAR_NAME
+
+
+def model_server_jar() -> Path:
+    import mms
+
+    return Path(mms.__file__).parent / "frontend" / "model-server.jar"
+
+
+def is_current(jar: Path) -> bool:
+    return jar.is_file() and all(jar.stat().st_mtime >= source.stat().st_mtime for source in SOURCES)
+
+
+def build(jar: Path | None = None) -> Path:
+    """javac against MMS's own jar (it carries the plugin SDK), then the classes and the service file zipped."""
+    jar = jar or default_jar()
+    javac = shutil.which("javac")
+    if javac is None:
+        raise PluginBuildError("javac not found: the /execution-parameters plugin needs a JDK 17 to build "
+                               "(Debian/Ubuntu: apt-get install openjdk-17-jdk-headless)")
+    with tempfile.TemporaryDirectory(prefix="mms-plugins-") as classes:
+        result = subprocess.run([javac, "--release", "17", "-nowarn", "-cp", str(model_server_jar()), "-d", classes,
+                                 *map(str, SOURCES)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise PluginBuildError(f"javac failed: {result.stderr.strip()[-2000:]}")
+        jar.parent.mkdir(parents=True, exist_ok=True)
+        partial = jar.with_suffix(".partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(Path(classes).rglob("*.class")):
+                archive.write(path, path.relative_to(classes).as_posix())
+            archive.writestr(SERVICE_FILE, "".join(f"{name}\n" for name in SERVICES))
+        partial.replace(jar)
+    return jar
+
+
+def plugin_jar() -> Path:
+    """The jar, built or rebuilt first where a JDK can (a prebuilt one without a JDK, as in the image, is used)."""
+    jar = default_jar()
+    if is_current(jar) or (jar.is_file() and shutil.which("javac") is None):
+        return jar
+    return build(jar)
+
+
+def main() -> int:
+    try:
+        print(f"wrote {build()}")
+    except PluginBuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
