@@ -10,8 +10,8 @@ Writes three files to --out-dir and prints the AWS CLI commands that put them in
   execution-role-policy.json  what jobs and endpoints do as that role (AWS's "SageMaker execution
                               roles" page): read --data and --output prefixes, write under --output,
                               pull the project's images and Debugger's rule images, logs, metrics
-  operator-policy.json        what scripts/ do as you: the SageMaker jobs, models, endpoint configs
-                              and endpoints named --name-prefix* (every default name starts with
+  operator-policy.json        what scripts/ do as you: the SageMaker jobs (transform jobs too), models,
+                              endpoint configs and endpoints named --name-prefix* (every default name starts with
                               dog-), the two ECR repositories, the S3 prefixes, iam:PassRole of the
                               execution role to SageMaker only, the jobs' logs, endpoint auto scaling
 
@@ -46,10 +46,12 @@ SAGEMAKER_ACTIONS = [
     "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig", "sagemaker:DeleteEndpointConfig",
     "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint",
     "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpoint", "sagemaker:AddTags", "sagemaker:ListTags",
+    "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob",
     # what auto scaling needs of the caller too (SageMaker's "Auto scaling prerequisites")
     "sagemaker:UpdateEndpointWeightsAndCapacities",
 ]
-SAGEMAKER_RESOURCE_TYPES = ("hyper-parameter-tuning-job", "training-job", "model", "endpoint-config", "endpoint")
+SAGEMAKER_RESOURCE_TYPES = ("hyper-parameter-tuning-job", "training-job", "model", "endpoint-config", "endpoint",
+                            "transform-job")
 # No resource-level permissions in the reference: these take "*" or nothing
 SAGEMAKER_LIST_ACTIONS = ["sagemaker:ListModels", "sagemaker:ListEndpointConfigs"]
 ECR_PUSH_ACTIONS = [

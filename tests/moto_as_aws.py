@@ -13,6 +13,9 @@ that passes against plain moto can still fail on AWS; these are the rules the sc
   update fails ... Before you update the endpoint, delete any scaling policies configured for it and
   deregister the variant as a scalable target" (SageMaker developer guide, "Update endpoints that use
   auto scaling"): UpdateEndpoint fails so while Application Auto Scaling holds the variant.
+- CreateTransformJob: "ModelName must be the name of an existing Amazon SageMaker model within an AWS
+  Region in an AWS account", and the job's name "must be unique within an AWS Region in an AWS
+  account" (API_CreateTransformJob); moto takes any model name and overwrites a job of the same name.
 - "You must not delete an EndpointConfig in use by an endpoint that is live" (API_DeleteEndpointConfig):
   AWS lets the call through and the endpoint loses track of its instances; here it fails, so a test
   catches a script that does it.
@@ -49,6 +52,21 @@ SageMakerModelBackend.create_endpoint_config = _refuse_existing(
 SageMakerModelBackend.create_endpoint = _refuse_existing(
     SageMakerModelBackend.create_endpoint, "endpoint", lambda backend: backend.endpoints, "endpoint_name",
     lambda backend, name: FakeEndpoint.arn_formatter(name, backend.account_id, backend.region_name))
+
+_create_transform_job = SageMakerModelBackend.create_transform_job
+
+
+def _create_transform_job_of_an_existing_model(self, **kwargs):
+    if kwargs["transform_job_name"] in self.transform_jobs:
+        raise ValidationError(message=f"Job name {kwargs['transform_job_name']} must be unique within an AWS "
+                                      "account and region, and a job with this name already exists")
+    if kwargs["model_name"] not in self._models:
+        arn = arn_formatter("model", kwargs["model_name"], self.account_id, self.region_name)
+        raise ValidationError(message=f'Could not find model "{arn}".')
+    return _create_transform_job(self, **kwargs)
+
+
+SageMakerModelBackend.create_transform_job = _create_transform_job_of_an_existing_model
 
 _delete_endpoint_config = SageMakerModelBackend.delete_endpoint_config
 

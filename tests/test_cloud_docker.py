@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -332,3 +333,55 @@ def test_two_instances_a_program_killed_on_the_second_host_ends_the_job_with_fai
     assert (reasons["algo-1"].startswith("lost another process of this job")
             or reasons["algo-1"].startswith("stopped by SIGTERM")), reasons
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+@pytest.mark.docker
+def test_batch_transform_in_local_mode_classifies_a_folder_and_names_the_files_it_could_not(moto, trained_model_dir,
+                                                                                           tiny_dataset, tmp_path):
+    from serve.codec import decode_image
+    from serve.config import DEFAULT_MAX_IMAGE_PIXELS
+    from serve.model import OnnxClassifier
+
+    model_data = tmp_path / "model.tar.gz"
+    with tarfile.open(model_data, "w:gz") as archive:
+        for path in trained_model_dir.iterdir():
+            archive.add(path, path.name)
+    photos = tmp_path / "photos"
+    images = [path for split in ("test", "valid", "train") for path in sorted(tiny_dataset.glob(f"{split}/*/*"))][:20]
+    assert len(images) == 20 and len({path.suffix for path in images}) > 1  # JPEG and PNG
+    photos.mkdir()
+    for index, image in enumerate(images):  # (local mode reads no subfolders: transform.py refuses them)
+        shutil.copy(image, photos / f"{index:02d}-{image.name}")
+    (photos / "corrupt.jpg").write_bytes(images[0].read_bytes()[:300])  # a photo cut off mid-upload
+    (photos / "notes.txt").write_text("not a photo\n")
+    output, summary = tmp_path / "predictions", tmp_path / "predictions.csv"
+    result = subprocess.run(
+        [sys.executable, "scripts/transform.py", "--local", "--local-port", str(free_port()), "--image-uri",
+         SERVE_IMAGE, "--role", ROLE, "--model-data", str(model_data), "--input", str(photos), "--output", str(output),
+         "--job-name", "dog-transform-local", "--summarize", str(summary)],
+        cwd=REPO, capture_output=True, text=True, env=script_env(), timeout=600)
+    log = result.stdout + result.stderr
+    # the container told the job its limits (local mode asks GET /execution-parameters too)
+    assert "batch transform: GET /execution-parameters answers" in log, log[-5000:]
+    assert result.returncode == 1, log[-5000:]  # two files could not be classified: the script says so
+    assert "transform job: dog-transform-local (Completed)" in log
+    assert "(22 files, 20 classified, 2 not)" in result.stdout, log[-5000:]
+    with open(summary) as handle:
+        rows = {row["file"]: row for row in csv.DictReader(handle)}
+    assert len(rows) == 22
+    assert "could not be decoded" in rows["corrupt.jpg"]["error"]
+    assert "is not a decodable image" in rows["notes.txt"]["error"]
+    # each answer is the model's own, as the venv's ONNX Runtime computes it for that file
+    classifier = OnnxClassifier(trained_model_dir, threads=1)
+    for name, row in rows.items():
+        if name in ("corrupt.jpg", "notes.txt"):
+            continue
+        image = decode_image((photos / name).read_bytes(), DEFAULT_MAX_IMAGE_PIXELS,  # as the handler decodes it
+                             classifier.preprocess.resize if classifier.preprocess.jpeg_draft else None)
+        expected = classifier.predict(classifier.preprocess(image)[None])[0]
+        assert row["error"] == "" and row["label"] == classifier.classes[int(expected.argmax())], name
+        assert abs(float(row["probability"]) - float(expected.max())) < 1e-3, name
+        assert (output / f"{name}.out").is_file()
+    running = subprocess.run(["docker", "ps", "--filter", f"ancestor={SERVE_IMAGE}", "-q"], capture_output=True,
+                             text=True).stdout.strip()
+    assert running == ""

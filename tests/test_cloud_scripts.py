@@ -23,7 +23,7 @@ from botocore.awsrequest import AWSResponse
 from conftest import REPO
 from moto_aws import ACCOUNT, REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
-from scripts import aws, cleanup, debug_profile, deploy, iam_policies, tune
+from scripts import aws, cleanup, debug_profile, deploy, iam_policies, transform, tune
 from train.metrics import metric_definitions
 
 DATA = "s3://dog-data/dogImages"
@@ -777,6 +777,15 @@ def test_the_operator_policy_allows_every_call_the_scripts_make(moto, tmp_path, 
     assert deploy.main(["--image-uri", SERVE_IMAGE, "--role", ROLE, "--model-data",
                         f"{DEFAULT_OUTPUT}/debug/dog-debug-iam/output/model.tar.gz",
                         "--instance-type", "ml.c5.large"]) == 0  # an update to another type: scaling off, then on
+    # a batch transform over photos in the user's bucket, its summary read back from the default output
+    photos, predictions = f"{USER_DATA}/new-photos", f"{DEFAULT_OUTPUT}/predictions"
+    client("s3").create_bucket(Bucket="my-datasets")
+    client("s3").put_object(Bucket="my-datasets", Key="dogImages/new-photos/rex.jpg", Body=b"jpeg")
+    client("s3").put_object(Bucket=f"sagemaker-{REGION}-{ACCOUNT}", Key="dog-classifier/predictions/rex.jpg.out",
+                            Body=json.dumps({"label": "001.Affenpinscher", "probability": 0.9, "top_k": []}).encode())
+    assert transform.main(["--image-uri", SERVE_IMAGE, "--role", ROLE, "--model-data",
+                           f"{DEFAULT_OUTPUT}/debug/dog-debug-iam/output/model.tar.gz", "--input", photos,
+                           "--output", predictions, "--wait", "--summarize", str(tmp_path / "predictions.csv")]) == 0
     assert cleanup.main(["--endpoint-name", "dog-classifier", "--ecr-repository", "dog-classifier-train",
                          "--s3-prefix", f"{DEFAULT_OUTPUT}/debug", "--yes"]) == 0
 
@@ -789,7 +798,8 @@ def test_the_operator_policy_allows_every_call_the_scripts_make(moto, tmp_path, 
             "ecr:DeleteRepository", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket",
             "application-autoscaling:RegisterScalableTarget", "application-autoscaling:PutScalingPolicy",
             "application-autoscaling:DeleteScalingPolicy",
-            "application-autoscaling:DeregisterScalableTarget"} <= actions
+            "application-autoscaling:DeregisterScalableTarget", "sagemaker:CreateTransformJob",
+            "sagemaker:DescribeTransformJob"} <= actions
     assert any(a.action == "s3:GetObject" and a.resource.endswith("/rule-output/ProfilerReport/profiler-output/"
                                                                   "profiler-report.html") for a in needed)
     policy = iam_policies.render(REGION, ACCOUNT, [USER_DATA])["operator-policy.json"]
@@ -844,6 +854,10 @@ def test_the_execution_role_does_what_sagemaker_does_for_a_job_and_an_endpoint()
         A("s3:PutObject", f"{output}/checkpoints/dog-tune-1-001/checkpoint.pt"),
         A("s3:GetObject", f"{output}/debug/dog-debug-1/output/model.tar.gz"),  # an endpoint's model
         A("s3:PutObject", f"{output}/capture/dogs/AllTraffic/2026/11/30/16/00-00-000-a.jsonl"),  # data capture
+        A("s3:GetObject", "arn:aws:s3:::my-datasets/dogImages/new-photos/rex.jpg"),  # a transform job's input
+        A("s3:PutObject", f"{output}/predictions/rex.jpg.out"),  # and its output
+        A("logs:PutLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/TransformJobs:"
+                               "log-stream:dog-transform-1/i-0123456789-AllTraffic"),
         A("ecr:GetAuthorizationToken", "*"),
         A("ecr:BatchGetImage", f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/dog-classifier-train"),
         A("ecr:GetDownloadUrlForLayer", f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/dog-classifier-serve"),

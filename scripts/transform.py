@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Classify every image under an S3 prefix with a SageMaker batch transform job on the serving image.
+
+    python scripts/transform.py --image-uri ACCOUNT.dkr.ecr.REGION.amazonaws.com/dog-classifier-serve:latest \\
+        --role arn:aws:iam::ACCOUNT:role/SageMakerExecutionRole --model-data s3://.../model.tar.gz \\
+        --input s3://my-bucket/photos --output s3://my-bucket/predictions --wait --summarize predictions.csv
+    python scripts/transform.py --model-name dog-classifier-20261130-... --input ... --output ...  # an existing model
+    python scripts/transform.py --summarize predictions.csv --input ... --output ...  # a finished job's results
+
+Each object under --input is one request (Content-Type application/x-image: the container reads the
+bytes, whatever the file is called); its answer lands in --output as `<name>.out`, the JSON an
+endpoint would answer. The container tells the job how many requests to send at once (its workers)
+and the payload limit (GET /execution-parameters) unless --max-concurrent / --max-payload say.
+--instance-count N splits the objects over N instances.
+
+A file that is not an image, or is corrupt, gets HTTP 400 from the container. SageMaker then writes
+no .out for it, goes on with the other files and marks the job Failed at the end (AWS's
+TransformOutput reference); --summarize lists it with the reason. SageMaker local mode (--local: a
+folder in, a folder out, docker compose here) writes the container's JSON error into that .out,
+and reads only the files directly in the folder (SageMaker takes every key under the prefix).
+
+With --model-data a model <job>-model... is created for the job (AWS refuses a second model of one
+name, so each gets a new name) and printed: pass it as --model-name to reuse it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+from scripts import aws, aws_errors, transform_results
+from scripts.deploy import model_data
+
+MAX_PAYLOAD_MB = 100  # CreateTransformJob's MaxPayloadInMB limit
+CONTENT_TYPE = "application/x-image"
+
+
+def payload_mb(value: str) -> int:
+    number = aws.positive_int(value)
+    if number > MAX_PAYLOAD_MB:
+        raise argparse.ArgumentTypeError(f"at most {MAX_PAYLOAD_MB} (MB, SageMaker's limit), got {number}")
+    return number
+
+
+def location(value: str) -> str:
+    """An S3 URI, or (with --local) a local folder as file://."""
+    if value.startswith("s3://"):
+        return aws.s3_uri(value)
+    return f"file://{Path(value.removeprefix('file://')).resolve()}"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="scripts/transform.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model-data", type=model_data, help="a model.tar.gz a training job wrote")
+    source.add_argument("--model-name", type=aws.name, help="an existing SageMaker model")
+    parser.add_argument("--image-uri", type=aws.local_or_registry_image, help="the serving image (with --model-data)")
+    parser.add_argument("--role", type=aws.role_arn, help="SageMaker execution role ARN (with --model-data)")
+    parser.add_argument("--input", type=location, required=True, help="S3 prefix of the images (--local: a folder)")
+    parser.add_argument("--output", type=location, required=True,
+                        help="S3 prefix for the .out files (--local: a folder)")
+    parser.add_argument("--instance-type", type=aws.instance_type, default="ml.m5.large",
+                        help="default ml.m5.large (2 vCPU, 8 GiB)")
+    parser.add_argument("--instance-count", type=aws.positive_int, default=1,
+                        help="instances to share the files between (default 1)")
+    parser.add_argument("--max-concurrent", type=aws.positive_int,
+                        help="requests per instance at once (default: the container's workers)")
+    parser.add_argument("--max-payload", type=payload_mb, help="largest image in MB, up to 100 (default: the "
+                                                                "container's limit, 6)")
+    parser.add_argument("--job-name", type=aws.name, help="default dog-transform-<UTC time>")
+    parser.add_argument("--wait", action="store_true", help="wait for the job to end (--local always does)")
+    parser.add_argument("--summarize", type=Path, metavar="CSV",
+                        help="after the job (or alone, for a finished one): one row per input file")
+    parser.add_argument("--local", action="store_true", help="SageMaker local mode (docker compose) on folders")
+    parser.add_argument("--local-port", type=aws.positive_int, default=8080, help="with --local (default 8080)")
+    aws.add_aws_arguments(parser)
+    args = parser.parse_args(argv)
+    args.summarize_only = args.model_data is None and args.model_name is None
+    if args.summarize_only and not args.summarize:
+        parser.error("give --model-data or --model-name to start a job, or --summarize CSV for a finished one")
+    if args.model_data and (not args.image_uri or not args.role):
+        parser.error("argument --model-data: needs --image-uri and --role (the model this job creates)")
+    if args.image_uri:
+        aws.require_registry_image_unless_local(parser, args)
+    for flag in ("input", "output"):
+        value = getattr(args, flag)
+        if not args.local and not value.startswith("s3://"):
+            parser.error(f"argument --{flag}: a transform job needs an S3 URI, got {value!r} (or add --local)")
+    nested = _files_in_subfolders(args.input) if args.local and not args.summarize_only else 0
+    if nested:
+        parser.error(f"argument --input: SageMaker local mode sends only the files directly in the folder, and "
+                     f"{nested} lie in subfolders: move them up, or use an S3 prefix (SageMaker takes every key)")
+    if args.local and args.model_name:
+        parser.error("argument --model-name: not with --local; pass --model-data (a local model.tar.gz)")
+    if args.model_data and not args.local and not args.model_data.startswith("s3://"):
+        parser.error(f"argument --model-data: a transform job needs an S3 URI, got {args.model_data!r} "
+                     "(or add --local)")
+    if args.summarize and not (args.wait or args.local or args.summarize_only):
+        parser.error("argument --summarize: needs --wait (the .out files exist once the job has ended)")
+    return args
+
+
+def _files_in_subfolders(uri: str) -> int:
+    folder = Path(uri.removeprefix("file://"))
+    return sum(1 for path in folder.glob("*/**/*") if path.is_file()) if folder.is_dir() else 0
+
+
+def job_name(now: datetime.datetime | None = None) -> str:
+    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    return f"dog-transform-{stamp}"
+
+
+def transformer(args, session):
+    """The SDK's Transformer: on a model made from --model-data (named after the job), or on --model-name."""
+    from sagemaker.model import Model
+    from sagemaker.transformer import Transformer
+
+    settings = dict(instance_count=args.instance_count, instance_type="local" if args.local else args.instance_type,
+                    output_path=args.output, accept="application/json",
+                    max_concurrent_transforms=args.max_concurrent, max_payload=args.max_payload)
+    if args.model_name:
+        return Transformer(model_name=args.model_name, sagemaker_session=session, **settings)
+    model = Model(image_uri=args.image_uri, model_data=args.model_data, role=args.role,
+                  name=f"{args.job_name}-model"[:63], sagemaker_session=session)
+    built = model.transformer(**settings)
+    print(f"model: {model.name} (reuse it with --model-name {model.name})")
+    return built
+
+
+def run_job(args, session) -> dict:
+    """Start the job; with --wait (or --local) return DescribeTransformJob once it has ended."""
+    job = transformer(args, session)
+    print(f"transform job: {args.job_name} ({args.instance_count} x "
+          f"{'local' if args.local else args.instance_type}), {args.input} -> {args.output}", flush=True)
+    # the prefix as a folder: s3://b/photos would also take s3://b/photos-old/... (local mode runs the
+    # whole job in this call)
+    job.transform(f"{args.input}/", data_type="S3Prefix", content_type=CONTENT_TYPE, split_type=None,
+                  job_name=args.job_name, wait=False, logs=False)
+    client = session.sagemaker_client
+    if args.wait and not args.local:
+        from botocore.exceptions import WaiterError
+
+        try:
+            client.get_waiter("transform_job_completed_or_stopped").wait(
+                TransformJobName=args.job_name, WaiterConfig={"Delay": 30, "MaxAttempts": 2 * 60 * 24})
+        except WaiterError:
+            pass  # Failed: the description below says why
+    return client.describe_transform_job(TransformJobName=args.job_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    boto = aws.boto_session(args)
+    status = 0
+    if not args.summarize_only:
+        session = aws.sagemaker_session(boto, local=args.local, serving_port=args.local_port)
+        args.job_name = args.job_name or job_name()
+        if args.model_name and not aws.describe_or_none(session.sagemaker_client.describe_model,
+                                                        ModelName=args.model_name):
+            print(f"error: argument --model-name: no model {args.model_name} in {boto.region_name} (deploy.py and "
+                  "transform.py print the models they create)", file=sys.stderr)
+            return 1
+        described = run_job(args, session)
+        state = described["TransformJobStatus"]
+        if state in ("InProgress", "Stopping"):
+            if not args.local:
+                print(f"console: {aws.console_url(boto.region_name, 'transform-jobs', args.job_name)}")
+            return 0
+        print(f"transform job: {args.job_name} ({state})")
+        if state != "Completed":
+            print(f"error: transform job {args.job_name} is {state}: "
+                  f"{described.get('FailureReason') or 'see its CloudWatch log'}", file=sys.stderr)
+            status = 1
+    # local mode reports the job Completed whatever the container answered: its .out files say
+    if args.summarize or args.local:
+        rows = transform_results.gather(args.input, args.output,
+                                        boto.client("s3") if args.input.startswith("s3://") else None)
+        failed = [row for row in rows if row.error]
+        if args.summarize:
+            transform_results.write_csv(rows, args.summarize)
+        print(f"summary{f': {args.summarize}' if args.summarize else ''} ({len(rows)} files, "
+              f"{len(rows) - len(failed)} classified, {len(failed)} not)")
+        for row in failed:
+            print(f"  {row.file}: {row.error}")
+        status = status or int(bool(failed))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(aws_errors.run(main))
