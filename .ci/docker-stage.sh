@@ -61,4 +61,6 @@ for image in train serve; do
 done
 
 .venv/bin/python -m pytest -m docker -p no:cacheprovider
+# Serverless cold start (prints, asserts nothing): docs/benchmarks.md quotes it
+.venv/bin/python -m bench.cold_start --image "$SERVE_IMAGE"
 echo "docker stage: $(( $(date +%s) - started )) s"

@@ -24,6 +24,12 @@ Data capture: `--data-capture s3://BUCKET/capture --capture-percent 10` records 
 and responses there (images base64-encoded, JSON answers as text); the execution role must be allowed
 to write there (scripts/iam_policies.py --output).
 
+Serverless: `--serverless-memory 3072 --max-concurrency 5` makes a serverless endpoint instead
+(ServerlessConfig: no instance to pay for while idle, billed per request by memory size, a cold
+start after idle time; one worker in the container, as AWS recommends; 4 MB payloads at most).
+AWS offers no auto scaling of instances, no data capture and no GPU there, and cannot turn an
+instance-based endpoint into a serverless one (the script refuses before calling).
+
 `--local` deploys the same Model object in SageMaker local mode (docker compose on this machine,
 the locally built image, a file:// or local model.tar.gz) on 127.0.0.1:--local-port and serves
 until Ctrl-C, then removes the container. `scripts/invoke.py --local` reaches it.
@@ -85,6 +91,24 @@ def positive_number(value: str) -> float:
     return number
 
 
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)  # ProductionVariantServerlessConfig's values
+MAX_SERVERLESS_CONCURRENCY = 200
+
+
+def serverless_memory(value: str) -> int:
+    number = aws.positive_int(value)
+    if number not in SERVERLESS_MEMORY_MB:
+        raise argparse.ArgumentTypeError(f"one of {', '.join(map(str, SERVERLESS_MEMORY_MB))} (MB), got {number}")
+    return number
+
+
+def concurrency(value: str) -> int:
+    number = aws.positive_int(value)
+    if number > MAX_SERVERLESS_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SERVERLESS_CONCURRENCY} (AWS's limit), got {number}")
+    return number
+
+
 def percent(value: str) -> int:
     number = aws.positive_int(value)
     if number > 100:
@@ -112,6 +136,11 @@ def parse_args(argv):
     scaling.add_argument("--max-instances", type=aws.positive_int, help="most instances auto scaling starts")
     scaling.add_argument("--target-invocations-per-instance", type=positive_number,
                          help="SageMakerVariantInvocationsPerInstance to hold (requests per instance per minute)")
+    serverless = parser.add_argument_group("serverless (instead of instances)")
+    serverless.add_argument("--serverless-memory", type=serverless_memory, metavar="MB",
+                            help=f"memory of a serverless endpoint: {', '.join(map(str, SERVERLESS_MEMORY_MB))}")
+    serverless.add_argument("--max-concurrency", type=concurrency,
+                            help="requests a serverless endpoint serves at once, 1-200 (default 5)")
     capture = parser.add_argument_group("data capture")
     capture.add_argument("--data-capture", type=aws.s3_uri, help="S3 prefix for captured requests and responses")
     capture.add_argument("--capture-percent", type=percent, help="share of requests captured (default 100)")
@@ -132,8 +161,19 @@ def parse_args(argv):
                      f"{args.min_instances} .. --max-instances {args.max_instances}")
     if args.capture_percent is not None and not args.data_capture:
         parser.error("argument --capture-percent: needs --data-capture s3://...")
-    if args.local and (args.scaling or args.data_capture):
-        parser.error("auto scaling and data capture are SageMaker endpoint features: not with --local")
+    if args.local and (args.scaling or args.data_capture or args.serverless_memory):
+        parser.error("auto scaling, data capture and serverless are SageMaker endpoint features: not with --local")
+    if args.max_concurrency is not None and args.serverless_memory is None:
+        parser.error("argument --max-concurrency: needs --serverless-memory MB")
+    if args.serverless_memory:
+        args.max_concurrency = args.max_concurrency or 5
+        given = [flag for flag, value in (("--instance-type", args.instance_type != "ml.m5.large"),
+                                          ("--instance-count", args.instance_count != 1),
+                                          ("--min-instances ...", args.scaling), ("--data-capture", args.data_capture))
+                 if value]
+        if given:
+            parser.error(f"argument --serverless-memory: not with {', '.join(given)} (a serverless endpoint has no "
+                         "instances, and AWS offers no data capture there)")
     if not args.local and args.model_data and not args.model_data.startswith("s3://"):
         parser.error(f"argument --model-data: a SageMaker endpoint needs an S3 URI, got {args.model_data!r} "
                      "(or add --local)")
@@ -189,7 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_capture:
         print(f"data capture: {args.capture_percent or 100}% of requests and responses to {args.data_capture}")
     print(f"console: {aws.console_url(boto.region_name, 'endpoints', args.endpoint_name)}")
-    print(f"cost: {price_class(args.instance_type)} x {args.instance_count}")
+    if args.serverless_memory:
+        print(f"serverless: {args.serverless_memory} MB, up to {args.max_concurrency} requests at once; payloads up "
+              "to 4 MB; the first request after idle time waits for a cold start")
+        print("cost: per request, by memory size and milliseconds of compute (see the SageMaker pricing page, "
+              "Serverless Inference); nothing while idle")
+    else:
+        print(f"cost: {price_class(args.instance_type)} x {args.instance_count}")
     print(f"try it: python scripts/invoke.py dog.jpg --endpoint-name {args.endpoint_name} --region {boto.region_name}")
     print(f"clean up: python scripts/cleanup.py --endpoint-name {args.endpoint_name} --region {boto.region_name}")
     return 0
@@ -214,15 +260,22 @@ def deploy_to_sagemaker(client, scaling_client, args) -> int:
             if previous["EndpointStatus"] == "Failed" else "wait until it is InService and run this again"
         print(f"error: endpoint {args.endpoint_name} is {previous['EndpointStatus']}: {what}", file=sys.stderr)
         return 1
+    if previous and args.serverless_memory and not _is_serverless(client, previous["EndpointConfigName"]):
+        print(f"error: endpoint {args.endpoint_name} runs on instances, and AWS cannot turn it into a serverless "
+              f"endpoint: deploy under another --endpoint-name, or delete it first (scripts/cleanup.py)",
+              file=sys.stderr)
+        return 1
     name = versioned_name(args.endpoint_name)
-    container = {"Image": args.image_uri, "ModelDataUrl": args.model_data, **({"Environment": dict(args.env)}
-                                                                            if args.env else {})}
+    environment = dict(args.env)
+    if args.serverless_memory:  # one worker, one copy of the model (AWS's advice for serverless)
+        environment.setdefault("SAGEMAKER_MODEL_SERVER_WORKERS", "1")
+    container = {"Image": args.image_uri, "ModelDataUrl": args.model_data,
+                 **({"Environment": environment} if environment else {})}
     client.create_model(ModelName=name, ExecutionRoleArn=args.role, PrimaryContainer=container)
     capture = {"DataCaptureConfig": data_capture_config(args.data_capture, args.capture_percent or 100)} \
         if args.data_capture else {}
-    client.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-        "VariantName": autoscaling.VARIANT, "ModelName": name, "InitialInstanceCount": args.instance_count,
-        "InstanceType": args.instance_type, "InitialVariantWeight": 1.0}], **capture)
+    client.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[production_variant(name, args)],
+                                  **capture)
     print(f"model and endpoint config: {name}")
     scaled = autoscaling.current(scaling_client, args.endpoint_name) if previous else None
     restore = None  # scaling taken off for this update, to put back if it fails
@@ -264,9 +317,23 @@ def deploy_to_sagemaker(client, scaling_client, args) -> int:
     return 0
 
 
+def production_variant(model_name: str, args) -> dict:
+    variant = {"VariantName": autoscaling.VARIANT, "ModelName": model_name}
+    if args.serverless_memory:
+        return {**variant, "ServerlessConfig": {"MemorySizeInMB": args.serverless_memory,
+                                                "MaxConcurrency": args.max_concurrency}}
+    return {**variant, "InitialInstanceCount": args.instance_count, "InstanceType": args.instance_type,
+            "InitialVariantWeight": 1.0}
+
+
+def _is_serverless(client, config_name: str) -> bool:
+    config = aws.describe_or_none(client.describe_endpoint_config, EndpointConfigName=config_name)
+    return bool(config) and "ServerlessConfig" in config["ProductionVariants"][0]
+
+
 def _instance_type(client, config_name: str) -> str | None:
     config = aws.describe_or_none(client.describe_endpoint_config, EndpointConfigName=config_name)
-    return config["ProductionVariants"][0]["InstanceType"] if config else None
+    return config["ProductionVariants"][0].get("InstanceType") if config else None
 
 
 def wait_for_endpoint(client, endpoint_name: str) -> dict:

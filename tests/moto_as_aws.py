@@ -13,6 +13,9 @@ that passes against plain moto can still fail on AWS; these are the rules the sc
   update fails ... Before you update the endpoint, delete any scaling policies configured for it and
   deregister the variant as a scalable target" (SageMaker developer guide, "Update endpoints that use
   auto scaling"): UpdateEndpoint fails so while Application Auto Scaling holds the variant.
+- "You cannot convert your instance-based, real-time endpoint to a serverless endpoint. If you try to
+  update your real-time endpoint to serverless, you receive a ValidationError" (SageMaker developer
+  guide, Serverless Inference, "Feature exclusions"); the other way round is allowed.
 - CreateTransformJob: "ModelName must be the name of an existing Amazon SageMaker model within an AWS
   Region in an AWS account", and the job's name "must be unique within an AWS Region in an AWS
   account" (API_CreateTransformJob); moto takes any model name and overwrites a job of the same name.
@@ -93,6 +96,10 @@ def _update_endpoint(self) -> ActionResult:
     if config_name == endpoint.endpoint_config_name:
         raise ValidationError(message="To update an endpoint, you must create a new EndpointConfig.")
     _refuse_instance_type_change_under_auto_scaling(backend, name, endpoint, config)
+    in_use = backend.describe_endpoint_config(endpoint.endpoint_config_name)["ProductionVariants"]
+    if any("InstanceType" in v for v in in_use) and any("ServerlessConfig" in v for v in config["ProductionVariants"]):
+        raise ValidationError(message="You cannot convert your instance-based, real-time endpoint to a serverless "
+                                      "endpoint.")
     updated = FakeEndpoint(account_id=backend.account_id, region_name=backend.region_name, endpoint_name=name,
                            endpoint_config_name=config_name, production_variants=config["ProductionVariants"],
                            data_capture_config=config["DataCaptureConfig"], tags=endpoint.tags)

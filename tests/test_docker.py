@@ -354,3 +354,29 @@ def test_serving_image_also_runs_as_a_non_root_user(trained_model_dir):
         assert_no_credentials(logs.stdout + logs.stderr)
     finally:
         docker("rm", "-f", name, check=False)
+
+
+@pytest.mark.docker
+def test_serving_image_runs_as_serverless_runs_it_read_only_as_any_user(trained_model_dir):
+    # Serverless Inference: any non-root user, nothing writable but /tmp, a memory size, one worker
+    port = free_port()
+    name = f"serve-serverless-{os.getpid()}"
+    docker("run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "--user", "1000:1000", "--memory", "3g",
+           "--cpus", "2", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=1", "-p", f"127.0.0.1:{port}:8080",
+           "-v", f"{trained_model_dir}:/opt/ml/model:ro", SERVE_IMAGE, "serve")
+    try:
+        deadline = time.monotonic() + 120
+        while "ready: POST" not in docker("logs", name, check=False).stdout:
+            assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
+            time.sleep(0.5)
+        base = f"http://127.0.0.1:{port}"
+        assert request(f"{base}/ping")[0] == 200
+        status, _, answer = invoke_json(base, _jpeg(), "image/jpeg")
+        assert status == 200 and answer["label"]
+        logs = docker("logs", name, check=False).stdout
+        assert "1 worker(s)" in logs and "Read-only file system" not in logs, logs[-3000:]
+        assert docker("exec", name, "sh", "-c", "touch /opt/ml/x", check=False).returncode != 0  # truly read-only
+        docker("stop", "--time", "30", name)
+        assert docker("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0"
+    finally:
+        docker("rm", "-f", name, check=False)
