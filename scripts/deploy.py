@@ -30,6 +30,14 @@ start after idle time; one worker in the container, as AWS recommends; 4 MB payl
 AWS offers no auto scaling of instances, no data capture and no GPU there, and cannot turn an
 instance-based endpoint into a serverless one (the script refuses before calling).
 
+Asynchronous: `--async --output s3://BUCKET/async-answers` makes an asynchronous endpoint
+(AsyncInferenceConfig): requests are queued, read from S3 and answered into --output (errors
+into --failure-output, notices to --success-topic / --error-topic SNS topics); up to
+--max-concurrent-invocations per instance. The container waits up to an hour per request and takes
+images up to 100 MB there (SAGEMAKER_MODEL_SERVER_TIMEOUT=3600, SAGEMAKER_MAX_PAYLOAD_IN_MB=100,
+unless --env says otherwise): what InvokeEndpointAsync's InvocationTimeoutSeconds allows at most.
+`scripts/invoke.py --async` sends to it.
+
 `--local` deploys the same Model object in SageMaker local mode (docker compose on this machine,
 the locally built image, a file:// or local model.tar.gz) on 127.0.0.1:--local-port and serves
 until Ctrl-C, then removes the container. `scripts/invoke.py --local` reaches it.
@@ -109,6 +117,17 @@ def concurrency(value: str) -> int:
     return number
 
 
+SNS_TOPIC = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$")
+ASYNC_ENVIRONMENT = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "3600", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "100"}
+
+
+def sns_topic(value: str) -> str:
+    if not SNS_TOPIC.match(value):
+        raise argparse.ArgumentTypeError(f"expected an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:dog-done, "
+                                         f"got {value!r}")
+    return value
+
+
 def percent(value: str) -> int:
     number = aws.positive_int(value)
     if number > 100:
@@ -141,6 +160,14 @@ def parse_args(argv):
                             help=f"memory of a serverless endpoint: {', '.join(map(str, SERVERLESS_MEMORY_MB))}")
     serverless.add_argument("--max-concurrency", type=concurrency,
                             help="requests a serverless endpoint serves at once, 1-200 (default 5)")
+    queued = parser.add_argument_group("asynchronous inference")
+    queued.add_argument("--async", dest="async_", action="store_true", help="an asynchronous endpoint")
+    queued.add_argument("--output", type=aws.s3_uri, help="S3 prefix for the answers (with --async)")
+    queued.add_argument("--failure-output", type=aws.s3_uri, help="S3 prefix for failed requests' errors")
+    queued.add_argument("--success-topic", type=sns_topic, help="SNS topic ARN told of each answer")
+    queued.add_argument("--error-topic", type=sns_topic, help="SNS topic ARN told of each failure")
+    queued.add_argument("--max-concurrent-invocations", type=aws.positive_int,
+                        help="requests SageMaker hands each instance at once (default: SageMaker's choice)")
     capture = parser.add_argument_group("data capture")
     capture.add_argument("--data-capture", type=aws.s3_uri, help="S3 prefix for captured requests and responses")
     capture.add_argument("--capture-percent", type=percent, help="share of requests captured (default 100)")
@@ -163,6 +190,17 @@ def parse_args(argv):
         parser.error("argument --capture-percent: needs --data-capture s3://...")
     if args.local and (args.scaling or args.data_capture or args.serverless_memory):
         parser.error("auto scaling, data capture and serverless are SageMaker endpoint features: not with --local")
+    async_only = [flag for flag, value in (("--output", args.output), ("--failure-output", args.failure_output),
+                                           ("--success-topic", args.success_topic),
+                                           ("--error-topic", args.error_topic),
+                                           ("--max-concurrent-invocations", args.max_concurrent_invocations)) if value]
+    if async_only and not args.async_:
+        parser.error(f"argument {async_only[0]}: needs --async")
+    if args.async_ and not args.output:
+        parser.error("argument --async: needs --output s3://... (where SageMaker writes the answers)")
+    if args.async_ and (args.local or args.serverless_memory):
+        parser.error("argument --async: not with --local or --serverless-memory (AWS has no asynchronous serverless "
+                     "endpoints)")
     if args.max_concurrency is not None and args.serverless_memory is None:
         parser.error("argument --max-concurrency: needs --serverless-memory MB")
     if args.serverless_memory:
@@ -228,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"endpoint: {args.endpoint_name} (InService)")
     if args.data_capture:
         print(f"data capture: {args.capture_percent or 100}% of requests and responses to {args.data_capture}")
+    if args.async_:
+        print(f"asynchronous: requests queued, answers written to {args.output}")
     print(f"console: {aws.console_url(boto.region_name, 'endpoints', args.endpoint_name)}")
     if args.serverless_memory:
         print(f"serverless: {args.serverless_memory} MB, up to {args.max_concurrency} requests at once; payloads up "
@@ -236,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
               "Serverless Inference); nothing while idle")
     else:
         print(f"cost: {price_class(args.instance_type)} x {args.instance_count}")
-    print(f"try it: python scripts/invoke.py dog.jpg --endpoint-name {args.endpoint_name} --region {boto.region_name}")
+    print(f"try it: python scripts/invoke.py dog.jpg{' --async' if args.async_ else ''} --endpoint-name "
+          f"{args.endpoint_name} --region {boto.region_name}")
     print(f"clean up: python scripts/cleanup.py --endpoint-name {args.endpoint_name} --region {boto.region_name}")
     return 0
 
@@ -250,6 +291,17 @@ def data_capture_config(destination: str, share: int) -> dict:
     return {"EnableCapture": True, "InitialSamplingPercentage": share, "DestinationS3Uri": destination,
             "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
             "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]}}
+
+
+def async_inference_config(args) -> dict:
+    output = {"S3OutputPath": args.output, **({"S3FailurePath": args.failure_output} if args.failure_output else {})}
+    topics = {key: value for key, value in (("SuccessTopic", args.success_topic), ("ErrorTopic", args.error_topic))
+              if value}
+    if topics:
+        output["NotificationConfig"] = topics
+    client = {"MaxConcurrentInvocationsPerInstance": args.max_concurrent_invocations} \
+        if args.max_concurrent_invocations else {}
+    return {"OutputConfig": output, **({"ClientConfig": client} if client else {})}
 
 
 def deploy_to_sagemaker(client, scaling_client, args) -> int:
@@ -269,11 +321,15 @@ def deploy_to_sagemaker(client, scaling_client, args) -> int:
     environment = dict(args.env)
     if args.serverless_memory:  # one worker, one copy of the model (AWS's advice for serverless)
         environment.setdefault("SAGEMAKER_MODEL_SERVER_WORKERS", "1")
+    if args.async_:  # the container must not give up on a request SageMaker still waits for
+        environment = {**ASYNC_ENVIRONMENT, **environment}
     container = {"Image": args.image_uri, "ModelDataUrl": args.model_data,
                  **({"Environment": environment} if environment else {})}
     client.create_model(ModelName=name, ExecutionRoleArn=args.role, PrimaryContainer=container)
     capture = {"DataCaptureConfig": data_capture_config(args.data_capture, args.capture_percent or 100)} \
         if args.data_capture else {}
+    if args.async_:
+        capture["AsyncInferenceConfig"] = async_inference_config(args)
     client.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[production_variant(name, args)],
                                   **capture)
     print(f"model and endpoint config: {name}")

@@ -9,7 +9,8 @@ Writes three files to --out-dir and prints the AWS CLI commands that put them in
   execution-role-trust.json   lets SageMaker assume the execution role
   execution-role-policy.json  what jobs and endpoints do as that role (AWS's "SageMaker execution
                               roles" page): read --data and --output prefixes, write under --output,
-                              pull the project's images and Debugger's rule images, logs, metrics
+                              pull the project's images and Debugger's rule images, logs, metrics,
+                              publish to the SNS topics named --name-prefix* (async endpoints)
   operator-policy.json        what scripts/ do as you: the SageMaker jobs (transform jobs too), models,
                               endpoint configs and endpoints named --name-prefix* (every default name starts with
                               dog-), the two ECR repositories, the S3 prefixes, iam:PassRole of the
@@ -45,7 +46,8 @@ SAGEMAKER_ACTIONS = [
     "sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel",
     "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig", "sagemaker:DeleteEndpointConfig",
     "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint",
-    "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpoint", "sagemaker:AddTags", "sagemaker:ListTags",
+    "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointAsync", "sagemaker:AddTags",
+    "sagemaker:ListTags",
     "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob",
     # what auto scaling needs of the caller too (SageMaker's "Auto scaling prerequisites")
     "sagemaker:UpdateEndpointWeightsAndCapacities",
@@ -113,7 +115,8 @@ def trust_policy() -> dict:
 
 
 def execution_role_policy(region: str, account: str, data: list[str], outputs: list[str],
-                          repository_prefix: str = DEFAULT_REPOSITORY_PREFIX) -> dict:
+                          repository_prefix: str = DEFAULT_REPOSITORY_PREFIX,
+                          name_prefix: str = DEFAULT_NAME_PREFIX) -> dict:
     read_buckets, read_objects = _buckets_and_objects([*data, *outputs])
     _, write_objects = _buckets_and_objects(outputs)
     return {"Version": VERSION, "Statement": [
@@ -130,6 +133,8 @@ def execution_role_policy(region: str, account: str, data: list[str], outputs: l
                    f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*"),
         _statement("TrainingAndEndpointMetrics", "cloudwatch:PutMetricData", "*",
                    {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}),
+        # an asynchronous endpoint's --success-topic / --error-topic (deploy.py --async)
+        _statement("NotifyTheProjectsTopics", "sns:Publish", f"arn:aws:sns:{region}:{account}:{name_prefix}*"),
     ]}
 
 
@@ -175,7 +180,7 @@ def render(region: str, account: str, data: list[str], outputs: list[str] | None
     outputs = outputs or [default_output(region, account)]
     return {
         "execution-role-trust.json": trust_policy(),
-        "execution-role-policy.json": execution_role_policy(region, account, data, outputs),
+        "execution-role-policy.json": execution_role_policy(region, account, data, outputs, name_prefix=name_prefix),
         "operator-policy.json": operator_policy(region, account, data, outputs, role_name, name_prefix),
     }
 

@@ -5,9 +5,14 @@
     python scripts/invoke.py dog.jpg cat.png --url http://127.0.0.1:8080    # a local container (docker compose)
     python scripts/invoke.py dog.jpg --endpoint-name dog-classifier --local  # SageMaker local mode (deploy.py --local)
     python scripts/invoke.py photos/ --endpoint-name dog-classifier         # every image in a folder, one line each
+    python scripts/invoke.py big.png --endpoint-name dog-async --async      # an asynchronous endpoint (via S3)
 
 Each file goes in its own request (Content-Type from its extension, Accept: application/json,
 top_k as a SageMaker custom attribute). Exit status 1 if any request failed.
+
+--async (an endpoint deployed with deploy.py --async): each file is uploaded under --async-input
+(default s3://sagemaker-REGION-ACCOUNT/dog-classifier/async-inputs), sent with InvokeEndpointAsync,
+and its answer read from the OutputLocation SageMaker names, waiting up to --wait seconds.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from scripts import aws_errors
+from scripts import async_invoke, aws, aws_errors
 
 CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
                  ".gif": "image/gif", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
@@ -79,6 +84,14 @@ def format_answer(path: Path, answer: dict) -> str:
     return "\n".join(lines)
 
 
+def invocation_timeout(value: str) -> int:
+    number = aws.positive_int(value)
+    if number > async_invoke.MAX_INVOCATION_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"at most {async_invoke.MAX_INVOCATION_TIMEOUT_S} s (AWS's limit), "
+                                         f"got {number}")
+    return number
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="scripts/invoke.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,6 +105,16 @@ def parse_args(argv):
     parser.add_argument("--local", action="store_true",
                         help="with --endpoint-name: a SageMaker local-mode endpoint (scripts/deploy.py --local)")
     parser.add_argument("--local-port", type=int, default=8080, help="the local-mode endpoint's port (default 8080)")
+    queued = parser.add_argument_group("asynchronous endpoints")
+    queued.add_argument("--async", dest="async_", action="store_true",
+                        help="with --endpoint-name: an asynchronous endpoint (deploy.py --async)")
+    queued.add_argument("--async-input", type=aws.s3_uri,
+                        help="S3 prefix the images are uploaded to (default s3://sagemaker-REGION-ACCOUNT/"
+                             "dog-classifier/async-inputs)")
+    queued.add_argument("--invocation-timeout", type=invocation_timeout,
+                        help="seconds SageMaker gives the container per request, up to 3600 (default 900)")
+    queued.add_argument("--wait", type=float, default=1200,
+                        help="seconds to wait for each answer (default 1200)")
     parser.add_argument("--region", help="AWS region (default: the credential chain's)")
     parser.add_argument("--profile", help="AWS profile (default: the credential chain's)")
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an AWS error")
@@ -111,6 +134,10 @@ def parse_args(argv):
     args.images = files
     if args.top_k < 1:
         parser.error(f"--top-k must be at least 1, got {args.top_k}")
+    if args.async_ and (not args.endpoint_name or args.local):
+        parser.error("argument --async: needs --endpoint-name of a SageMaker endpoint (not --local or --url)")
+    if (args.async_input or args.invocation_timeout) and not args.async_:
+        parser.error("arguments --async-input, --invocation-timeout: need --async")
     if args.local and not args.endpoint_name:
         parser.error("argument --local: needs --endpoint-name (for a container's URL use --url)")
     if args.url and not args.url.startswith(("http://", "https://")):
@@ -132,20 +159,44 @@ def main(argv: list[str] | None = None, client=None) -> int:
     args = parse_args(argv)
     if args.endpoint_name and client is None:
         client = runtime_client(args)
+    queue = AsyncQueue(args, client) if args.async_ else None
     failed = 0
     for path in args.images:
         body, content_type = path.read_bytes(), content_type_for(path)
         try:
-            if args.url:
+            if queue:
+                answer = queue.classify(path, content_type)
+            elif args.url:
                 answer = invoke_url(args.url, body, content_type, args.top_k)
             else:
                 answer = invoke_endpoint(client, args.endpoint_name, body, content_type, args.top_k)
             print(f"{path}: {answer['label']} ({answer['probability']:.3f})" if args.one_line
                   else format_answer(path, answer))
-        except (InvokeError, OSError) as error:
+        except (InvokeError, OSError, TimeoutError) as error:
             failed += 1
             print(f"{path}: error: {error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+class AsyncQueue:
+    """Upload, InvokeEndpointAsync, wait for the answer: one image at a time."""
+
+    def __init__(self, args, runtime):
+        boto = aws.boto_session(args)
+        self.args, self.runtime, self.s3 = args, runtime, boto.client("s3")
+        self.prefix = args.async_input or f"s3://sagemaker-{boto.region_name}-{aws.account_id(boto)}/" \
+                                          "dog-classifier/async-inputs"
+
+    def classify(self, path: Path, content_type: str) -> dict:
+        input_uri = async_invoke.upload(self.s3, path, self.prefix)
+        queued = async_invoke.invoke(self.runtime, self.args.endpoint_name, input_uri, content_type, self.args.top_k,
+                                     self.args.invocation_timeout)
+        try:
+            answer = async_invoke.wait_for_answer(self.s3, queued["OutputLocation"], queued.get("FailureLocation"),
+                                                  self.args.wait)
+        except async_invoke.AsyncFailure as failure:
+            raise InvokeError(f"failed ({queued.get('FailureLocation')}): {_error_message(str(failure))}") from None
+        return json.loads(answer)
 
 
 if __name__ == "__main__":

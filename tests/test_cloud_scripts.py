@@ -829,6 +829,7 @@ OUTSIDE = [  # calls neither policy may allow
                                  (("iam:AWSServiceName", "ecs.amazonaws.com"),)),
     iam_evaluation.Authorization("cloudwatch:DeleteAlarms", f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:prod-5xx"),
     iam_evaluation.Authorization("s3:ListBucket", "arn:aws:s3:::someone-elses-bucket", (("s3:prefix", ""),)),
+    iam_evaluation.Authorization("sns:Publish", f"arn:aws:sns:{REGION}:{ACCOUNT}:prod-alerts"),
 ]
 
 
@@ -856,6 +857,9 @@ def test_the_execution_role_does_what_sagemaker_does_for_a_job_and_an_endpoint()
         A("s3:PutObject", f"{output}/capture/dogs/AllTraffic/2026/11/30/16/00-00-000-a.jsonl"),  # data capture
         A("s3:GetObject", "arn:aws:s3:::my-datasets/dogImages/new-photos/rex.jpg"),  # a transform job's input
         A("s3:PutObject", f"{output}/predictions/rex.jpg.out"),  # and its output
+        A("s3:GetObject", f"{output}/async-inputs/0a1b-rex.jpg"),  # an async endpoint reads a queued request
+        A("s3:PutObject", f"{output}/async-answers/6f0e-4c2d.out"),  # and writes its answer
+        A("sns:Publish", f"arn:aws:sns:{REGION}:{ACCOUNT}:dog-answers"),  # then says so
         A("logs:PutLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/TransformJobs:"
                                "log-stream:dog-transform-1/i-0123456789-AllTraffic"),
         A("ecr:GetAuthorizationToken", "*"),

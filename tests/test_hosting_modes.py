@@ -78,3 +78,139 @@ def test_deploy_refuses_serverless_settings_aws_refuses(args, message, moto, cap
         deploy_serverless(MODEL_DATA, *args)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert moto.requests() == []
+
+
+# ---------------------------------------------------------------- asynchronous inference
+
+ASYNC = ["--async", "--output", "s3://dog-models/async-answers"]
+
+
+def test_an_async_endpoint_has_its_output_topics_and_a_container_that_waits_an_hour(moto, capsys):
+    topic = "arn:aws:sns:us-east-1:123456789012:dog-answers"
+    assert deploy_serverless(MODEL_DATA, *ASYNC, "--failure-output", "s3://dog-models/async-errors",
+                             "--success-topic", topic, "--error-topic", f"{topic}-failed",
+                             "--max-concurrent-invocations", "4", "--env", "SAGEMAKER_MAX_PAYLOAD_IN_MB=50") == 0
+    out = capsys.readouterr().out
+    config = moto.request("CreateEndpointConfig")
+    assert config["AsyncInferenceConfig"] == {
+        "OutputConfig": {"S3OutputPath": "s3://dog-models/async-answers", "S3FailurePath": "s3://dog-models/async-errors",
+                         "NotificationConfig": {"SuccessTopic": topic, "ErrorTopic": f"{topic}-failed"}},
+        "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 4}}
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.large"  # async runs on instances
+    # InvokeEndpointAsync's InvocationTimeoutSeconds goes up to 3600: the model server must wait as long;
+    # a payload size given with --env wins over async's default of 100 MB
+    assert moto.request("CreateModel")["PrimaryContainer"]["Environment"] == {
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT": "3600", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "50"}
+    assert "asynchronous: requests queued, answers written to s3://dog-models/async-answers" in out
+    assert "invoke.py dog.jpg --async --endpoint-name dogs" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--async"], "argument --async: needs --output"),
+    (["--output", "s3://dog-models/a"], "argument --output: needs --async"),
+    (["--success-topic", "arn:aws:sns:us-east-1:123456789012:t"], "argument --success-topic: needs --async"),
+    ([*ASYNC, "--success-topic", "dog-answers"], "expected an SNS topic ARN"),
+    ([*ASYNC, "--serverless-memory", "2048"], "no asynchronous serverless endpoints"),
+])
+def test_deploy_refuses_async_settings_that_cannot_work(args, message, moto, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        deploy_serverless(MODEL_DATA, *args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert moto.requests() == []
+
+
+def test_the_async_container_settings_take_an_image_a_real_time_endpoint_refuses(trained_model_dir, tmp_path):
+    import io
+
+    from PIL import Image
+    from serving import invoke_json, running_server
+
+    from serve.server import mms_properties
+
+    buffer = io.BytesIO()  # a 7.7 MB image: over the real-time limit of 6 MB
+    Image.frombytes("RGB", (1600, 1600), bytes(range(256)) * 30000).save(buffer, "BMP")
+    big = buffer.getvalue()
+    assert len(big) > 6 << 20
+    with running_server(trained_model_dir) as real_time:
+        status, _, error = invoke_json(real_time.base, big, "image/bmp")
+        assert status == 413 and "more than the 6,291,456 allowed" in error["error"]
+    with running_server(trained_model_dir, deploy.ASYNC_ENVIRONMENT) as queued:
+        status, _, answer = invoke_json(queued.base, big, "image/bmp")
+        assert status == 200 and answer["label"]
+    from serve.config import read_config
+
+    properties = mms_properties(read_config(deploy.ASYNC_ENVIRONMENT), "127.0.0.1", 8080)
+    assert "default_response_timeout=3600\n" in properties
+
+
+def async_results(moto, *results: dict) -> None:
+    """moto's InvokeEndpointAsync writes these, in order, where its answer says (its own bucket)."""
+    import json
+    import urllib.request
+
+    from moto_aws import ACCOUNT, REGION
+
+    request = urllib.request.Request(f"{moto.url}/moto-api/static/sagemaker/async-endpoint-results", method="POST",
+                                     data=json.dumps({"account_id": ACCOUNT, "region": REGION,
+                                                      "results": list(results)}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def async_invocations(moto) -> list[dict]:
+    """InvokeEndpointAsync requests (REST, so not in moto.requests): their headers."""
+    return [{k.lower(): v for k, v in entry["headers"].items()} for entry in moto.entries()
+            if entry["url"].endswith("/async-invocations")]
+
+
+def test_invoke_async_uploads_queues_and_prints_the_answer_the_live_server_gave(moto, trained_model_dir, tiny_dataset,
+                                                                               tmp_path, capsys):
+    import json
+
+    from serving import invoke, running_server
+
+    from scripts import invoke as invoke_script
+
+    image = sorted(tiny_dataset.glob("test/*/*.png"))[0]
+    with running_server(trained_model_dir) as live:
+        status, _, answer = invoke(live.base, image.read_bytes(), "image/png",
+                                   X_Amzn_SageMaker_Custom_Attributes="top_k=2")
+        assert status == 200
+        _, _, refused = invoke(live.base, b"not an image", "image/png")
+    # what SageMaker would write: the container's answer, then (for the second request) its error
+    async_results(moto, {"data": answer.decode()}, {"is_failure": True, "data": refused.decode()})
+    s3 = client("s3")
+    s3.create_bucket(Bucket="dog-inputs")
+    assert invoke_script.main([str(image), "--endpoint-name", "dogs-async", "--async", "--async-input",
+                               "s3://dog-inputs/queued", "--invocation-timeout", "1800", "--top-k", "2"]) == 0
+    out = capsys.readouterr().out
+    expected = json.loads(answer)
+    assert f"{image}: {expected['label']} ({expected['probability']:.3f})" in out
+    [headers] = async_invocations(moto)
+    assert headers["x-amzn-sagemaker-content-type"] == "image/png"
+    assert headers["x-amzn-sagemaker-accept"] == "application/json"
+    assert headers["x-amzn-sagemaker-custom-attributes"] == "top_k=2"
+    assert headers["x-amzn-sagemaker-invocationtimeoutseconds"] == "1800"
+    bucket, key = headers["x-amzn-sagemaker-inputlocation"].removeprefix("s3://").split("/", 1)
+    assert bucket == "dog-inputs" and key.startswith("queued/") and key.endswith(image.name)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == image.read_bytes()
+    # the second request fails in the container: SageMaker writes the error to FailureLocation
+    notes = tmp_path / "notes.png"
+    notes.write_bytes(b"not an image")
+    assert invoke_script.main([str(notes), "--endpoint-name", "dogs-async", "--async", "--async-input",
+                               "s3://dog-inputs/queued"]) == 1
+    err = capsys.readouterr().err
+    assert "error: failed (s3://sagemaker-output-" in err and "is not a decodable image" in err
+
+
+def test_invoke_async_refuses_what_cannot_work(moto, tmp_path, capsys):
+    from scripts import invoke as invoke_script
+
+    image = tmp_path / "dog.jpg"
+    image.write_bytes(b"x")
+    for args, message in ((["--async", "--url", "http://127.0.0.1:8080"], "argument --async: needs --endpoint-name"),
+                          (["--endpoint-name", "d", "--invocation-timeout", "60"], "need --async"),
+                          (["--endpoint-name", "d", "--async", "--invocation-timeout", "3601"], "at most 3600")):
+        with pytest.raises(SystemExit):
+            invoke_script.main([str(image), *args])
+        assert message in capsys.readouterr().err
