@@ -27,6 +27,7 @@ RUN apt-get update \
 COPY --from=build /opt/venv /opt/venv
 COPY docker/serve/serve /usr/local/bin/serve
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
-LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
+LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
+      com.amazonaws.sagemaker.capabilities.multi-models=true
 EXPOSE 8080
 WORKDIR /opt/ml

@@ -38,6 +38,11 @@ images up to 100 MB there (SAGEMAKER_MODEL_SERVER_TIMEOUT=3600, SAGEMAKER_MAX_PA
 unless --env says otherwise): what InvokeEndpointAsync's InvocationTimeoutSeconds allows at most.
 `scripts/invoke.py --async` sends to it.
 
+Multi-model: `--multi-model --model-prefix s3://BUCKET/kennels` serves every model.tar.gz under the
+prefix from one endpoint (Mode MultiModel; the image's SAGEMAKER_MULTI_MODEL mode): SageMaker
+loads a model on its first request (`invoke.py --target-model NAME.tar.gz`) and unloads the least
+used when memory is short. Adding a model is copying its model.tar.gz under the prefix.
+
 `--local` deploys the same Model object in SageMaker local mode (docker compose on this machine,
 the locally built image, a file:// or local model.tar.gz) on 127.0.0.1:--local-port and serves
 until Ctrl-C, then removes the container. `scripts/invoke.py --local` reaches it.
@@ -143,6 +148,8 @@ def parse_args(argv):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model-data", type=model_data, help="the model.tar.gz a training job wrote")
     source.add_argument("--tuning-job", type=aws.name, help="deploy the best trial of this tuning job")
+    source.add_argument("--model-prefix", type=aws.s3_uri,
+                        help="with --multi-model: the S3 prefix whose .tar.gz files are the endpoint's models")
     parser.add_argument("--endpoint-name", type=aws.name, default="dog-classifier",
                         help="endpoint, endpoint config and model name (default dog-classifier)")
     parser.add_argument("--instance-type", type=aws.instance_type, default="ml.m5.large",
@@ -160,6 +167,8 @@ def parse_args(argv):
                             help=f"memory of a serverless endpoint: {', '.join(map(str, SERVERLESS_MEMORY_MB))}")
     serverless.add_argument("--max-concurrency", type=concurrency,
                             help="requests a serverless endpoint serves at once, 1-200 (default 5)")
+    parser.add_argument("--multi-model", action="store_true",
+                        help="a multi-model endpoint: every model.tar.gz under --model-prefix, picked per request")
     queued = parser.add_argument_group("asynchronous inference")
     queued.add_argument("--async", dest="async_", action="store_true", help="an asynchronous endpoint")
     queued.add_argument("--output", type=aws.s3_uri, help="S3 prefix for the answers (with --async)")
@@ -190,6 +199,12 @@ def parse_args(argv):
         parser.error("argument --capture-percent: needs --data-capture s3://...")
     if args.local and (args.scaling or args.data_capture or args.serverless_memory):
         parser.error("auto scaling, data capture and serverless are SageMaker endpoint features: not with --local")
+    if args.multi_model != bool(args.model_prefix):
+        parser.error("arguments --multi-model, --model-prefix: give both (a multi-model endpoint serves the models "
+                     "under a prefix)")
+    if args.multi_model and (args.local or args.serverless_memory or args.async_):
+        parser.error("argument --multi-model: not with --local, --serverless-memory or --async (AWS has no "
+                     "serverless or asynchronous multi-model endpoints)")
     async_only = [flag for flag, value in (("--output", args.output), ("--failure-output", args.failure_output),
                                            ("--success-topic", args.success_topic),
                                            ("--error-topic", args.error_topic),
@@ -254,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     session = aws.sagemaker_session(boto, local=args.local, serving_port=args.local_port)
     if args.tuning_job:
         args.model_data = best_model_data(session.sagemaker_client, args.tuning_job)
+    if args.multi_model:
+        args.model_data = f"{args.model_prefix}/"  # ModelDataUrl: the prefix, as a folder
     print(f"model data: {args.model_data}")
     if args.local:
         model = build_model(args, session)
@@ -268,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data capture: {args.capture_percent or 100}% of requests and responses to {args.data_capture}")
     if args.async_:
         print(f"asynchronous: requests queued, answers written to {args.output}")
+    if args.multi_model:
+        print(f"multi-model: each .tar.gz under {args.model_prefix}/ is a model, loaded on its first request; add "
+              f"one while it runs: aws s3 cp model.tar.gz {args.model_prefix}/NAME.tar.gz")
     print(f"console: {aws.console_url(boto.region_name, 'endpoints', args.endpoint_name)}")
     if args.serverless_memory:
         print(f"serverless: {args.serverless_memory} MB, up to {args.max_concurrency} requests at once; payloads up "
@@ -276,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
               "Serverless Inference); nothing while idle")
     else:
         print(f"cost: {price_class(args.instance_type)} x {args.instance_count}")
-    print(f"try it: python scripts/invoke.py dog.jpg{' --async' if args.async_ else ''} --endpoint-name "
-          f"{args.endpoint_name} --region {boto.region_name}")
+    target = " --target-model NAME.tar.gz" if args.multi_model else " --async" if args.async_ else ""
+    print(f"try it: python scripts/invoke.py dog.jpg{target} --endpoint-name {args.endpoint_name} "
+          f"--region {boto.region_name}")
     print(f"clean up: python scripts/cleanup.py --endpoint-name {args.endpoint_name} --region {boto.region_name}")
     return 0
 
@@ -323,7 +344,10 @@ def deploy_to_sagemaker(client, scaling_client, args) -> int:
         environment.setdefault("SAGEMAKER_MODEL_SERVER_WORKERS", "1")
     if args.async_:  # the container must not give up on a request SageMaker still waits for
         environment = {**ASYNC_ENVIRONMENT, **environment}
+    if args.multi_model:  # SageMaker loads models through POST /models: the image's multi-model mode
+        environment["SAGEMAKER_MULTI_MODEL"] = "true"
     container = {"Image": args.image_uri, "ModelDataUrl": args.model_data,
+                 **({"Mode": "MultiModel"} if args.multi_model else {}),
                  **({"Environment": environment} if environment else {})}
     client.create_model(ModelName=name, ExecutionRoleArn=args.role, PrimaryContainer=container)
     capture = {"DataCaptureConfig": data_capture_config(args.data_capture, args.capture_percent or 100)} \

@@ -6,6 +6,7 @@
     python scripts/invoke.py dog.jpg --endpoint-name dog-classifier --local  # SageMaker local mode (deploy.py --local)
     python scripts/invoke.py photos/ --endpoint-name dog-classifier         # every image in a folder, one line each
     python scripts/invoke.py big.png --endpoint-name dog-async --async      # an asynchronous endpoint (via S3)
+    python scripts/invoke.py dog.jpg --endpoint-name kennels --target-model kennel-a.tar.gz  # a multi-model endpoint
 
 Each file goes in its own request (Content-Type from its extension, Accept: application/json,
 top_k as a SageMaker custom attribute). Exit status 1 if any request failed.
@@ -21,6 +22,7 @@ import argparse
 import json
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -38,8 +40,11 @@ def content_type_for(path: Path) -> str:
     return CONTENT_TYPES.get(path.suffix.lower(), "application/x-image")
 
 
-def invoke_url(url: str, body: bytes, content_type: str, top_k: int, timeout: float = 60) -> dict:
-    if not url.rstrip("/").endswith("/invocations"):
+def invoke_url(url: str, body: bytes, content_type: str, top_k: int, timeout: float = 60,
+               target_model: str | None = None) -> dict:
+    if target_model:  # a multi-model container's own route for one model
+        url = f"{url.rstrip('/')}/models/{urllib.parse.quote(target_model, safe='')}/invoke"
+    elif not url.rstrip("/").endswith("/invocations"):
         url = url.rstrip("/") + "/invocations"
     request = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": content_type, "Accept": "application/json",
@@ -51,12 +56,14 @@ def invoke_url(url: str, body: bytes, content_type: str, top_k: int, timeout: fl
         raise InvokeError(f"HTTP {error.code}: {_error_message(error.read())}") from None
 
 
-def invoke_endpoint(client, endpoint_name: str, body: bytes, content_type: str, top_k: int) -> dict:
+def invoke_endpoint(client, endpoint_name: str, body: bytes, content_type: str, top_k: int,
+                    target_model: str | None = None) -> dict:
     from botocore.exceptions import ClientError
 
     try:
         response = client.invoke_endpoint(EndpointName=endpoint_name, ContentType=content_type,
-                                          Accept="application/json", CustomAttributes=f"top_k={top_k}", Body=body)
+                                          Accept="application/json", CustomAttributes=f"top_k={top_k}", Body=body,
+                                          **({"TargetModel": target_model} if target_model else {}))
     except ClientError as error:
         # A model error (the container's 4xx) arrives as ModelError with the container's body in Message.
         raise InvokeError(f"{error.response['Error'].get('Code')}: "
@@ -105,6 +112,8 @@ def parse_args(argv):
     parser.add_argument("--local", action="store_true",
                         help="with --endpoint-name: a SageMaker local-mode endpoint (scripts/deploy.py --local)")
     parser.add_argument("--local-port", type=int, default=8080, help="the local-mode endpoint's port (default 8080)")
+    parser.add_argument("--target-model", help="a multi-model endpoint's model: its .tar.gz name under the endpoint's "
+                                               "prefix (with --url: a model name loaded by POST /models)")
     queued = parser.add_argument_group("asynchronous endpoints")
     queued.add_argument("--async", dest="async_", action="store_true",
                         help="with --endpoint-name: an asynchronous endpoint (deploy.py --async)")
@@ -134,6 +143,8 @@ def parse_args(argv):
     args.images = files
     if args.top_k < 1:
         parser.error(f"--top-k must be at least 1, got {args.top_k}")
+    if args.target_model and args.async_:
+        parser.error("argument --target-model: not with --async (AWS has no asynchronous multi-model endpoints)")
     if args.async_ and (not args.endpoint_name or args.local):
         parser.error("argument --async: needs --endpoint-name of a SageMaker endpoint (not --local or --url)")
     if (args.async_input or args.invocation_timeout) and not args.async_:
@@ -167,9 +178,10 @@ def main(argv: list[str] | None = None, client=None) -> int:
             if queue:
                 answer = queue.classify(path, content_type)
             elif args.url:
-                answer = invoke_url(args.url, body, content_type, args.top_k)
+                answer = invoke_url(args.url, body, content_type, args.top_k, target_model=args.target_model)
             else:
-                answer = invoke_endpoint(client, args.endpoint_name, body, content_type, args.top_k)
+                answer = invoke_endpoint(client, args.endpoint_name, body, content_type, args.top_k,
+                                         target_model=args.target_model)
             print(f"{path}: {answer['label']} ({answer['probability']:.3f})" if args.one_line
                   else format_answer(path, answer))
         except (InvokeError, OSError, TimeoutError) as error:

@@ -14,6 +14,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 DEFAULT_MAX_INSTANCES = 64
 DEFAULT_TOP_K = 5
 READY_DIR_ENV = "SERVE_READY_DIR"  # where workers mark that their model is loaded (set by the launcher)
+UNLOAD_PREFIX = "unload-"  # a worker's mark there: this model could not load, unregister it (multi-model)
 PRECISIONS = ("auto", "int8", "fp32")
 MAX_PORT = 32766  # multi-model-server 1.1 refuses ports >= 32767 ("Invalid port number")
 
@@ -39,6 +40,8 @@ class ServingConfig:
     batch: bool = False  # SAGEMAKER_BATCH
     batch_strategy: str | None = None  # SAGEMAKER_BATCH_STRATEGY, when the job set one
     max_concurrent_transforms: int | None = None  # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS, when the job set one
+    multi_model: bool = False  # SAGEMAKER_MULTI_MODEL: models come and go through POST/DELETE /models
+    memory_headroom_mb: int = 256  # SERVE_MEMORY_HEADROOM_MB: kept free beside a model loaded on a multi-model endpoint
 
 
 def cpu_count() -> int:
@@ -52,7 +55,10 @@ def read_config(environ: Mapping[str, str] = os.environ) -> ServingConfig:
     # Defaults sized to the machine: two ONNX Runtime threads per worker on ml.m5.large's
     # two vCPUs measured best; workers x threads never exceeds the cores. A transform job that
     # sends at most N requests at once gets at most N workers (more would only hold memory).
-    default_workers = max(1, cpus // 2)
+    multi_model = _bool(environ, "SAGEMAKER_MULTI_MODEL")
+    # one worker per model on a multi-model endpoint (as AWS's own MMS containers have it): each model
+    # loaded costs a worker's memory
+    default_workers = 1 if multi_model else max(1, cpus // 2)
     workers = _int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", min(default_workers, concurrent or default_workers),
                    minimum=1)
     threads = _int(environ, "ORT_INTRA_OP_THREADS", max(1, cpus // workers), minimum=1)
@@ -72,6 +78,8 @@ def read_config(environ: Mapping[str, str] = os.environ) -> ServingConfig:
         batch=_bool(environ, "SAGEMAKER_BATCH"),
         batch_strategy=_choice(environ, "SAGEMAKER_BATCH_STRATEGY", "", ("", *BATCH_STRATEGIES), upper=True) or None,
         max_concurrent_transforms=concurrent,
+        multi_model=multi_model,
+        memory_headroom_mb=_int(environ, "SERVE_MEMORY_HEADROOM_MB", 256, minimum=0),
     )
 
 

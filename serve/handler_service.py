@@ -19,9 +19,9 @@ import numpy as np
 from sagemaker_inference.default_handler_service import DefaultHandlerService
 from sagemaker_inference.transformer import Transformer
 
-from serve import codec
-from serve.config import DEFAULT_TOP_K, READY_DIR_ENV, read_config
-from serve.model import OnnxClassifier
+from serve import codec, memory
+from serve.config import DEFAULT_TOP_K, READY_DIR_ENV, UNLOAD_PREFIX, read_config
+from serve.model import OnnxClassifier, served_file
 
 log = logging.getLogger("serve.requests")
 
@@ -36,6 +36,14 @@ class ClassifierTransformer(Transformer):
         if self.model is not None:
             return
         started = time.perf_counter()
+        if self.config.multi_model:  # a 507 instead of an OOM kill when the endpoint is full (serve/memory.py)
+            try:
+                memory.require_room(served_file(Path(model_dir), self.config.precision),
+                                    self.config.memory_headroom_mb)
+            except MemoryError as error:
+                log.error("%s", error)
+                _ask_unload(getattr(context, "model_name", None))
+                raise
         self.model = OnnxClassifier(Path(model_dir), threads=self.config.threads_per_worker,
                                     precision=self.config.precision)
         self.model.warm_up()
@@ -78,6 +86,14 @@ class ClassifierTransformer(Transformer):
                  (time.perf_counter() - started) * 1000, len(body),
                  ",".join(f"{w}x{h}" for w, h in sizes) or "-", content_type)
         return payload
+
+
+def _ask_unload(model_name: str | None) -> None:
+    """multi-model-server answers the 507 but keeps the model registered with no worker, so SageMaker's
+    retry after freeing memory would get 409: the launcher unregisters it (serve/server.py)."""
+    state_dir = os.environ.get(READY_DIR_ENV)
+    if state_dir and model_name:
+        (Path(state_dir) / f"{UNLOAD_PREFIX}{model_name}").touch()
 
 
 def _mark_ready() -> None:

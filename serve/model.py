@@ -69,6 +69,11 @@ def model_file(model_dir: Path, metadata: dict, precision: str = "auto") -> tupl
     return int8_file, "int8"
 
 
+def served_file(model_dir: Path, precision: str = "auto") -> Path:
+    """The ONNX file a worker would load from `model_dir` (model.json read, nothing loaded)."""
+    return model_file(model_dir, _read_metadata(model_dir), precision)[0]
+
+
 class OnnxClassifier:
     def __init__(self, model_dir: Path, threads: int, precision: str = "auto"):
         metadata = _read_metadata(model_dir)

@@ -31,10 +31,19 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from importlib import resources
 from pathlib import Path
 
-from serve.config import MAX_PORT, READY_DIR_ENV, ConfigError, ServingConfig, execution_parameters, read_config
+from serve.config import (
+    MAX_PORT,
+    READY_DIR_ENV,
+    UNLOAD_PREFIX,
+    ConfigError,
+    ServingConfig,
+    execution_parameters,
+    read_config,
+)
 from serve.mms_plugins.build import PluginBuildError, plugin_jar
 from serve.model import ModelLoadError, check_artifact
 
@@ -56,6 +65,9 @@ ENVIRONMENT_HELP = """environment (SageMaker sets the SAGEMAKER_* ones on an end
   SAGEMAKER_MAX_CONCURRENT_TRANSFORMS   requests a transform job sends at once: caps the default workers
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT  answer type when a request names none (default application/json)
   MAX_IMAGE_PIXELS, MAX_BATCH_INSTANCES pixels per image (40M), images per request (64)
+  SAGEMAKER_MULTI_MODEL                 true: a multi-model endpoint (POST/GET/DELETE /models, POST
+                                        /models/NAME/invoke; one worker per model; 507 when memory is short)
+  SERVE_MEMORY_HEADROOM_MB              kept free beside each model a multi-model endpoint loads (256)
   SERVE_PRECISION                       auto (default: model.int8.onnx when training wrote one, else
                                         model.onnx), fp32 (model.onnx), int8 (fail without the int8 model)
 
@@ -91,6 +103,8 @@ def mms_properties(config: ServingConfig, host: str, port: int, handler_service:
         "max_request_size": 4 * config.max_payload_bytes,
         "max_response_size": 4 * config.max_payload_bytes,
     }
+    if config.multi_model:
+        settings["load_models"] = ""  # the defaults' ALL would load every model under model_store=/
     if plugins is not None:
         settings["plugins_path"] = plugins.parent
         settings["sagemaker_execution_parameters"] = json.dumps(execution_parameters(config))
@@ -127,22 +141,50 @@ class ModelServer:
             "SERVE_PRECISION": self.config.precision,
         })
         command = [sys.executable, "-m", "mms.model_server", "--start", "--foreground",
-                   "--mms-config", str(properties), "--log-config", str(log_config),
-                   "--model-store", "/", "--models", f"{MODEL_NAME}={self.model_dir}"]
-        log.info("starting multi-model-server on %s:%d: %d worker(s) x %d thread(s), model %s", self.host, self.port,
-                 self.config.workers, self.config.threads_per_worker, self.model_dir)
+                   "--mms-config", str(properties), "--log-config", str(log_config), "--model-store", "/"]
+        if not self.config.multi_model:
+            command += ["--models", f"{MODEL_NAME}={self.model_dir}"]
+        log.info("starting multi-model-server on %s:%d: %d worker(s) x %d thread(s)%s", self.host, self.port,
+                 self.config.workers, self.config.threads_per_worker,
+                 " per model, models loaded by POST /models (multi-model endpoint)" if self.config.multi_model
+                 else f", model {self.model_dir}")
         self.process = subprocess.Popen(command, cwd=self.workdir, env=env, start_new_session=True,
                                         stdout=self.output, stderr=subprocess.STDOUT if self.output else None)
 
     def wait_ready(self, deadline: float, stop: threading.Event) -> bool:
-        """True once a worker has loaded and warmed the model; False if MMS died, the deadline passed, or a stop."""
+        """True once a worker has loaded and warmed the model (on a multi-model endpoint: once MMS answers
+        /ping); False if MMS died, the deadline passed, or a stop."""
         while time.monotonic() < deadline and not stop.is_set():
             if self.process.poll() is not None:
                 return False
-            if any(self.workdir.glob("worker-*.ready")):
+            loaded = _pings(self.host, self.port) if self.config.multi_model else \
+                any(self.workdir.glob("worker-*.ready"))
+            if loaded:
                 return True
             stop.wait(0.1)
         return False
+
+    def unregister_failed_loads(self) -> list[str]:
+        """Unregister the models whose load ran out of memory (their workers' marks), so that SageMaker can
+        load them again once it has unloaded others; the names done."""
+        done = []
+        for mark in self.workdir.glob(f"{UNLOAD_PREFIX}*"):
+            name = mark.name[len(UNLOAD_PREFIX):]
+            connection = http.client.HTTPConnection(_address(self.host), self.port, timeout=30)
+            try:
+                connection.request("DELETE", f"/models/{urllib.parse.quote(name, safe='')}")
+                response = connection.getresponse()
+                response.read()
+            except OSError as error:
+                log.warning("could not unregister model %s after its failed load: %s", name, error)
+                continue
+            finally:
+                connection.close()
+            if response.status not in (200, 404):  # MMS still busy with the failed load: next round
+                continue
+            mark.unlink(missing_ok=True)
+            done.append(name)
+        return done
 
     def stop(self) -> None:
         """SIGTERM the whole group (Java frontend and Python workers), SIGKILL whatever is left after a grace."""
@@ -169,16 +211,34 @@ def check_port_free(host: str, port: int) -> None:
                               "listening? Stop it, or pick a port with --port or SAGEMAKER_BIND_TO_PORT") from None
 
 
-def check_invocation(host: str, port: int, timeout: float) -> None:
-    """One real request through the port clients use: /ping, then an image to /invocations."""
+def _address(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+
+
+def _pings(host: str, port: int) -> bool:
+    connection = http.client.HTTPConnection(_address(host), port, timeout=2)
+    try:
+        connection.request("GET", "/ping")
+        response = connection.getresponse()
+        response.read()
+        return response.status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def check_invocation(host: str, port: int, timeout: float, multi_model: bool = False) -> None:
+    """One real request through the port clients use: /ping, then an image to /invocations (a multi-model
+    endpoint has no model to ask yet: /ping only)."""
     from PIL import Image
 
-    address = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    address = _address(host)
     image = io.BytesIO()
     Image.new("RGB", (64, 48), (120, 90, 60)).save(image, "JPEG")
-    for method, path, body, headers in (("GET", "/ping", None, {}),
-                                        ("POST", "/invocations", image.getvalue(),
-                                         {"Content-Type": "image/jpeg", "Accept": "application/json"})):
+    requests = [("GET", "/ping", None, {}), ("POST", "/invocations", image.getvalue(),
+                                             {"Content-Type": "image/jpeg", "Accept": "application/json"})]
+    for method, path, body, headers in requests[:1] if multi_model else requests:
         connection = http.client.HTTPConnection(address, port, timeout=timeout)
         try:
             connection.request(method, path, body=body, headers=headers)
@@ -232,8 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.port is not None and not 1 <= args.port <= MAX_PORT:
             raise ConfigError(f"--port must be between 1 and {MAX_PORT} (multi-model-server's limit), got {args.port}")
         model_dir = args.model_dir or config.model_dir
-        served = check_artifact(model_dir, config.precision)
-        log.info("serving %s (%s) from %s", served.model_file, served.precision, model_dir)
+        if config.multi_model:
+            log.info("multi-model endpoint (SAGEMAKER_MULTI_MODEL): no model at start; POST /models loads one")
+        else:
+            served = check_artifact(model_dir, config.precision)
+            log.info("serving %s (%s) from %s", served.model_file, served.precision, model_dir)
         check_port_free(args.host, args.port or config.port)
         plugins = find_plugins(config)
     except (ConfigError, ModelLoadError) as error:
@@ -258,13 +321,18 @@ def main(argv: list[str] | None = None) -> int:
                       "see the worker log above", config.startup_timeout_s)
             return 1
         try:
-            check_invocation(args.host, args.port or config.port, timeout=config.response_timeout_s)
+            check_invocation(args.host, args.port or config.port, timeout=config.response_timeout_s,
+                             multi_model=config.multi_model)
         except ModelLoadError as error:
             log.error("cannot serve: the started server does not answer: %s", error)
             return 1
-        log.info("ready: POST http://%s:%d/invocations", args.host, args.port or config.port)
+        log.info("ready: POST http://%s:%d/%s", args.host, args.port or config.port,
+                 "models (multi-model endpoint)" if config.multi_model else "invocations")
         while not stop.is_set() and server.process.poll() is None:
-            stop.wait(0.5)
+            stop.wait(0.05 if config.multi_model else 0.5)
+            for name in server.unregister_failed_loads():
+                log.info("model %s unregistered: its load answered 507 (not enough memory); POST /models may load "
+                         "it again once memory is freed", name)
         if not stop.is_set():
             log.error("multi-model-server exited with code %s", server.process.returncode)
             return 1

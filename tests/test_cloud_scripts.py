@@ -640,7 +640,7 @@ def test_cleanup_removes_auto_scaling_before_the_endpoint(moto, capsys):
      "argument --target-invocations-per-instance: must be above 0"),
     (["--model-data", MODEL_DATA, "--capture-percent", "10"], "argument --capture-percent: needs --data-capture"),
     (["--model-data", MODEL_DATA, "--data-capture", "s3://dog-models/c", "--capture-percent", "101"], "must be 1-100"),
-    ([], "one of the arguments --model-data --tuning-job is required"),
+    ([], "one of the arguments --model-data --tuning-job --model-prefix is required"),
 ])
 def test_deploy_refuses_bad_input_before_calling_aws(args, message, moto, capsys):
     with pytest.raises(SystemExit) as exit_:

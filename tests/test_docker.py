@@ -380,3 +380,56 @@ def test_serving_image_runs_as_serverless_runs_it_read_only_as_any_user(trained_
         assert docker("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0"
     finally:
         docker("rm", "-f", name, check=False)
+
+
+@pytest.mark.docker
+def test_multi_model_container_answers_507_at_its_memory_limit_then_loads_once_a_model_is_unloaded(tmp_path):
+    # SageMaker's multi-model flow under a real memory limit: models load until memory is short, the next
+    # load answers 507 (not an OOM kill), SageMaker unloads one and loads again
+    from test_multi_model import artifact
+
+    models = tmp_path / "models"
+    names = ["kennel-a", "kennel-b", "kennel-c", "kennel-d"]
+    for seed, name in enumerate(names):
+        artifact(models / name / "model", [f"{name}-{i}" for i in range(3)], seed)
+    for path in [tmp_path, *models.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", SERVE_IMAGE).stdout)
+    assert labels["com.amazonaws.sagemaker.capabilities.multi-models"] == "true"
+    port = free_port()
+    name = f"serve-mme-{os.getpid()}"
+    docker("run", "-d", "--name", name, "--memory", "1g", "-e", "SAGEMAKER_MULTI_MODEL=true",
+           "-p", f"127.0.0.1:{port}:8080", "-v", f"{models}:/opt/ml/models:ro", SERVE_IMAGE, "serve")
+    base = f"http://127.0.0.1:{port}"
+
+    def load(model: str) -> int:
+        body = json.dumps({"model_name": model, "url": f"/opt/ml/models/{model}/model"}).encode()
+        return request(f"{base}/models", body, {"Content-Type": "application/json"}, method="POST")[0]
+
+    try:
+        deadline = time.monotonic() + 120
+        while "ready: POST" not in docker("logs", name, check=False).stdout:
+            assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
+            time.sleep(0.5)
+        # 1 GB holds the Java frontend and three workers (~230 MB each) with 256 MB to spare, not a fourth
+        assert [load(model) for model in names[:3]] == [200, 200, 200], docker("logs", name, check=False).stdout
+        assert load("kennel-d") == 507
+        logs = docker("logs", name, check=False).stdout
+        assert "not enough memory to load /opt/ml/models/kennel-d/model/model.onnx" in logs
+        assert request(f"{base}/models/kennel-a", method="DELETE")[0] == 200
+        deadline = time.monotonic() + 10
+        while "model kennel-d unregistered" not in docker("logs", name, check=False).stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # the memory kennel-a's worker held is free again once it has exited (a moment after the DELETE's answer;
+        # SageMaker retries a 507 too)
+        deadline = time.monotonic() + 20
+        while (status := load("kennel-d")) == 507 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert status == 200, docker("logs", name, check=False).stdout[-3000:]
+        status, _, body = request(f"{base}/models/kennel-d/invoke", _jpeg(), {"Content-Type": "image/jpeg"},
+                                  method="POST")
+        assert status == 200 and json.loads(body)["label"].startswith("kennel-d-")
+        assert docker("inspect", "--format", "{{.State.OOMKilled}}", name).stdout.strip() == "false"
+    finally:
+        docker("rm", "-f", name, check=False)

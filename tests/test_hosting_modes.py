@@ -143,14 +143,15 @@ def test_the_async_container_settings_take_an_image_a_real_time_endpoint_refuses
     assert "default_response_timeout=3600\n" in properties
 
 
-def async_results(moto, *results: dict) -> None:
-    """moto's InvokeEndpointAsync writes these, in order, where its answer says (its own bucket)."""
+def moto_results(moto, kind: str, *results: dict) -> None:
+    """What moto's sagemaker-runtime answers next, in order: `endpoint-results` for InvokeEndpoint,
+    `async-endpoint-results` for InvokeEndpointAsync (written to S3 where its answer says, its own bucket)."""
     import json
     import urllib.request
 
     from moto_aws import ACCOUNT, REGION
 
-    request = urllib.request.Request(f"{moto.url}/moto-api/static/sagemaker/async-endpoint-results", method="POST",
+    request = urllib.request.Request(f"{moto.url}/moto-api/static/sagemaker/{kind}", method="POST",
                                      data=json.dumps({"account_id": ACCOUNT, "region": REGION,
                                                       "results": list(results)}).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -178,7 +179,8 @@ def test_invoke_async_uploads_queues_and_prints_the_answer_the_live_server_gave(
         assert status == 200
         _, _, refused = invoke(live.base, b"not an image", "image/png")
     # what SageMaker would write: the container's answer, then (for the second request) its error
-    async_results(moto, {"data": answer.decode()}, {"is_failure": True, "data": refused.decode()})
+    moto_results(moto, "async-endpoint-results", {"data": answer.decode()},
+                 {"is_failure": True, "data": refused.decode()})
     s3 = client("s3")
     s3.create_bucket(Bucket="dog-inputs")
     assert invoke_script.main([str(image), "--endpoint-name", "dogs-async", "--async", "--async-input",
@@ -214,3 +216,68 @@ def test_invoke_async_refuses_what_cannot_work(moto, tmp_path, capsys):
         with pytest.raises(SystemExit):
             invoke_script.main([str(image), *args])
         assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- multi-model endpoints
+
+KENNELS_PREFIX = "s3://dog-models/kennels"
+
+
+def test_a_multi_model_endpoint_serves_the_prefix_in_the_images_multi_model_mode(moto, capsys):
+    assert deploy.main(["--image-uri", SERVE_IMAGE, "--role", ROLE, "--multi-model", "--model-prefix", KENNELS_PREFIX,
+                        "--endpoint-name", "kennels", "--instance-type", "ml.c5.xlarge"]) == 0
+    out = capsys.readouterr().out
+    container = moto.request("CreateModel")["PrimaryContainer"]
+    assert container == {"Image": SERVE_IMAGE, "ModelDataUrl": f"{KENNELS_PREFIX}/", "Mode": "MultiModel",
+                         "Environment": {"SAGEMAKER_MULTI_MODEL": "true"}}
+    [variant] = moto.request("CreateEndpointConfig")["ProductionVariants"]
+    assert variant["InstanceType"] == "ml.c5.xlarge"
+    assert f"add one while it runs: aws s3 cp model.tar.gz {KENNELS_PREFIX}/NAME.tar.gz" in out
+    assert "invoke.py dog.jpg --target-model NAME.tar.gz --endpoint-name kennels" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--multi-model", "--model-data", MODEL_DATA], "give both"),
+    (["--model-prefix", KENNELS_PREFIX], "give both"),
+    (["--multi-model", "--model-prefix", KENNELS_PREFIX, "--serverless-memory", "2048"],
+     "not with --local, --serverless"),
+    (["--multi-model", "--model-prefix", KENNELS_PREFIX, *ASYNC], "no serverless or asynchronous multi-model"),
+])
+def test_deploy_refuses_multi_model_settings_aws_refuses(args, message, moto, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        deploy.main(["--image-uri", SERVE_IMAGE, "--role", ROLE, *args])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert moto.requests() == []
+
+
+def test_invoke_names_the_target_model_to_sagemaker_and_to_a_multi_model_container(moto, tmp_path, capsys):
+    import json
+
+    from test_multi_model import KENNELS, artifact
+
+    from scripts import invoke as invoke_script
+
+    image = tmp_path / "dog.png"
+    from PIL import Image
+
+    Image.new("RGB", (90, 70), (40, 160, 60)).save(image)
+    # SageMaker: TargetModel names the .tar.gz under the endpoint's prefix. moto 5.2.5 records the request, then
+    # fails decoding a binary body as UTF-8 (its 500): what is checked here is what reached it
+    assert invoke_script.main([str(image), "--endpoint-name", "kennels", "--target-model", "kennel-a.tar.gz"]) == 1
+    assert "error: 500" in capsys.readouterr().err
+    sent = [{k.lower(): v for k, v in e["headers"].items()} for e in moto.entries()
+            if e["url"].endswith("/endpoints/kennels/invocations")]  # botocore retries a 500: several, all alike
+    assert sent and {headers["x-amzn-sagemaker-target-model"] for headers in sent} == {"kennel-a.tar.gz"}
+    # a multi-model container on this machine: the same flag reaches /models/NAME/invoke
+    from serving import request, running_server
+
+    model = artifact(tmp_path / "kennel-b" / "model", KENNELS["kennel-b"], 1)
+    with running_server(tmp_path, {"SAGEMAKER_MULTI_MODEL": "true"}) as mme:
+        body = json.dumps({"model_name": "kennel-b", "url": str(model)}).encode()
+        assert request(f"{mme.base}/models", body, {"Content-Type": "application/json"}, method="POST")[0] == 200
+        capsys.readouterr()
+        assert invoke_script.main([str(image), "--url", mme.base, "--target-model", "kennel-b"]) == 0
+        out = capsys.readouterr().out
+        assert any(f"{image}: {label} (" in out for label in KENNELS["kennel-b"]), out
+        assert invoke_script.main([str(image), "--url", mme.base, "--target-model", "kennel-z"]) == 1
+        assert "HTTP 404" in capsys.readouterr().err

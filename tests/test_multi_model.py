@@ -1,0 +1,134 @@
+"""A multi-model endpoint (SAGEMAKER_MULTI_MODEL=true), driven as SageMaker drives the container:
+AWS's "Custom Containers Contract for Multi-Model Endpoints" (POST /models {"model_name", "url"},
+GET /models, GET /models/{name}, DELETE /models/{name}, POST /models/{name}/invoke; 409 for a model
+already loaded, 404 for one that is not, 507 when memory is short, after which SageMaker unloads
+other models and loads again). Three artifacts with different class sets, on the real
+multi-model-server. The 507 under a real container memory limit is tested in CI's Docker stage
+(tests/test_docker.py); here SERVE_MEMORY_HEADROOM_MB makes memory "short".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+from serving import group_processes, request, running_server
+
+from train.network import Preprocess, build_classifier
+
+KENNELS = {"kennel-a": ["Beagle", "Boxer", "Collie"], "kennel-b": ["Akita", "Basenji", "Chow", "Dingo"],
+           "kennel-c": ["Husky", "Poodle"]}
+
+
+def artifact(directory, classes: list[str], seed: int):
+    """A small model artifact of the training program's format with these classes (random weights)."""
+    import torch
+
+    from train.export import model_metadata, write_artifact
+
+    torch.manual_seed(seed)
+    classifier = build_classifier("resnet18", len(classes), 16, None, freeze_backbone=False).eval()
+    write_artifact(directory, classifier, model_metadata(
+        classes=classes, class_folders=[f"{i + 1:03d}.{name}" for i, name in enumerate(classes)],
+        preprocess=Preprocess.for_image_size(32), arch="resnet18", hyperparameters={"hidden_units": 16}, metrics={}))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def kennels(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kennels")
+    return {name: artifact(root / name / "model", classes, seed)
+            for seed, (name, classes) in enumerate(KENNELS.items())}
+
+
+def load(base: str, name: str, url) -> tuple[int, dict]:
+    status, _, body = request(f"{base}/models", json.dumps({"model_name": name, "url": str(url)}).encode(),
+                              {"Content-Type": "application/json", "Accept": "application/json"}, method="POST")
+    return status, json.loads(body)
+
+
+def classify(base: str, name: str, image: bytes) -> tuple[int, dict]:
+    status, _, body = request(f"{base}/models/{name}/invoke", image,
+                              {"Content-Type": "image/png", "X-Amzn-SageMaker-Target-Model": f"{name}.tar.gz"},
+                              method="POST")
+    return status, json.loads(body)
+
+
+def worker_rss_mb(server, model_name: str) -> float:
+    """Resident memory of this server's worker processes for this model (their command line names the model
+    and the server's private temp dir)."""
+    tmp_dir = re.search(r"--tmp-dir (\S+)", server.log()).group(1)
+    out = subprocess.run(["ps", "-ww", "-eo", "rss=,args="], capture_output=True, text=True).stdout
+    return sum(int(line.split(None, 1)[0]) for line in out.splitlines()
+               if "model_service_worker" in line and f"--model-name {model_name} " in line and tmp_dir in line) / 1024
+
+
+@pytest.fixture(scope="module")
+def png(tiny_dataset):
+    return sorted(tiny_dataset.glob("test/*/*.png"))[0].read_bytes()
+
+
+def test_three_models_load_answer_list_and_unload_as_sagemaker_asks(kennels, png, tmp_path):
+    with running_server(tmp_path, {"SAGEMAKER_MULTI_MODEL": "true"}) as mme:
+        assert "multi-model endpoint (SAGEMAKER_MULTI_MODEL): no model at start" in mme.log()
+        assert request(f"{mme.base}/ping")[0] == 200
+        assert json.loads(request(f"{mme.base}/models")[2]) == {"models": []}
+        for name, url in kennels.items():
+            assert load(mme.base, name, url)[0] == 200, mme.log()[-3000:]
+        # each answer comes from the model named: its own classes, all of them in top_k
+        for name, classes in KENNELS.items():
+            status, answer = classify(mme.base, name, png)
+            assert status == 200 and answer["label"] in classes
+            assert sorted(entry["label"] for entry in answer["top_k"]) == sorted(classes)
+        listed = json.loads(request(f"{mme.base}/models")[2])["models"]
+        assert {(m["modelName"], m["modelUrl"]) for m in listed} == {(n, str(u)) for n, u in kennels.items()}
+        described = json.loads(request(f"{mme.base}/models/kennel-b")[2])
+        described = described[0] if isinstance(described, list) else described
+        assert described["modelName"] == "kennel-b" and described["modelUrl"] == str(kennels["kennel-b"])
+        # the documented errors: a model loaded twice, one that is not loaded
+        status, conflict = load(mme.base, "kennel-a", kennels["kennel-a"])
+        assert status == 409 and "already registered" in conflict["message"]
+        assert classify(mme.base, "kennel-z", png)[0] == 404
+        assert request(f"{mme.base}/models/kennel-z")[0] == 404
+        assert request(f"{mme.base}/models/kennel-z", method="DELETE")[0] == 404
+        # unloading frees that model's worker: its process and memory are gone, the others keep serving
+        before = worker_rss_mb(mme, "kennel-b")
+        assert before > 50, "no worker process found for kennel-b"
+        assert request(f"{mme.base}/models/kennel-b", method="DELETE")[0] == 200
+        deleted = time.monotonic()
+        while worker_rss_mb(mme, "kennel-b") > 0:  # MMS answers first, then stops the worker
+            assert time.monotonic() - deleted < 10, "kennel-b's worker still runs 10 s after DELETE"
+            time.sleep(0.05)
+        print(f"kennel-b's worker: {before:.0f} MB resident before DELETE /models/kennel-b, gone "
+              f"{time.monotonic() - deleted:.2f} s after it")
+        assert classify(mme.base, "kennel-b", png)[0] == 404
+        assert classify(mme.base, "kennel-a", png)[0] == 200
+        assert load(mme.base, "kennel-b", kennels["kennel-b"])[0] == 200  # and it can come back
+        assert classify(mme.base, "kennel-b", png)[0] == 200
+
+
+def test_a_load_without_room_answers_507_and_can_be_tried_again(kennels, png, tmp_path):
+    # memory is short for every model (a headroom no machine has): SageMaker would unload others and retry
+    with running_server(tmp_path, {"SAGEMAKER_MULTI_MODEL": "true", "SERVE_MEMORY_HEADROOM_MB": "100000000"}) as mme:
+        for attempt in range(1, 3):  # 507 both times, never 409: the failed load leaves nothing registered
+            status, error = load(mme.base, "kennel-a", kennels["kennel-a"])
+            assert status == 507, error
+            deadline = time.monotonic() + 10
+            while mme.log().count("model kennel-a unregistered: its load answered 507") < attempt:
+                assert time.monotonic() < deadline, mme.log()[-3000:]
+                time.sleep(0.05)
+            assert json.loads(request(f"{mme.base}/models")[2]) == {"models": []}
+        assert "not enough memory to load" in mme.log() and "100000000 MB headroom" in mme.log()
+        assert request(f"{mme.base}/ping")[0] == 200
+        assert group_processes(mme.process.pid)  # the server is still up
+
+
+def test_the_single_model_mode_is_unchanged(trained_model_dir, png):
+    with running_server(trained_model_dir) as single:
+        assert request(f"{single.base}/invocations", png, {"Content-Type": "image/png"}, method="POST")[0] == 200
+        listed = json.loads(request(f"{single.base}/models")[2])["models"]
+        assert [m["modelName"] for m in listed] == ["model"]
+        assert "multi-model endpoint" not in single.log()
