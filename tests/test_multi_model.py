@@ -132,3 +132,37 @@ def test_the_single_model_mode_is_unchanged(trained_model_dir, png):
         listed = json.loads(request(f"{single.base}/models")[2])["models"]
         assert [m["modelName"] for m in listed] == ["model"]
         assert "multi-model endpoint" not in single.log()
+
+
+def test_free_memory_is_read_from_the_containers_cgroup_then_the_machine(tmp_path):
+    from serve import memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   2048000 kB\n")
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "memory.max").write_text(f"{1 << 30}\n")
+    (v2 / "memory.current").write_text(f"{800 << 20}\n")
+    (v2 / "memory.stat").write_text(f"anon 1\ninactive_file {100 << 20}\n")
+    assert memory.available_mb(v2, meminfo) == 1024 - 800 + 100  # inactive page cache counts as free
+    (v2 / "memory.max").write_text("max\n")  # no limit: the machine's
+    assert memory.available_mb(v2, meminfo) == 2000
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{2 << 30}\n")
+    (v1 / "memory" / "memory.usage_in_bytes").write_text(f"{1536 << 20}\n")
+    (v1 / "memory" / "memory.stat").write_text(f"total_inactive_file {12 << 20}\n")
+    assert memory.available_mb(v1, meminfo) == 2048 - 1536 + 12
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    assert memory.available_mb(v1, meminfo) == 2000
+
+
+def test_a_model_that_does_not_fit_is_refused_with_what_it_needs(tmp_path, monkeypatch):
+    from serve import memory
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"\0" * (10 << 20))
+    monkeypatch.setattr(memory, "available_mb", lambda: 275.0)
+    with pytest.raises(MemoryError, match=r"about 276 MB needed \(10 MB model x 2 \+ 256 MB headroom\), 275 MB free"):
+        memory.require_room(model)
+    memory.require_room(model, headroom_mb=255)  # 275 MB needed: fits
