@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test test-docker bench bench-quick gpu-check reliability reliability-quick lint clean
+.PHONY: setup demo test test-docker bench bench-quick gpu-check graviton-check reliability reliability-quick lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -38,6 +38,11 @@ bench-quick: setup
 # The CUDA path on a machine with an NVIDIA GPU (says "no GPU" and succeeds elsewhere).
 gpu-check: setup
 	$(BIN)/python -m bench.gpu
+
+# The serving image for Graviton (arm64), built and run under QEMU next to the amd64 one (needs Docker and
+# qemu-user-static; BASE_IMAGE_ARM64, SERVE_IMAGE to change the images): docs/docker.md.
+graviton-check: setup
+	$(BIN)/python -m bench.graviton
 
 # Load, a worker crash and the bad-input corpus against the live server (exits 1 if a check fails).
 reliability: setup

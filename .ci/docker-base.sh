@@ -31,6 +31,13 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
 fi
 # python:3.11-slim-bookworm (the public default) has python3 and pip on PATH; so does this one.
 rm -f "$ROOTFS"/usr/lib/python3*/EXTERNALLY-MANAGED
-tar -C "$ROOTFS" -c . | docker import --platform "linux/$ARCH" -c "ENV LANG=C.UTF-8" -c 'CMD ["python3"]' - "$IMAGE" \
-  >/dev/null
+if [ "$ARCH" = "$(dpkg --print-architecture)" ]; then
+  tar -C "$ROOTFS" -c . | docker import -c "ENV LANG=C.UTF-8" -c 'CMD ["python3"]' - "$IMAGE" >/dev/null
+else  # docker import records the engine's own architecture: a FROM scratch build records the one asked for
+  CONTEXT=$(mktemp -d)
+  tar -C "$ROOTFS" -cf "$CONTEXT/rootfs.tar" .
+  printf 'FROM scratch\nADD rootfs.tar /\nENV LANG=C.UTF-8\nCMD ["python3"]\n' > "$CONTEXT/Dockerfile"
+  docker build -q --platform "linux/$ARCH" -t "$IMAGE" "$CONTEXT" >/dev/null
+  rm -rf "$CONTEXT"
+fi
 echo "base image $IMAGE built"

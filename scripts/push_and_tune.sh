@@ -22,6 +22,10 @@ scripts/tune.py. Options after `--` go to tune.py (e.g. -- --max-jobs 4 --spot -
   --serve-repository NAME default dog-classifier-serve
   --tag TAG               image tag besides latest (default: the git commit, -dirty if changed)
   --build-arg NAME=VALUE  passed to both docker builds (repeatable), e.g. TORCH_INDEX_URL=...
+  --platforms LIST        the serving image's platforms, e.g. linux/amd64,linux/arm64 (arm64: Graviton,
+                          ml.c7g/ml.m7g), pushed as one multi-arch manifest (default linux/amd64; arm64 is
+                          built through QEMU here: make graviton-check first). Training stays linux/amd64.
+  --arm64-build-arg NAME=VALUE  for the arm64 serving build only, e.g. an arm64 BASE_IMAGE
   --no-tune               stop after pushing and uploading
   --region REGION         AWS region (default: the credential chain's)
   --profile NAME          AWS profile (default: the credential chain's)
@@ -39,7 +43,7 @@ repo_root=$(dirname "$here")
 PYTHON=${PYTHON:-python3}
 role="" data="" fetch_dir="" dogimages_url="" bucket="" registry="" tag="" tune=true
 train_repository=dog-classifier-train serve_repository=dog-classifier-serve
-aws_args=() build_args=() tune_args=()
+aws_args=() build_args=() tune_args=() arm64_build_args=() platforms=linux/amd64
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -53,6 +57,8 @@ while [ $# -gt 0 ]; do
     --serve-repository) need_value "$@"; serve_repository=$2; shift 2 ;;
     --tag) need_value "$@"; tag=$2; shift 2 ;;
     --build-arg) need_value "$@"; build_args+=(--build-arg "$2"); shift 2 ;;
+    --platforms) need_value "$@"; platforms=$2; shift 2 ;;
+    --arm64-build-arg) need_value "$@"; arm64_build_args+=(--build-arg "$2"); shift 2 ;;
     --no-tune) tune=false; shift ;;
     --region|--profile) need_value "$@"; aws_args+=("$1" "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -81,6 +87,13 @@ for name in "$train_repository" "$serve_repository"; do
   [[ $name =~ $repository_pattern ]] || fail "argument --train-repository/--serve-repository: expected an ECR repository name, got '$name'"
 done
 [ -z "$tag" ] || [[ $tag =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || fail "argument --tag: not a valid image tag: '$tag'"
+IFS=, read -r -a platform_list <<< "$platforms"
+for platform in "${platform_list[@]}"; do
+  [[ $platform == linux/amd64 || $platform == linux/arm64 ]] \
+    || fail "argument --platforms: expected linux/amd64 and/or linux/arm64 (comma-separated), got '$platform'"
+done
+[ ${#arm64_build_args[@]} -eq 0 ] || [[ ,$platforms, == *,linux/arm64,* ]] \
+  || fail "argument --arm64-build-arg: needs --platforms with linux/arm64"
 command -v docker >/dev/null || fail "docker not found: install Docker (the images are built here)"
 command -v aws >/dev/null || fail "aws not found: install the AWS CLI (pip install awscli, or AWS CLI v2)"
 
@@ -100,13 +113,26 @@ if [ -z "$tag" ]; then
   [ -z "$(git -C "$repo_root" status --porcelain 2>/dev/null)" ] || tag="$tag-dirty"
 fi
 
-echo "== building images ($tag) for linux/amd64"
-# SageMaker's instances are x86_64: an image built for this machine's architecture (arm64 on
-# Apple silicon) would fail to start there with "exec format error".
-for image in train serve; do
-  repository_var=${image}_repository
-  docker build --platform linux/amd64 "${build_args[@]}" -f "$repo_root/docker/$image.Dockerfile" \
-    -t "$registry/${!repository_var}:$tag" -t "$registry/${!repository_var}:latest" "$repo_root"
+echo "== building images ($tag): training for linux/amd64, serving for $platforms"
+# SageMaker's instances are x86_64 (Graviton's ml.c7g/m7g: arm64, serving only): an image built for
+# this machine's architecture alone (arm64 on Apple silicon) would fail there with "exec format error".
+docker build --platform linux/amd64 "${build_args[@]}" -f "$repo_root/docker/train.Dockerfile" \
+  -t "$registry/$train_repository:$tag" -t "$registry/$train_repository:latest" "$repo_root"
+multi_arch=false
+[ "$platforms" = linux/amd64 ] || multi_arch=true
+serve_refs=()  # one image per platform, tagged TAG-ARCH, when the serving image is multi-arch
+for platform in "${platform_list[@]}"; do
+  arch=${platform#linux/}
+  extra=()
+  [ "$arch" != arm64 ] || extra=("${arm64_build_args[@]}")
+  if $multi_arch; then
+    tags=(-t "$registry/$serve_repository:$tag-$arch")
+    serve_refs+=("$registry/$serve_repository:$tag-$arch")
+  else
+    tags=(-t "$registry/$serve_repository:$tag" -t "$registry/$serve_repository:latest")
+  fi
+  docker build --platform "$platform" "${build_args[@]}" "${extra[@]}" -f "$repo_root/docker/serve.Dockerfile" \
+    "${tags[@]}" "$repo_root"
 done
 
 echo "== ECR repositories"
@@ -122,10 +148,22 @@ done
 aws_ ecr get-login-password | docker login --username AWS --password-stdin "$registry"
 
 echo "== pushing to $registry"
-for name in "$train_repository" "$serve_repository"; do
-  docker push "$registry/$name:$tag"
-  docker push "$registry/$name:latest"
-done
+docker push "$registry/$train_repository:$tag"
+docker push "$registry/$train_repository:latest"
+if $multi_arch; then
+  for ref in "${serve_refs[@]}"; do docker push "$ref"; done
+  insecure=()  # a plain-HTTP registry on this machine (the tests' stand-in for ECR)
+  [[ $registry != 127.0.0.1:* && $registry != localhost:* ]] || insecure=(--insecure)
+  for name in "$registry/$serve_repository:$tag" "$registry/$serve_repository:latest"; do
+    docker manifest rm "$name" >/dev/null 2>&1 || true
+    docker manifest create "${insecure[@]}" "$name" "${serve_refs[@]}" >/dev/null
+    docker manifest push "${insecure[@]}" "$name"
+  done
+  echo "serving image: one manifest for $platforms ($registry/$serve_repository:$tag)"
+else
+  docker push "$registry/$serve_repository:$tag"
+  docker push "$registry/$serve_repository:latest"
+fi
 
 if [ -n "$fetch_dir" ]; then
   if [ -d "$fetch_dir/train" ] && [ -d "$fetch_dir/valid" ]; then

@@ -961,6 +961,10 @@ def test_push_and_tune_help():
     (["--role", ROLE, "--data", "{data}", "--tag", "a b"], "argument --tag: not a valid image tag"),
     (["--role", ROLE, "--data", "{data}", "--registry"], "argument --registry: expected a value"),
     (["--role", ROLE, "--data", "{data}", "--colour", "red"], "unknown argument --colour"),
+    (["--role", ROLE, "--data", "{data}", "--platforms", "linux/amd64,linux/arm/v7"],
+     "argument --platforms: expected linux/amd64 and/or linux/arm64 (comma-separated), got 'linux/arm/v7'"),
+    (["--role", ROLE, "--data", "{data}", "--arm64-build-arg", "BASE_IMAGE=x"],
+     "argument --arm64-build-arg: needs --platforms with linux/arm64"),
 ])
 def test_push_and_tune_refuses_bad_input_before_building(args, message, moto, tiny_dataset, tmp_path):
     args = [a.replace("{data}", str(tiny_dataset)).replace("{empty}", str(tmp_path)) for a in args]

@@ -66,7 +66,10 @@ def plugin_jar() -> Path:
     jar = default_jar()
     if is_current(jar) or (jar.is_file() and shutil.which("javac") is None):
         return jar
-    return build(jar)
+    try:
+        return build(jar)
+    except OSError as error:  # e.g. a read-only environment with a stale jar
+        raise PluginBuildError(f"cannot write {jar}: {error}") from None
 
 
 def main() -> int:
