@@ -98,6 +98,9 @@ def answer(image: str, platform: str, model_dir: Path, body: bytes) -> dict:
             logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
             if "ready: POST" in logs.stdout:
                 break
+            if "uncaught target signal" in logs.stdout + logs.stderr:  # QEMU: the process died (and may hang)
+                raise CheckFailed(f"{platform}: the server crashed under emulation:\n"
+                                  f"{(logs.stdout + logs.stderr)[-3000:]}")
             running = subprocess.run(["docker", "inspect", "--format", "{{.State.Running}}", name],
                                      capture_output=True, text=True).stdout.strip()
             if running != "true" or time.perf_counter() - started > 900:

@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from importlib import resources
 from pathlib import Path
 
@@ -77,6 +77,7 @@ example:
 """
 
 HANDLER_SERVICE = "serve.handler_service"
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # SageMaker's model names are hashes
 MODEL_NAME = "model"
 STOP_GRACE_SECONDS = 10
 # The Java frontend only moves requests to the workers. Left to the JVM's defaults (a heap of 1/64 of
@@ -170,9 +171,13 @@ class ModelServer:
         done = []
         for mark in self.workdir.glob(f"{UNLOAD_PREFIX}*"):
             name = mark.name[len(UNLOAD_PREFIX):]
+            if not MODEL_NAME_PATTERN.fullmatch(name):  # nothing a URL path would need to escape
+                log.warning("model %r could not load and cannot be unregistered by name", name)
+                mark.unlink(missing_ok=True)
+                continue
             connection = http.client.HTTPConnection(_address(self.host), self.port, timeout=30)
             try:
-                connection.request("DELETE", f"/models/{urllib.parse.quote(name, safe='')}")
+                connection.request("DELETE", f"/models/{name}")
                 response = connection.getresponse()
                 response.read()
             except OSError as error:

@@ -124,7 +124,11 @@ def test_every_image_build_targets_linux_amd64():
         lines = [line for line in text.splitlines() if re.search(r"\bdocker build\b", line)
                  and not line.lstrip().startswith(("#", "--"))]
         assert lines, f"{path} builds no image any more: update this test"
-        assert all("--platform linux/amd64" in line for line in lines), (path, lines)
+        # push_and_tune.sh's serving build takes --platforms, checked to be linux/amd64 (the default) or linux/arm64
+        assert all("--platform linux/amd64" in line or '--platform "$platform"' in line
+                   for line in lines), (path, lines)
+    assert "platforms=linux/amd64" in builds["scripts/push_and_tune.sh"]
+    assert "[[ $platform == linux/amd64 || $platform == linux/arm64 ]]" in builds["scripts/push_and_tune.sh"]
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     for name, service in compose["services"].items():
         assert "build" in service and service.get("platform") == "linux/amd64", name
