@@ -227,10 +227,7 @@ def test_serving_image_serves_and_stops_on_sigterm(trained_model_dir):
            SERVE_IMAGE, "serve")
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while "ready: POST" not in docker("logs", name, check=False).stdout:
-            assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
-            time.sleep(0.5)
+        wait_until_ready(name)
         assert request(f"{base}/ping")[0] == 200
         status, _, answer = invoke_json(base, _jpeg(), "image/jpeg")
         assert status == 200 and answer["label"]
@@ -243,6 +240,13 @@ def test_serving_image_serves_and_stops_on_sigterm(trained_model_dir):
     finally:
         docker("rm", "-f", name, check=False)
 
+
+def wait_until_ready(name: str, timeout: float = 120) -> None:
+    """Until the serving container `name` logs "ready: POST" (its log in the failure otherwise)."""
+    deadline = time.monotonic() + timeout
+    while "ready: POST" not in docker("logs", name, check=False).stdout:
+        assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
+        time.sleep(0.5)
 
 def _jpeg() -> bytes:
     import io
@@ -343,10 +347,7 @@ def test_serving_image_also_runs_as_a_non_root_user(trained_model_dir):
     docker("run", "-d", "--name", name, "--user", "65534:65534", "-p", f"127.0.0.1:{port}:8080", *CREDENTIAL_FLAGS,
            "-v", f"{trained_model_dir}:/opt/ml/model:ro", SERVE_IMAGE, "serve")
     try:
-        deadline = time.monotonic() + 120
-        while "ready: POST" not in docker("logs", name, check=False).stdout:
-            assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
-            time.sleep(0.5)
+        wait_until_ready(name)
         status, _, answer = invoke_json(f"http://127.0.0.1:{port}", _jpeg(), "image/jpeg")
         assert status == 200 and answer["label"]
         assert docker("exec", name, "id", "-u").stdout.strip() == "65534"
@@ -365,10 +366,7 @@ def test_serving_image_runs_as_serverless_runs_it_read_only_as_any_user(trained_
            "--cpus", "2", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=1", "-p", f"127.0.0.1:{port}:8080",
            "-v", f"{trained_model_dir}:/opt/ml/model:ro", SERVE_IMAGE, "serve")
     try:
-        deadline = time.monotonic() + 120
-        while "ready: POST" not in docker("logs", name, check=False).stdout:
-            assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
-            time.sleep(0.5)
+        wait_until_ready(name)
         base = f"http://127.0.0.1:{port}"
         assert request(f"{base}/ping")[0] == 200
         status, _, answer = invoke_json(base, _jpeg(), "image/jpeg")
@@ -407,10 +405,7 @@ def test_multi_model_container_answers_507_at_its_memory_limit_then_loads_once_a
         return request(f"{base}/models", body, {"Content-Type": "application/json"}, method="POST")[0]
 
     try:
-        deadline = time.monotonic() + 120
-        while "ready: POST" not in docker("logs", name, check=False).stdout:
-            assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
-            time.sleep(0.5)
+        wait_until_ready(name)
         # 1 GB holds the Java frontend and three workers (~230 MB each) with 256 MB to spare, not a fourth
         assert [load(model) for model in names[:3]] == [200, 200, 200], docker("logs", name, check=False).stdout
         assert load("kennel-d") == 507
