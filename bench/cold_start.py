@@ -26,20 +26,12 @@ from pathlib import Path
 from bench.photos import photo_jpeg
 from bench.report import print_table
 from bench.serve_latency import post, resnet50_artifact
-from serve.server import MAX_PORT
+from reliability.live_server import free_port
 
 SERVERLESS = ["--read-only", "--tmpfs", "/tmp", "--user", "1000:1000", "--memory", "3g", "--cpus", "2",
               "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=1"]
 REAL_TIME = ["--cpus", "2"]
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return port if port <= MAX_PORT else 18000 + os.getpid() % 10000
 
 
 def cold_start(image: str, model_dir: Path, flags: list[str], body: bytes) -> tuple[float, float]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.photos import photo_jpeg
-from serve.server import MAX_PORT
+from reliability.live_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BINFMT = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
@@ -77,14 +77,6 @@ def small_artifact(directory: Path) -> Path:
         preprocess=Preprocess.for_image_size(64), arch="resnet18", hyperparameters={"hidden_units": 32}, metrics={}))
     return directory
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return port if port <= MAX_PORT else 19000 + os.getpid() % 10000
 
 
 def answer(image: str, platform: str, model_dir: Path, body: bytes) -> dict:
