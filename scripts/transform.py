@@ -26,12 +26,11 @@ name, so each gets a new name) and printed: pass it as --model-name to reuse it.
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 
 from scripts import aws, aws_errors, transform_results
-from scripts.deploy import model_data
+from scripts.deploy import model_data, versioned_name
 
 MAX_PAYLOAD_MB = 100  # CreateTransformJob's MaxPayloadInMB limit
 CONTENT_TYPE = "application/x-image"
@@ -108,11 +107,6 @@ def _files_in_subfolders(uri: str) -> int:
     return sum(1 for path in folder.glob("*/**/*") if path.is_file()) if folder.is_dir() else 0
 
 
-def job_name(now: datetime.datetime | None = None) -> str:
-    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%d-%H%M%S-%f")[:-3]
-    return f"dog-transform-{stamp}"
-
-
 def transformer(args, session):
     """The SDK's Transformer: on a model made from --model-data (named after the job), or on --model-name."""
     from sagemaker.model import Model
@@ -157,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     if not args.summarize_only:
         session = aws.sagemaker_session(boto, local=args.local, serving_port=args.local_port)
-        args.job_name = args.job_name or job_name()
+        args.job_name = args.job_name or versioned_name("dog-transform")
         if args.model_name and not aws.describe_or_none(session.sagemaker_client.describe_model,
                                                         ModelName=args.model_name):
             print(f"error: argument --model-name: no model {args.model_name} in {boto.region_name} (deploy.py and "
