@@ -89,8 +89,9 @@ class ClassifierTransformer(Transformer):
 
 
 def _ask_unload(model_name: str | None) -> None:
-    """multi-model-server answers the 507 but keeps the model registered with no worker, so SageMaker's
-    retry after freeing memory would get 409: the launcher unregisters it (serve/server.py)."""
+    """multi-model-server answers the 507, then fails to unregister the model itself and leaves it registered
+    with no worker, so SageMaker's retry after freeing memory would get 409: the launcher unregisters it
+    (serve/server.py: ModelServer.unregister_failed_loads)."""
     state_dir = os.environ.get(READY_DIR_ENV)
     if state_dir and model_name:
         (Path(state_dir) / f"{UNLOAD_PREFIX}{model_name}").touch()

@@ -49,6 +49,11 @@ from serve.model import ModelLoadError, check_artifact
 
 log = logging.getLogger("serve")
 
+# After a failed load MMS takes the model out and puts it back within milliseconds; a 404 this long is final.
+UNLOAD_SETTLE_SECONDS = 1.0
+# A failed load's mark whose model has had workers this long: SageMaker loaded it again meanwhile.
+UNLOAD_STALE_SECONDS = 30.0
+
 USAGE = """Serve a model artifact of `python -m train` over HTTP, as a SageMaker endpoint container does:
 POST /invocations (images in; JSON or .npy class probabilities out), GET /ping. Exits 1 with one line
 when the model cannot load, the port is taken or no worker gets ready; SIGTERM stops it cleanly."""
@@ -123,6 +128,7 @@ class ModelServer:
         self.output = output  # where MMS's log goes (default: this process's stdout/stderr)
         self.workdir = Path(tempfile.mkdtemp(prefix="serve-mms-"))
         self.process: subprocess.Popen | None = None
+        self._absent_since: dict[str, float] = {}  # model name -> when its failed load was first found gone
 
     def start(self) -> None:
         properties = self.workdir / "config.properties"
@@ -167,7 +173,12 @@ class ModelServer:
 
     def unregister_failed_loads(self) -> list[str]:
         """Unregister the models whose load ran out of memory (their workers' marks), so that SageMaker can
-        load them again once it has unloaded others; the names done."""
+        load them again once it has unloaded others; the names done.
+
+        multi-model-server answers the 507, then tries to unregister the model itself: it removes it, its
+        cleanup is interrupted, and it puts the model back with no worker (later POSTs of it get 409). A
+        DELETE that lands between the removal and the putting back answers 404, so a 404 counts only once
+        it has held for UNLOAD_SETTLE_SECONDS; a model that has workers again is a new load of it: left be."""
         done = []
         for mark in self.workdir.glob(f"{UNLOAD_PREFIX}*"):
             name = mark.name[len(UNLOAD_PREFIX):]
@@ -175,21 +186,38 @@ class ModelServer:
                 log.warning("model %r could not load and cannot be unregistered by name", name)
                 mark.unlink(missing_ok=True)
                 continue
-            connection = http.client.HTTPConnection(_address(self.host), self.port, timeout=30)
             try:
-                connection.request("DELETE", f"/models/{name}")
-                response = connection.getresponse()
-                response.read()
+                status, body = self._management("GET", f"/models/{name}")
+                loading = status == 200 and bool(_workers(body))
+                if status == 200 and not loading:  # registered with no worker: what MMS leaves behind
+                    status, _ = self._management("DELETE", f"/models/{name}")
             except OSError as error:
                 log.warning("could not unregister model %s after its failed load: %s", name, error)
                 continue
-            finally:
-                connection.close()
-            if response.status not in (200, 404):  # MMS still busy with the failed load: next round
+            if loading:  # its failed worker is not cleared yet, or a new POST of it is loading: not ours
+                self._absent_since.pop(name, None)
+                if time.time() - mark.stat().st_mtime > UNLOAD_STALE_SECONDS:
+                    mark.unlink(missing_ok=True)
                 continue
+            if status == 404:  # maybe only while MMS's own attempt holds it out: wait until that is over
+                first_absent = self._absent_since.setdefault(name, time.monotonic())
+                if time.monotonic() - first_absent < UNLOAD_SETTLE_SECONDS:
+                    continue
+            elif status != 200:  # MMS still busy with the failed load: next round
+                continue
+            self._absent_since.pop(name, None)
             mark.unlink(missing_ok=True)
             done.append(name)
         return done
+
+    def _management(self, method: str, path: str) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection(_address(self.host), self.port, timeout=30)
+        try:
+            connection.request(method, path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
 
     def stop(self) -> None:
         """SIGTERM the whole group (Java frontend and Python workers), SIGKILL whatever is left after a grace."""
@@ -218,6 +246,12 @@ def check_port_free(host: str, port: int) -> None:
 
 def _address(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+
+
+def _workers(description: bytes) -> list:
+    """The workers in MMS's answer to GET /models/NAME (an object in 1.1.x, a one-item list elsewhere)."""
+    described = json.loads(description)
+    return (described[0] if isinstance(described, list) else described).get("workers") or []
 
 
 def _pings(host: str, port: int) -> bool:

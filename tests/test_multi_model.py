@@ -166,3 +166,97 @@ def test_a_model_that_does_not_fit_is_refused_with_what_it_needs(tmp_path, monke
     with pytest.raises(MemoryError, match=r"about 276 MB needed \(10 MB model x 2 \+ 256 MB headroom\), 275 MB free"):
         memory.require_room(model)
     memory.require_room(model, headroom_mb=255)  # 275 MB needed: fits
+
+
+class ScriptedManagementApi:
+    """multi-model-server's management API as it behaves right after a load answered 507 (a stand-in: the
+    race lasts milliseconds on the real server, too short to hit on purpose). From MMS 1.1.11's source
+    (ManagementRequestHandler.updateModelWorkers, ModelManager.unregisterModel): it sends the 507, then
+    unregisters the model itself — removes it, has its cleanup interrupted, and puts it back with no worker.
+    `phases` is what GET /models/NAME finds, one entry per request: "loading" (a worker listed), "absent",
+    "no-worker"; a DELETE of a model with no worker removes it for good."""
+
+    def __init__(self, phases: list[str]):
+        import http.server
+        import threading
+
+        self.phases, self.deletes = list(phases), 0
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, status: int, body: object):
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self):
+                phase = api.phases.pop(0) if len(api.phases) > 1 else api.phases[0]
+                if phase == "absent":
+                    self._answer(404, {"code": 404, "message": "Model not found: kennel-d"})
+                else:
+                    workers = [{"id": "9003", "status": "READY"}] if phase == "loading" else []
+                    self._answer(200, {"modelName": "kennel-d", "workers": workers})
+
+            def do_DELETE(self):
+                api.deletes += 1
+                api.phases = ["absent"]
+                self._answer(200, {"status": 'Model "kennel-d" unregistered'})
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _launcher_watching(tmp_path, port: int):
+    from serve.config import UNLOAD_PREFIX, read_config
+    from serve.server import ModelServer
+
+    server = ModelServer(tmp_path, read_config({"SAGEMAKER_MULTI_MODEL": "true"}), "127.0.0.1", port)
+    (server.workdir / f"{UNLOAD_PREFIX}kennel-d").touch()  # the failed worker's mark
+    return server
+
+
+def test_a_404_while_mms_puts_the_failed_model_back_does_not_end_the_unregistering(tmp_path):
+    # CI caught this: the launcher's DELETE landed while MMS held the model out, got 404, stopped watching,
+    # and MMS put the model back with no worker, so SageMaker's next load of it answered 409
+    api = ScriptedManagementApi(["loading", "absent", "absent", "no-worker"])
+    server = _launcher_watching(tmp_path, api.port)
+    try:
+        rounds = [server.unregister_failed_loads() for _ in range(3)]
+        assert rounds == [[], [], []] and api.deletes == 0  # the 404s have not held for a second yet
+        assert server.unregister_failed_loads() == ["kennel-d"]  # put back with no worker: DELETE it
+        assert api.deletes == 1 and not list(server.workdir.glob("unload-*"))
+    finally:
+        api.close()
+        server.stop()
+
+
+def test_a_failed_load_found_gone_for_a_second_is_done_and_a_new_load_of_it_is_left_alone(tmp_path, monkeypatch):
+    import serve.server
+
+    api = ScriptedManagementApi(["absent"])
+    server = _launcher_watching(tmp_path, api.port)
+    try:
+        assert server.unregister_failed_loads() == []
+        time.sleep(serve.server.UNLOAD_SETTLE_SECONDS)
+        assert server.unregister_failed_loads() == ["kennel-d"] and api.deletes == 0
+        # SageMaker loads it again at once and this load takes: its worker is listed, nothing is deleted
+        api.phases = ["absent", "loading"]
+        (server.workdir / "unload-kennel-d").touch()
+        assert [server.unregister_failed_loads() for _ in range(3)] == [[], [], []] and api.deletes == 0
+        monkeypatch.setattr(serve.server, "UNLOAD_STALE_SECONDS", 0.0)
+        assert server.unregister_failed_loads() == [] and not list(server.workdir.glob("unload-*"))
+        assert api.deletes == 0
+    finally:
+        api.close()
+        server.stop()
