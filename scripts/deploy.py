@@ -388,7 +388,9 @@ def deploy_to_sagemaker(client, scaling_client, args) -> int:
         return 1
     if previous:
         deleted = delete_config_and_models(client, old_config)
-        print(f"deleted the old endpoint config and model{'s' if len(deleted) > 2 else ''}: {', '.join(deleted)}")
+        if deleted:  # the config and its models often share one versioned name: say which is which
+            print(f"deleted the old endpoint config {deleted[0]} and its model{'s' if len(deleted) > 2 else ''} "
+                  f"{', '.join(deleted[1:])}")
     wanted = args.scaling or restore
     if wanted:
         autoscaling.register(scaling_client, args.endpoint_name, wanted)

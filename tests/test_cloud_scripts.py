@@ -479,7 +479,7 @@ def test_deploy_to_an_existing_endpoint_updates_it_in_place(moto, capsys):
     assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [name]
     assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == [name]
     assert f"updating endpoint dogs (from {first})" in out
-    assert f"deleted the old endpoint config and model: {first}, {first}" in out
+    assert f"deleted the old endpoint config {first} and its model {first}\n" in out
 
 
 def test_a_failed_update_leaves_the_endpoint_on_its_old_model(moto, monkeypatch, capsys):
