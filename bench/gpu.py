@@ -137,10 +137,15 @@ def _ddp_worker(rank: int, world_size: int, port: int, use_cuda: bool, results) 
         weights = model.module.weight.detach().clone()
         gathered = [torch.zeros_like(weights) for _ in range(world_size)]
         dist.all_gather(gathered, weights)
-        same = all(torch.equal(gathered[0], other) for other in gathered)
-        results.put((rank, total.item(), same))
+        answer = (rank, total.item(), all(torch.equal(gathered[0], other) for other in gathered))
+        # DDP's reducer goes while its process group lives: freed after destroy_process_group (at this
+        # function's return) it hung about 1 run in 20 on the CPU, holding the GIL, so the answer never left
+        del model, optimizer
     finally:
         dist.destroy_process_group()
+    results.put(answer)
+    results.close()
+    results.join_thread()  # the answer is in the pipe before this process exits
 
 
 def ddp_check(world_size: int, use_cuda: bool) -> str:
