@@ -191,7 +191,7 @@ class ModelServer:
                 loading = status == 200 and bool(_workers(body))
                 if status == 200 and not loading:  # registered with no worker: what MMS leaves behind
                     status, _ = self._management("DELETE", f"/models/{name}")
-            except OSError as error:
+            except (OSError, ValueError) as error:  # ValueError: an answer that is not MMS's JSON
                 log.warning("could not unregister model %s after its failed load: %s", name, error)
                 continue
             if loading:  # its failed worker is not cleared yet, or a new POST of it is loading: not ours
