@@ -33,7 +33,6 @@ SERVERLESS = ["--read-only", "--tmpfs", "/tmp", "--user", "1000:1000", "--memory
 REAL_TIME = ["--cpus", "2"]
 
 
-
 def cold_start(image: str, model_dir: Path, flags: list[str], body: bytes) -> tuple[float, float]:
     """(seconds from `docker run` to the first answer, MiB the container uses then)."""
     port = free_port()

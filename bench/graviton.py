@@ -78,7 +78,6 @@ def small_artifact(directory: Path) -> Path:
     return directory
 
 
-
 def answer(image: str, platform: str, model_dir: Path, body: bytes) -> dict:
     """Run the image for `platform`, wait for /ping, classify `body`; the answer, the machine and timings."""
     port, name = free_port(), f"graviton-check-{platform.split('/')[1]}-{os.getpid()}"

@@ -248,6 +248,7 @@ def wait_until_ready(name: str, timeout: float = 120) -> None:
         assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
         time.sleep(0.5)
 
+
 def _jpeg() -> bytes:
     import io
 
