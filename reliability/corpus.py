@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import struct
+import warnings
 import zlib
 
 from PIL import Image
@@ -69,17 +70,36 @@ def exif_rotated_jpeg() -> bytes:
     return image("JPEG", size=(120, 90), exif=exif.tobytes())
 
 
-def pixel_bomb_png(side: int = 20000) -> bytes:
-    """A real side x side 1-bit PNG, all black: 400 million pixels in ~50 KB of zlib."""
-    raw_row = b"\x00" + b"\x00" * ((side + 7) // 8)
+def pixel_bomb_png(side: int = 20000, height: int | None = None) -> bytes:
+    """A real side x height (default square) 1-bit PNG, all black: 400 million pixels in ~50 KB of zlib."""
+    width, height = side, height or side
+    raw_row = b"\x00" + b"\x00" * ((width + 7) // 8)
     compressor = zlib.compressobj(9)
-    data = b"".join(compressor.compress(raw_row) for _ in range(side)) + compressor.flush()
+    data = b"".join(compressor.compress(raw_row) for _ in range(height)) + compressor.flush()
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+# Formats Pillow decodes that the endpoint does not: none may be decoded, whatever the Content-Type says.
+UNDOCUMENTED_FORMATS = ("TGA", "SGI", "PCX", "PPM", "ICO", "IM", "DDS", "QOI", "SPIDER", "JPEG2000", "PDF", "XBM",
+                        "EPS", "PSD", "FITS", "ICNS", "BLP", "MSP", "WMF")
+
+
+def undocumented_format(fmt: str) -> bytes | None:
+    """A small image in one of UNDOCUMENTED_FORMATS, or None where this Pillow cannot write it."""
+    modes = {"SPIDER": "F", "XBM": "1", "MSP": "1", "DDS": "RGBA", "PSD": "RGB", "FITS": "L", "BLP": "P"}
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():  # Pillow 13 deprecates writing IM, not reading it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            Image.new("RGB", (64, 48), (200, 40, 40)).convert(modes.get(fmt, "RGB")).save(buffer, fmt)
+    except (KeyError, OSError, ValueError):  # no writer (PSD, WMF), or one that needs Ghostscript (EPS)
+        return None
+    return buffer.getvalue()
 
 
 def instances(*payloads: bytes) -> bytes:
@@ -107,10 +127,16 @@ def cases(max_payload_bytes: int, max_instances: int) -> list[Case]:
         Case("multi-page TIFF", multipage_tiff(), "image/tiff", 200),
         Case("WebP", image("WEBP"), "image/webp", 200),
         Case("BMP", image("BMP"), "image/bmp", 200),
-        Case("PNG sent as image/jpeg", image("PNG"), "image/jpeg", 200),
+        Case("PNG sent as image/jpeg", image("PNG"), "image/jpeg", 415),
+        Case("PNG sent as application/x-image", image("PNG"), "application/x-image", 200),
         Case("content type with parameters", jpeg, "Image/JPEG; charset=binary", 200),
         # over the caps
         Case("20000x20000 pixels in ~50 KB", pixel_bomb_png(), "image/png", 413),
+        # within the pixel cap, but resizing the shorter side to the model's asks for gigabytes
+        Case("16x2500000 pixels in ~7 KB", pixel_bomb_png(16, 2_500_000), "image/png", 413),
+        Case("2500000x16 pixels in ~7 KB", pixel_bomb_png(2_500_000, 16), "image/png", 413),
+        # each image at the per-image cap: 64 of them would be 10 GB of RGB
+        Case("64 PNGs of 6324x6324 in one batch", instances(*[pixel_bomb_png(6324)] * 64), "application/json", 413),
         Case("body over the payload cap", b"\xff" * (max_payload_bytes + 1024), "image/jpeg", 413),
         # content and accept types
         Case("wrong content type", jpeg, "text/plain", 415),
@@ -133,12 +159,20 @@ def cases(max_payload_bytes: int, max_instances: int) -> list[Case]:
         Case("a thousand instances", instances(*[b"\xff\xd8"] * 1000), "application/json", 413),
         Case(f"{max_instances} instances (the cap)", instances(*[jpeg] * max_instances), "application/json", 200),
         Case("JSON in Latin-1", "{\"instances\": \"é\"}".encode("latin-1"), "application/json", 400),
+        Case("JSON nested 200,000 deep", b"[" * 200_000 + b"]" * 200_000, "application/json", 400),
+        Case("JSON with a 5,000-digit number", b"{\"instances\": " + b"7" * 5000 + b"}", "application/json", 400),
         # custom attributes
         Case("top_k=0", jpeg, "image/jpeg", 400, {CUSTOM_ATTRIBUTES: "top_k=0"}),
         Case("top_k=-1", jpeg, "image/jpeg", 400, {CUSTOM_ATTRIBUTES: "top_k=-1"}),
         Case("top_k=abc", jpeg, "image/jpeg", 400, {CUSTOM_ATTRIBUTES: "top_k=abc"}),
         Case("top_k huge", jpeg, "image/jpeg", 200, {CUSTOM_ATTRIBUTES: "top_k=99999999999999999999"}),
+        Case("top_k of 5,000 digits", jpeg, "image/jpeg", 200, {CUSTOM_ATTRIBUTES: "top_k=" + "9" * 5000}),
+        Case("top_k a Unicode digit", jpeg, "image/jpeg", 400, {CUSTOM_ATTRIBUTES: "top_k=\u00b2"}),
         Case("other attributes only", jpeg, "image/jpeg", 200, {CUSTOM_ATTRIBUTES: "trace=abc, model=x"}),
+        # decoders the endpoint does not document: refused before any decoding, whatever the type says
+        *(Case(f"{fmt} sent as {kind}", data, kind, 400)
+          for fmt in UNDOCUMENTED_FORMATS if (data := undocumented_format(fmt)) is not None
+          for kind in ("image/jpeg", "application/x-image")),
     ]
 
 

@@ -11,6 +11,12 @@ DEFAULT_MAX_PAYLOAD_MB = 6  # a real-time endpoint's request limit
 MAX_BATCH_PAYLOAD_MB = 100  # batch transform's MaxPayloadInMB limit
 BATCH_STRATEGIES = ("SINGLE_RECORD", "MULTI_RECORD")  # SAGEMAKER_BATCH_STRATEGY's values
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+# All images of one request together, as decoded: 64 dogImages photos fit (~0.5 MP each, or less after
+# JPEG's reduced-size decoding); 64 images at the per-image cap (2.5 G pixels, 10 GB as RGB) do not.
+DEFAULT_MAX_REQUEST_PIXELS = 100_000_000
+# A 16 x 2,500,000 image is within the pixel cap, but scaling its shorter side to the model's size would
+# make the longer one gigapixels long; photos and panoramas stay well inside 20:1.
+DEFAULT_MAX_ASPECT_RATIO = 20.0
 DEFAULT_MAX_INSTANCES = 64
 DEFAULT_TOP_K = 5
 READY_DIR_ENV = "SERVE_READY_DIR"  # where workers mark that their model is loaded (set by the launcher)
@@ -32,6 +38,8 @@ class ServingConfig:
     max_payload_bytes: int
     max_image_pixels: int
     max_instances: int
+    max_request_pixels: int
+    max_aspect_ratio: float
     default_accept: str
     response_timeout_s: int
     startup_timeout_s: int
@@ -71,6 +79,8 @@ def read_config(environ: Mapping[str, str] = os.environ) -> ServingConfig:
                                maximum=MAX_BATCH_PAYLOAD_MB) << 20,
         max_image_pixels=_int(environ, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, minimum=1),
         max_instances=_int(environ, "MAX_BATCH_INSTANCES", DEFAULT_MAX_INSTANCES, minimum=1),
+        max_request_pixels=_int(environ, "MAX_REQUEST_PIXELS", DEFAULT_MAX_REQUEST_PIXELS, minimum=1),
+        max_aspect_ratio=float(_int(environ, "MAX_IMAGE_ASPECT_RATIO", int(DEFAULT_MAX_ASPECT_RATIO), minimum=1)),
         default_accept=environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json",
         response_timeout_s=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, minimum=1),
         startup_timeout_s=_int(environ, "SAGEMAKER_STARTUP_TIMEOUT", 600, minimum=1),

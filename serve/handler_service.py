@@ -30,6 +30,7 @@ class ClassifierTransformer(Transformer):
     def __init__(self):
         super().__init__()
         self.config = read_config()
+        self.limits = codec.ImageLimits.of(self.config)
         self.model: OnnxClassifier | None = None
 
     def validate_and_initialize(self, model_dir=None, context=None):
@@ -66,12 +67,21 @@ class ClassifierTransformer(Transformer):
             content_type = codec.choose_accept(headers.get("accept"), self.config.default_accept)
             top_k = codec.parse_top_k(headers.get(codec.CUSTOM_ATTRIBUTES_HEADER.lower()), self.model.num_classes,
                                       DEFAULT_TOP_K)
-            images, batch = codec.decode_images(
-                body, codec.media_type(headers.get("content-type")), self.config.max_payload_bytes,
-                self.config.max_image_pixels, self.config.max_instances,
+            images, batch = codec.open_images(
+                body, codec.media_type(headers.get("content-type")), self.limits,
                 self.model.preprocess.resize if self.model.preprocess.jpeg_draft else None)
-            sizes = [image.size for image in images]
-            probabilities = self.model.predict(np.stack([self.model.preprocess(image) for image in images]))
+            # one image decoded at a time, released once it is the model's input (a few hundred KB)
+            inputs = []
+            try:
+                for position, image in enumerate(images):
+                    rgb = codec.load(image, position if batch else None)
+                    sizes.append(rgb.size)
+                    inputs.append(self.model.preprocess(rgb))
+                    del rgb
+            finally:
+                for image in images:
+                    image.close()
+            probabilities = self.model.predict(np.stack(inputs))
             payload = codec.encode(probabilities, self.model.classes, content_type, top_k, batch)
         except codec.RequestError as error:
             status, content_type, payload = error.status, codec.JSON, codec.error_body(error.message)

@@ -338,8 +338,8 @@ def test_two_instances_a_program_killed_on_the_second_host_ends_the_job_with_fai
 @pytest.mark.docker
 def test_batch_transform_in_local_mode_classifies_a_folder_and_names_the_files_it_could_not(moto, trained_model_dir,
                                                                                            tiny_dataset, tmp_path):
-    from serve.codec import decode_image
-    from serve.config import DEFAULT_MAX_IMAGE_PIXELS
+    from serve.codec import ImageLimits, decode_image
+    from serve.config import read_config
     from serve.model import OnnxClassifier
 
     model_data = tmp_path / "model.tar.gz"
@@ -376,7 +376,7 @@ def test_batch_transform_in_local_mode_classifies_a_folder_and_names_the_files_i
     for name, row in rows.items():
         if name in ("corrupt.jpg", "notes.txt"):
             continue
-        image = decode_image((photos / name).read_bytes(), DEFAULT_MAX_IMAGE_PIXELS,  # as the handler decodes it
+        image = decode_image((photos / name).read_bytes(), ImageLimits.of(read_config({})),  # as the handler does
                              classifier.preprocess.resize if classifier.preprocess.jpeg_draft else None)
         expected = classifier.predict(classifier.preprocess(image)[None])[0]
         assert row["error"] == "" and row["label"] == classifier.classes[int(expected.argmax())], name
