@@ -115,7 +115,9 @@ def measure(name: str, model_dir: Path, handler: str, port: int, body: bytes, re
             concurrency: int, precision: str = "auto") -> Result:
     config = dataclasses.replace(read_config(os.environ), precision=precision)
     log = open(model_dir / "server.log", "w")
-    server = ModelServer(model_dir, config, "127.0.0.1", port, handler_service=handler, output=log)
+    # the baseline is the original project's code/inference.py: its workers must import artifact code
+    server = ModelServer(model_dir, config, "127.0.0.1", port, handler_service=handler, output=log,
+                         model_code=handler == BASELINE_HANDLER)
     started = time.perf_counter()
     server.start()
     try:

@@ -44,7 +44,7 @@ from serve.config import (
     execution_parameters,
     read_config,
 )
-from serve.mms_plugins.build import PluginBuildError, plugin_jar
+from serve.mms_plugins.build import PluginBuildError, plugin_jar, worker_python
 from serve.model import ModelLoadError, check_artifact
 
 log = logging.getLogger("serve")
@@ -70,6 +70,8 @@ ENVIRONMENT_HELP = """environment (SageMaker sets the SAGEMAKER_* ones on an end
   SAGEMAKER_MAX_CONCURRENT_TRANSFORMS   requests a transform job sends at once: caps the default workers
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT  answer type when a request names none (default application/json)
   MAX_IMAGE_PIXELS, MAX_BATCH_INSTANCES pixels per image (40M), images per request (64)
+  MAX_REQUEST_PIXELS                    decoded pixels of all a request's images together (100M)
+  MAX_IMAGE_ASPECT_RATIO                longest side / shortest side of an image (20)
   SAGEMAKER_MULTI_MODEL                 true: a multi-model endpoint (POST/GET/DELETE /models, POST
                                         /models/NAME/invoke; one worker per model; 507 when memory is short)
   SERVE_MEMORY_HEADROOM_MB              kept free beside each model a multi-model endpoint loads (256)
@@ -93,13 +95,19 @@ DEFAULT_VMARGS = "-XX:-UseContainerSupport -Xms128m -Xmx1g -XX:+UseG1GC"
 
 
 def mms_properties(config: ServingConfig, host: str, port: int, handler_service: str = HANDLER_SERVICE,
-                   plugins: Path | None = None) -> str:
+                   plugins: Path | None = None, management_socket: Path | None = None) -> str:
     """MMS config: sagemaker-inference's defaults plus the SAGEMAKER_* settings, addresses on `host`, and
-    the endpoint plugins' folder with what GET /execution-parameters answers (serve/mms_plugins)."""
+    the endpoint plugins' folder with what GET /execution-parameters answers (serve/mms_plugins).
+
+    MMS answers its management API (register a model from any folder or URL, with its own handler;
+    scale; delete) on the inference port when both share an address. Only a multi-model endpoint's
+    contract has /models on the serving port; elsewhere the management API listens on a Unix socket
+    in the launcher's private folder, which no caller of the port can reach."""
     defaults = resources.files("sagemaker_inference").joinpath("etc/default-mms.properties").read_text()
+    single_model_management = f"unix:{management_socket}" if management_socket else "http://127.0.0.1:0"
     settings = {
         "inference_address": f"http://{host}:{port}",
-        "management_address": f"http://{host}:{port}",
+        "management_address": f"http://{host}:{port}" if config.multi_model else single_model_management,
         "default_service_handler": handler_service,
         "default_workers_per_model": config.workers,
         "default_response_timeout": config.response_timeout_s,
@@ -121,40 +129,44 @@ class ModelServer:
     """One multi-model-server process group, started and stopped as a unit."""
 
     def __init__(self, model_dir: Path, config: ServingConfig, host: str, port: int,
-                 handler_service: str = HANDLER_SERVICE, output=None, plugins: Path | None = None):
+                 handler_service: str = HANDLER_SERVICE, output=None, plugins: Path | None = None,
+                 model_code: bool = False, worker: Path | None = None):
         self.model_dir, self.config, self.host, self.port = model_dir.resolve(), config, host, port
         self.handler_service = handler_service
-        self.plugins = plugins  # the endpoint plugins' jar (GET /execution-parameters), if any
+        self.plugins = plugins  # the endpoint plugins' jar (GET /execution-parameters, /ping), if any
         self.output = output  # where MMS's log goes (default: this process's stdout/stderr)
+        # Workers import only what this environment installs, never code from the artifact; True (the
+        # benchmark's Udacity baseline only) runs them as sagemaker-inference does, model/code importable.
+        self.model_code = model_code
+        self.worker = worker  # the isolated worker launcher (isolated_worker_python), found at start if None
         self.workdir = Path(tempfile.mkdtemp(prefix="serve-mms-"))
         self.process: subprocess.Popen | None = None
         self._absent_since: dict[str, float] = {}  # model name -> when its failed load was first found gone
 
     def start(self) -> None:
         properties = self.workdir / "config.properties"
-        properties.write_text(mms_properties(self.config, self.host, self.port, self.handler_service, self.plugins))
-        log_config = resources.files("sagemaker_inference").joinpath("etc/log4j2.xml")
-        package_root = str(Path(__file__).resolve().parents[1])
+        properties.write_text(mms_properties(self.config, self.host, self.port, self.handler_service, self.plugins,
+                                             management_socket=self.workdir / "management.sock"))
         env = dict(os.environ)
         env.update({
-            # MMS keeps its pid file in the temp dir and refuses to start beside another one: private per server.
-            "TMPDIR": str(self.workdir), "TEMP": str(self.workdir),
-            # As sagemaker-inference does: model/code (a user module, requirements) is importable in workers.
-            "PYTHONPATH": os.pathsep.join(filter(None, [package_root, str(self.model_dir / "code"),
-                                                        env.get("PYTHONPATH")])),
             "ORT_INTRA_OP_THREADS": str(self.config.threads_per_worker),
             READY_DIR_ENV: str(self.workdir),
             "SAGEMAKER_MODEL_SERVER_WORKERS": str(self.config.workers),
             "SERVE_PRECISION": self.config.precision,
         })
-        command = [sys.executable, "-m", "mms.model_server", "--start", "--foreground",
-                   "--mms-config", str(properties), "--log-config", str(log_config), "--model-store", "/"]
-        if not self.config.multi_model:
-            command += ["--models", f"{MODEL_NAME}={self.model_dir}"]
+        if self.model_code:
+            package_root = str(Path(__file__).resolve().parents[1])
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, str(self.model_dir / "code"),
+                                                              env.get("PYTHONPATH")]))
+            worker = Path(sys.executable)
+        else:
+            worker = self.worker or isolated_worker_python()
         log.info("starting multi-model-server on %s:%d: %d worker(s) x %d thread(s)%s", self.host, self.port,
                  self.config.workers, self.config.threads_per_worker,
                  " per model, models loaded by POST /models (multi-model endpoint)" if self.config.multi_model
                  else f", model {self.model_dir}")
+        command = frontend_command(properties, self.workdir, worker, self.plugins,
+                                   None if self.config.multi_model else f"{MODEL_NAME}={self.model_dir}")
         self.process = subprocess.Popen(command, cwd=self.workdir, env=env, start_new_session=True,
                                         stdout=self.output, stderr=subprocess.STDOUT if self.output else None)
 
@@ -231,6 +243,41 @@ class ModelServer:
             _signal_group(self.process.pid, signal.SIGKILL)  # workers can outlive the frontend
             self.process.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def frontend_command(properties: Path, workdir: Path, worker_python: Path, plugins: Path | None,
+                     model: str | None) -> list[str]:
+    """The Java command `python -m mms.model_server --foreground` runs, but with our worker launcher as
+    --python (that script always passes its own interpreter) and no pid file in the shared temp dir."""
+    import mms
+
+    home = Path(mms.__file__).resolve().parents[1]
+    java = str(Path(os.environ["JAVA_HOME"]) / "bin" / "java") if os.environ.get("JAVA_HOME") else "java"
+    log_config = resources.files("sagemaker_inference").joinpath("etc/log4j2.xml")
+    classpath = f".:{home / 'mms' / 'frontend' / '*'}" + (f":{plugins.parent}/*" if plugins else "")
+    vmargs = os.environ.get("SAGEMAKER_MODEL_SERVER_VMARGS", DEFAULT_VMARGS).split()
+    command = [java, f"-Dmodel_server_home={home}", f"-Dlog4j.configurationFile=file://{log_config}",
+               f"-Djava.io.tmpdir={workdir}", *vmargs, "-cp", classpath, "com.amazonaws.ml.mms.ModelServer",
+               "--python", str(worker_python), "-f", str(properties), "-s", "/"]
+    return [*command, "-m", model] if model else command
+
+
+def isolated_worker_python() -> Path:
+    """serve/mms_plugins' worker launcher (Python -I), once it is known to import this very handler."""
+    try:
+        launcher = worker_python()
+    except PluginBuildError as error:
+        raise ConfigError(f"cannot start isolated workers: {error}") from None
+    expected = Path(__file__).with_name("handler_service.py").resolve()
+    found = subprocess.run(
+        [str(launcher), "-c", "import importlib.util; spec = importlib.util.find_spec('serve.handler_service'); "
+                              "print(spec.origin if spec else '')"],
+        capture_output=True, text=True, cwd="/").stdout.strip()
+    if not found or Path(found).resolve() != expected:
+        raise ConfigError(f"workers run Python isolated from PYTHONPATH and would import "
+                          f"{found or 'no serve package'}, not {expected}: install this project into the "
+                          f"environment (pip install -e . or pip install .)")
+    return launcher
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -338,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("serving %s (%s) from %s", served.model_file, served.precision, model_dir)
         check_port_free(args.host, args.port or config.port)
         plugins = find_plugins(config)
+        worker = isolated_worker_python()
     except (ConfigError, ModelLoadError) as error:
         log.error("cannot serve: %s", error)
         return 1
@@ -350,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, request_stop)
-    server = ModelServer(model_dir, config, args.host, args.port or config.port, plugins=plugins)
+    server = ModelServer(model_dir, config, args.host, args.port or config.port, plugins=plugins, worker=worker)
     try:
         server.start()
         if not server.wait_ready(time.monotonic() + config.startup_timeout_s, stop):

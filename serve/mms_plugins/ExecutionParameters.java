@@ -36,24 +36,24 @@ public class ExecutionParameters extends ModelServerEndpoint {
 
     @Override
     public void doPost(Request request, Response response, Context context) throws IOException {
-        methodNotAllowed(response);
+        methodNotAllowed(response, "/execution-parameters");
     }
 
     @Override
     public void doPut(Request request, Response response, Context context) throws IOException {
-        methodNotAllowed(response);
+        methodNotAllowed(response, "/execution-parameters");
     }
 
     @Override
     public void doDelete(Request request, Response response, Context context) throws IOException {
-        methodNotAllowed(response);
+        methodNotAllowed(response, "/execution-parameters");
     }
 
-    private static void methodNotAllowed(Response response) throws IOException {
+    static void methodNotAllowed(Response response, String path) throws IOException {
         response.setStatus(405, "Method Not Allowed");
         response.setHeader("Allow", "GET");
         response.setContentType("application/json");
         response.getOutputStream().write(
-                "{\"error\": \"/execution-parameters answers GET only\"}".getBytes(StandardCharsets.UTF_8));
+                ("{\"error\": \"" + path + " answers GET only\"}").getBytes(StandardCharsets.UTF_8));
     }
 }

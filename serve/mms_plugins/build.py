@@ -1,11 +1,20 @@
-"""Compile the endpoint plugins into the jar multi-model-server loads from `plugins_path`.
+"""What multi-model-server needs beside its own files: the endpoint plugins' jar, and the worker launcher.
 
-The serving image builds it once (its build stage has a JDK, the image only a JRE); a plain
-venv gets it from `make setup`, or on the first `python -m serve` when a `javac` is on PATH.
+The plugins (GET /execution-parameters, an honest GET /ping) are compiled into the jar MMS loads
+from `plugins_path`. The serving image builds it once (its build stage has a JDK, the image only a
+JRE); a plain venv gets it from `make setup`, or on the first `python -m serve` when a `javac` is on PATH.
+
+The worker launcher is the `--python` MMS starts each worker with. MMS puts the model's folder on
+the worker's PYTHONPATH, ahead of the standard library, so a `json.py` in an artifact would be
+imported by every worker; the launcher runs Python isolated (-I: no PYTHONPATH, no user site-packages,
+no script folder), so only this environment's installed packages (the handler among them) import.
+It lives beside the jar rather than in a temp dir: containers mount /tmp noexec.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,8 +25,9 @@ from pathlib import Path
 SOURCES = sorted(Path(__file__).parent.glob("*.java"))
 # ServiceLoader finds endpoint plugins through this file (MMS's plugin SDK)
 SERVICE_FILE = "META-INF/services/software.amazon.ai.mms.servingsdk.ModelServerEndpoint"
-SERVICES = ["dogclassifier.mms.ExecutionParameters"]
+SERVICES = ["dogclassifier.mms.ExecutionParameters", "dogclassifier.mms.HonestPing"]
 JAR_NAME = "sagemaker-endpoints.jar"
+WORKER_PYTHON_NAME = "worker-python"
 
 
 class PluginBuildError(RuntimeError):
@@ -27,6 +37,34 @@ class PluginBuildError(RuntimeError):
 def default_jar() -> Path:
     """Beside the environment that runs the server: /opt/venv in the image, .venv here."""
     return Path(sys.prefix) / "share" / "serve-mms-plugins" / JAR_NAME
+
+
+def worker_python_text(python: str = sys.executable) -> str:
+    return ("#!/bin/sh\n# multi-model-server's workers: this environment's Python, isolated from PYTHONPATH "
+            "(serve/mms_plugins/build.py)\n"
+            f"exec {shlex.quote(python)} -I -u \"$@\"\n")
+
+
+def write_worker_python(path: Path) -> Path:
+    partial = path.with_suffix(".partial")
+    partial.write_text(worker_python_text())
+    partial.chmod(0o755)
+    partial.replace(path)
+    return path
+
+
+def worker_python() -> Path:
+    """The worker launcher, written first where it is missing or names another Python (a moved venv)."""
+    path = default_jar().with_name(WORKER_PYTHON_NAME)
+    try:
+        if not (path.is_file() and path.read_text() == worker_python_text()):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_worker_python(path)
+    except OSError as error:
+        if os.access(path, os.X_OK):  # a read-only image: the one its build wrote (the launcher checks it)
+            return path
+        raise PluginBuildError(f"cannot write {path}: {error}") from None
+    return path
 
 
 def model_server_jar() -> Path:
@@ -75,6 +113,7 @@ def plugin_jar() -> Path:
 def main() -> int:
     try:
         print(f"wrote {build()}")
+        print(f"wrote {worker_python()}")
     except PluginBuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
