@@ -5,7 +5,9 @@ only), finds "the" model server by scanning every process on the machine, and le
 Python workers behind when stopped. This launcher keeps what it does right (the SAGEMAKER_*
 settings read by sagemaker-inference's Environment, its default MMS properties and log4j
 config, MMS started with --models model=<dir>) and instead:
-- writes its config, pid file and temp files in a private temp dir (no root needed);
+- writes its config, its management socket and every temp file in a private temp dir (no root needed);
+- keeps multi-model-server's management API off the serving port, and runs the workers isolated from
+  any code in the artifact (serve/mms_plugins/build.py: the worker launcher);
 - starts MMS in its own process group and, on SIGTERM/SIGINT, stops the whole group, so
   no worker outlives it;
 - loads and runs the model artifact before starting (a bad one fails in seconds, one line), checks
@@ -94,8 +96,8 @@ STOP_GRACE_SECONDS = 10
 DEFAULT_VMARGS = "-XX:-UseContainerSupport -Xms128m -Xmx1g -XX:+UseG1GC"
 
 
-def mms_properties(config: ServingConfig, host: str, port: int, handler_service: str = HANDLER_SERVICE,
-                   plugins: Path | None = None, management_socket: Path | None = None) -> str:
+def mms_properties(config: ServingConfig, host: str, port: int, management_socket: Path,
+                   handler_service: str = HANDLER_SERVICE, plugins: Path | None = None) -> str:
     """MMS config: sagemaker-inference's defaults plus the SAGEMAKER_* settings, addresses on `host`, and
     the endpoint plugins' folder with what GET /execution-parameters answers (serve/mms_plugins).
 
@@ -104,14 +106,12 @@ def mms_properties(config: ServingConfig, host: str, port: int, handler_service:
     contract has /models on the serving port; elsewhere the management API listens on a Unix socket
     in the launcher's private folder, which no caller of the port can reach."""
     defaults = resources.files("sagemaker_inference").joinpath("etc/default-mms.properties").read_text()
-    single_model_management = f"unix:{management_socket}" if management_socket else "http://127.0.0.1:0"
     settings = {
         "inference_address": f"http://{host}:{port}",
-        "management_address": f"http://{host}:{port}" if config.multi_model else single_model_management,
+        "management_address": f"http://{host}:{port}" if config.multi_model else f"unix:{management_socket}",
         "default_service_handler": handler_service,
         "default_workers_per_model": config.workers,
         "default_response_timeout": config.response_timeout_s,
-        "vmargs": os.environ.get("SAGEMAKER_MODEL_SERVER_VMARGS", DEFAULT_VMARGS),
         # Four times our cap, so oversized bodies still reach the handler and get a JSON 413;
         # beyond this MMS itself answers a bare 413 (SageMaker caps real-time requests at 6 MB first).
         "max_request_size": 4 * config.max_payload_bytes,
@@ -145,10 +145,12 @@ class ModelServer:
 
     def start(self) -> None:
         properties = self.workdir / "config.properties"
-        properties.write_text(mms_properties(self.config, self.host, self.port, self.handler_service, self.plugins,
-                                             management_socket=self.workdir / "management.sock"))
+        properties.write_text(mms_properties(self.config, self.host, self.port, self.workdir / "management.sock",
+                                             self.handler_service, self.plugins))
         env = dict(os.environ)
         env.update({
+            # everything the frontend and the workers write goes to the private dir, removed at stop
+            "TMPDIR": str(self.workdir), "TEMP": str(self.workdir),
             "ORT_INTRA_OP_THREADS": str(self.config.threads_per_worker),
             READY_DIR_ENV: str(self.workdir),
             "SAGEMAKER_MODEL_SERVER_WORKERS": str(self.config.workers),
@@ -248,7 +250,8 @@ class ModelServer:
 def frontend_command(properties: Path, workdir: Path, worker_python: Path, plugins: Path | None,
                      model: str | None) -> list[str]:
     """The Java command `python -m mms.model_server --foreground` runs, but with our worker launcher as
-    --python (that script always passes its own interpreter) and no pid file in the shared temp dir."""
+    --python (that script always passes its own interpreter) and no pid file. JVM options come from
+    SAGEMAKER_MODEL_SERVER_VMARGS here (that script read them from the config's `vmargs`)."""
     import mms
 
     home = Path(mms.__file__).resolve().parents[1]

@@ -16,11 +16,11 @@ import textwrap
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 from serving import invoke_json, request, running_server
 
 from reliability.corpus import image, instances, pixel_bomb_png
+from reliability.load import server_workers
 
 pytestmark = pytest.mark.slow
 
@@ -63,9 +63,7 @@ def server(booby_trapped_model):
 
 
 def worker_pid(server) -> int:
-    """The process that holds the model: MMS's worker script forks it and waits."""
-    [worker] = [child for child in psutil.Process(server.process.pid).children(recursive=True)
-                if "model_service_worker" in " ".join(child.cmdline()) and not child.children()]
+    [worker] = server_workers(server.process.pid)  # the forked child that holds the model
     return worker.pid
 
 
