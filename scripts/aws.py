@@ -11,7 +11,9 @@ import argparse
 import logging
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from scripts.aws_errors import RefusedData
 
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
@@ -143,6 +145,20 @@ def s3_keys(s3, uri: str) -> tuple[str, str, list[str]]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
         keys += [item["Key"] for item in page.get("Contents", [])]
     return bucket, prefix, keys
+
+
+def local_path(destination: Path, relative_key: str, key: str) -> Path:
+    """Where an object under a downloaded prefix goes: inside `destination`, whatever the key says. A key is
+    the writer's choice (the execution role can write under the job's prefix): `..`, an absolute path or a
+    link already in the folder must not put a file elsewhere on the operator's machine."""
+    parts = PurePosixPath(relative_key).parts
+    target = destination.joinpath(*parts) if parts else destination
+    root = destination.resolve()
+    if relative_key.startswith("/") or ".." in parts or not target.resolve().is_relative_to(root) \
+            or target.resolve() == root:
+        raise RefusedData(f"S3 key {key!r} would be written outside {destination}: not downloaded, nothing "
+                          "written (someone who can write under that prefix put it there)")
+    return target
 
 
 def describe_or_none(call, **kwargs) -> dict | None:

@@ -18,9 +18,17 @@ THROTTLED = {"Throttling", "ThrottlingException", "ThrottledException", "TooMany
              "RequestLimitExceeded", "SlowDown", "RequestThrottled", "RequestThrottledException"}
 
 
+class RefusedData(Exception):
+    """Something read from AWS that a script will not act on (an S3 key that would be written outside its
+    folder): the message is the one line to show."""
+
+
 def explain(error: BaseException) -> str | None:
     """One line naming the cause and the fix, or None for an error this module does not know."""
     from botocore import exceptions
+
+    if isinstance(error, RefusedData):
+        return str(error)
 
     sso_names = ("TokenRetrievalError", "SSOTokenLoadError", "UnauthorizedSSOTokenError")
     sso_expired = tuple(getattr(exceptions, name) for name in sso_names if hasattr(exceptions, name))

@@ -185,12 +185,13 @@ def debugging_configuration(output_path: str, job_name: str) -> dict:
 def download_job_outputs(s3, output_path: str, job_name: str, destination: Path) -> list[Path]:
     """Everything the job wrote under <output_path>/<job>/ but the model (debug, rules, profiler, report)."""
     bucket, prefix, keys = aws.s3_keys(s3, f"{output_path}/{job_name}")
+    relatives = [(key, key[len(prefix) + 1:]) for key in keys]
+    wanted = [(key, relative) for key, relative in relatives
+              if relative and not relative.endswith(("/", "model.tar.gz"))]
+    # every key checked before the first download: a refused one leaves nothing half-written
+    targets = [(key, aws.local_path(destination, relative, key)) for key, relative in wanted]
     files = []
-    for key in keys:
-        relative = key[len(prefix) + 1:]
-        if not relative or relative.endswith("/") or relative.endswith("model.tar.gz"):
-            continue
-        target = destination / relative
+    for key, target in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, key, str(target))
         files.append(target)

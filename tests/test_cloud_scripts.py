@@ -23,7 +23,7 @@ from botocore.awsrequest import AWSResponse
 from conftest import REPO
 from moto_aws import ACCOUNT, REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
-from scripts import aws, cleanup, debug_profile, deploy, iam_policies, transform, tune
+from scripts import aws, aws_errors, cleanup, debug_profile, deploy, iam_policies, transform, tune
 from train.metrics import metric_definitions
 
 DATA = "s3://dog-data/dogImages"
@@ -1107,3 +1107,48 @@ def test_local_mode_gets_the_hook_configuration_sagemaker_would(tmp_path):
     assert written["LocalPath"] == "/opt/ml/output/tensors" and "S3OutputPath" not in written
     assert debug_profile.LOCAL_HOOK_ENVIRONMENT["SMDEBUG_CONFIG_FILE_PATH"].endswith(
         f"/{debug_profile.LOCAL_HOOK_CHANNEL}/debughookconfig.json")
+
+
+class ListingS3:
+    """An S3 client that lists the given keys and "downloads" each as a file holding its name. A stand-in
+    on purpose: what is tested is where the script writes what a key names; S3 stores `../` in a key as
+    written, and whether a local stand-in keeps it is beside the point."""
+
+    def __init__(self, keys):
+        self.keys, self.downloaded = keys, []
+
+    def get_paginator(self, _name):
+        keys = self.keys
+
+        class Pages:
+            def paginate(self, Bucket, Prefix):  # boto3's argument names
+                return [{"Contents": [{"Key": key} for key in keys if key.startswith(Prefix)]}]
+
+        return Pages()
+
+    def download_file(self, bucket, key, filename):
+        self.downloaded.append(key)
+        Path(filename).write_text(key)
+
+
+@pytest.mark.parametrize("evil", ["dog-classifier/debug/job-1/../../../planted.txt",
+                                  "dog-classifier/debug/job-1//etc/planted.txt",
+                                  "dog-classifier/debug/job-1/rule-output/../../../../planted.txt",
+                                  "dog-classifier/debug/job-1/linked/planted.txt"])
+def test_job_outputs_never_land_outside_the_download_folder(tmp_path, evil):
+    destination = tmp_path / "runs" / "job-1"
+    destination.mkdir(parents=True)
+    (destination / "linked").symlink_to(tmp_path)  # a link left in the folder by an earlier download
+    s3 = ListingS3(["dog-classifier/debug/job-1/rule-output/report.json", evil])
+    with pytest.raises(aws_errors.RefusedData, match="would be written outside") as refused:
+        debug_profile.download_job_outputs(s3, "s3://bucket/dog-classifier/debug", "job-1", destination)
+    assert s3.downloaded == []  # refused before anything was written
+    assert not list(tmp_path.rglob("planted.txt")) and not Path("/etc/planted.txt").exists()
+    assert aws_errors.explain(refused.value).startswith(f"S3 key {evil!r}")  # the script's one line
+
+
+def test_job_outputs_keep_their_folders(tmp_path):
+    s3 = ListingS3(["dog-classifier/debug/job-1/rule-output/ProfilerReport/report.html",
+                    "dog-classifier/debug/job-1/output/model.tar.gz", "dog-classifier/debug/job-1/debug-output/"])
+    files = debug_profile.download_job_outputs(s3, "s3://bucket/dog-classifier/debug", "job-1", tmp_path / "d")
+    assert files == [tmp_path / "d" / "rule-output" / "ProfilerReport" / "report.html"]
