@@ -168,3 +168,22 @@ def test_featurize_refuses_a_features_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
     assert train_main(["--featurize", "true", "--features-dir", str(tmp_path)]) == 1
     assert "--featurize true writes features from images: it takes no --features-dir" in failure_of(tmp_path)
+
+
+@pytest.mark.parametrize("limit, value, message", [
+    ("MAX_UNPACKED_BYTES", 2500, "unpacks to 3,000 bytes, more than the 2,500 allowed"),
+    ("MAX_MEMBERS", 2, "holds 3 members, more than the 2 allowed")])
+def test_a_tarball_over_the_unpacking_caps_is_refused_naming_the_limit(tmp_path, monkeypatch, limit, value, message):
+    from train import archive as safe_unpacking
+    from train.errors import TrainingError
+
+    monkeypatch.setattr(safe_unpacking, limit, value)  # lowered: the rule is tested, not a 16 GiB tarball
+    tarball = tmp_path / "model.tar.gz"
+    with tarfile.open(tarball, "w:gz") as bundle:
+        for index in range(3):
+            info = tarfile.TarInfo(f"part-{index}.npy")
+            info.size = 1000
+            bundle.addfile(info, io.BytesIO(b"\0" * 1000))
+    with pytest.raises(TrainingError, match=message):
+        safe_unpacking.unpack(tarball, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
