@@ -374,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="model artifact of `python -m train` (default $SAGEMAKER_BASE_DIR/model: /opt/ml/model)")
     parser.add_argument("--port", type=int, help=f"port to listen on, 1-{MAX_PORT} (default $SAGEMAKER_BIND_TO_PORT, "
                                                   "else 8080)")
-    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default all, as SageMaker needs)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only; the image's `serve` binds "
+                             "0.0.0.0, as SageMaker needs)")
     args = parser.parse_args(argv)
     try:
         config = read_config()

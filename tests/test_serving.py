@@ -372,6 +372,13 @@ def test_serve_help_is_usage():
     result = subprocess.run([sys.executable, "-m", "serve", "--help"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0
     for needed in ("--model-dir", "--port", "SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SERVER_WORKERS", "example:",
-                   "curl -H \"Content-Type: image/jpeg\""):
-        assert needed in result.stdout, needed
+                   "curl -H \"Content-Type: image/jpeg\"", "default 127.0.0.1"):
+        assert needed in " ".join(result.stdout.split()), needed
     assert "multi-model-server with this project's handler service" not in result.stdout  # internals stay in the code
+
+
+def test_only_the_image_listens_on_every_interface():
+    # outside the image nothing reaches the server from another machine unless --host says so; inside it,
+    # SageMaker reaches the container's port from outside the container (the Docker stage serves through -p)
+    entry = (REPO / "docker" / "serve" / "serve").read_text()
+    assert "-m serve --host 0.0.0.0 \"$@\"" in entry
