@@ -38,7 +38,8 @@ def request(url: str, body: bytes | None = None, headers: dict | None = None, me
     parsed = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
     try:
-        connection.request(method or ("POST" if body is not None else "GET"), parsed.path, body=body,
+        target = f"{parsed.path}?{parsed.query}" if parsed.query else parsed.path
+        connection.request(method or ("POST" if body is not None else "GET"), target, body=body,
                            headers=headers or {})
         response = connection.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()

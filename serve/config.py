@@ -50,6 +50,7 @@ class ServingConfig:
     max_concurrent_transforms: int | None = None  # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS, when the job set one
     multi_model: bool = False  # SAGEMAKER_MULTI_MODEL: models come and go through POST/DELETE /models
     memory_headroom_mb: int = 256  # SERVE_MEMORY_HEADROOM_MB: kept free beside a model loaded on a multi-model endpoint
+    model_root: Path = Path("/opt/ml/models")  # a multi-model endpoint loads folders under it only
 
 
 def cpu_count() -> int:
@@ -90,6 +91,7 @@ def read_config(environ: Mapping[str, str] = os.environ) -> ServingConfig:
         max_concurrent_transforms=concurrent,
         multi_model=multi_model,
         memory_headroom_mb=_int(environ, "SERVE_MEMORY_HEADROOM_MB", 256, minimum=0),
+        model_root=base / "models",
     )
 
 

@@ -74,8 +74,9 @@ ENVIRONMENT_HELP = """environment (SageMaker sets the SAGEMAKER_* ones on an end
   MAX_IMAGE_PIXELS, MAX_BATCH_INSTANCES pixels per image (40M), images per request (64)
   MAX_REQUEST_PIXELS                    decoded pixels of all a request's images together (100M)
   MAX_IMAGE_ASPECT_RATIO                longest side / shortest side of an image (20)
-  SAGEMAKER_MULTI_MODEL                 true: a multi-model endpoint (POST/GET/DELETE /models, POST
-                                        /models/NAME/invoke; one worker per model; 507 when memory is short)
+  SAGEMAKER_MULTI_MODEL                 true: a multi-model endpoint (POST/GET/DELETE /models of folders under
+                                        $SAGEMAKER_BASE_DIR/models, POST /models/NAME/invoke; one worker per
+                                        model; 507 when memory is short)
   SERVE_MEMORY_HEADROOM_MB              kept free beside each model a multi-model endpoint loads (256)
   SERVE_PRECISION                       auto (default: model.int8.onnx when training wrote one, else
                                         model.onnx), fp32 (model.onnx), int8 (fail without the int8 model)
@@ -119,8 +120,8 @@ def mms_properties(config: ServingConfig, host: str, port: int, management_socke
     }
     if config.multi_model:
         settings["load_models"] = ""  # the defaults' ALL would load every model under model_store=/
+        settings["serve_model_root"] = config.model_root  # serve/mms_plugins/MultiModelApi.java loads only there
     if plugins is not None:
-        settings["plugins_path"] = plugins.parent
         settings["sagemaker_execution_parameters"] = json.dumps(execution_parameters(config))
     return defaults + "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -133,7 +134,7 @@ class ModelServer:
                  model_code: bool = False, worker: Path | None = None):
         self.model_dir, self.config, self.host, self.port = model_dir.resolve(), config, host, port
         self.handler_service = handler_service
-        self.plugins = plugins  # the endpoint plugins' jar (GET /execution-parameters, /ping), if any
+        self.plugins = plugins  # the endpoint plugins' jar (/execution-parameters, /ping, /models), if any
         self.output = output  # where MMS's log goes (default: this process's stdout/stderr)
         # Workers import only what this environment installs, never code from the artifact; True (the
         # benchmark's Udacity baseline only) runs them as sagemaker-inference does, model/code importable.
@@ -257,7 +258,8 @@ def frontend_command(properties: Path, workdir: Path, worker_python: Path, plugi
     home = Path(mms.__file__).resolve().parents[1]
     java = str(Path(os.environ["JAVA_HOME"]) / "bin" / "java") if os.environ.get("JAVA_HOME") else "java"
     log_config = resources.files("sagemaker_inference").joinpath("etc/log4j2.xml")
-    classpath = f".:{home / 'mms' / 'frontend' / '*'}" + (f":{plugins.parent}/*" if plugins else "")
+    # the plugins' jar first: it carries a fixed copy of one of multi-model-server's own classes
+    classpath = ":".join([*([str(plugins)] if plugins else []), ".", str(home / "mms" / "frontend" / "*")])
     vmargs = os.environ.get("SAGEMAKER_MODEL_SERVER_VMARGS", DEFAULT_VMARGS).split()
     command = [java, f"-Dmodel_server_home={home}", f"-Dlog4j.configurationFile=file://{log_config}",
                f"-Djava.io.tmpdir={workdir}", *vmargs, "-cp", classpath, "com.amazonaws.ml.mms.ModelServer",
@@ -344,15 +346,19 @@ def check_invocation(host: str, port: int, timeout: float, multi_model: bool = F
 
 
 def find_plugins(config: ServingConfig) -> Path | None:
-    """The endpoint plugins' jar. A transform job (SAGEMAKER_BATCH) cannot do without /execution-parameters;
-    an endpoint can: there a missing JDK is a warning."""
+    """The endpoint plugins' jar. A transform job (SAGEMAKER_BATCH) cannot do without /execution-parameters,
+    nor a multi-model endpoint without its guarded /models; a real-time endpoint can: a warning there."""
     try:
         jar = plugin_jar()
     except PluginBuildError as error:
         if config.batch:
             raise ConfigError(f"SAGEMAKER_BATCH is set but GET /execution-parameters cannot be served: {error}") \
                 from None
-        log.warning("GET /execution-parameters is not served (only batch transform asks for it): %s", error)
+        if config.multi_model:
+            raise ConfigError(f"SAGEMAKER_MULTI_MODEL is set but /models cannot be restricted to {config.model_root}: "
+                              f"{error}") from None
+        log.warning("GET /execution-parameters and a /ping that fails without a loaded worker are not served "
+                    "(multi-model-server's own /ping answers 200 regardless): %s", error)
         return None
     if config.batch:
         log.info("batch transform: GET /execution-parameters answers %s", json.dumps(execution_parameters(config)))

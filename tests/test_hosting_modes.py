@@ -271,8 +271,8 @@ def test_invoke_names_the_target_model_to_sagemaker_and_to_a_multi_model_contain
     # a multi-model container on this machine: the same flag reaches /models/NAME/invoke
     from serving import request, running_server
 
-    model = artifact(tmp_path / "kennel-b" / "model", KENNELS["kennel-b"], 1)
-    with running_server(tmp_path, {"SAGEMAKER_MULTI_MODEL": "true"}) as mme:
+    model = artifact(tmp_path / "models" / "kennel-b" / "model", KENNELS["kennel-b"], 1)
+    with running_server(tmp_path, {"SAGEMAKER_MULTI_MODEL": "true", "SAGEMAKER_BASE_DIR": str(tmp_path)}) as mme:
         body = json.dumps({"model_name": "kennel-b", "url": str(model)}).encode()
         assert request(f"{mme.base}/models", body, {"Content-Type": "application/json"}, method="POST")[0] == 200
         capsys.readouterr()

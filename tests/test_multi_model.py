@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from serving import group_processes, request, running_server
@@ -38,10 +40,19 @@ def artifact(directory, classes: list[str], seed: int):
 
 
 @pytest.fixture(scope="module")
-def kennels(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kennels")
-    return {name: artifact(root / name / "model", classes, seed)
+def base_dir(tmp_path_factory):
+    """The endpoint's SAGEMAKER_BASE_DIR: SageMaker extracts each model under its models/ folder."""
+    return tmp_path_factory.mktemp("opt_ml")
+
+
+@pytest.fixture(scope="module")
+def kennels(base_dir):
+    return {name: artifact(base_dir / "models" / name / "model", classes, seed)
             for seed, (name, classes) in enumerate(KENNELS.items())}
+
+
+def multi_model(base_dir, **env):
+    return {"SAGEMAKER_MULTI_MODEL": "true", "SAGEMAKER_BASE_DIR": str(base_dir), **env}
 
 
 def load(base: str, name: str, url) -> tuple[int, dict]:
@@ -71,8 +82,8 @@ def png(tiny_dataset):
     return sorted(tiny_dataset.glob("test/*/*.png"))[0].read_bytes()
 
 
-def test_three_models_load_answer_list_and_unload_as_sagemaker_asks(kennels, png, tmp_path):
-    with running_server(tmp_path, {"SAGEMAKER_MULTI_MODEL": "true"}) as mme:
+def test_three_models_load_answer_list_and_unload_as_sagemaker_asks(kennels, base_dir, png, tmp_path):
+    with running_server(tmp_path, multi_model(base_dir)) as mme:
         assert "multi-model endpoint (SAGEMAKER_MULTI_MODEL): no model at start" in mme.log()
         assert request(f"{mme.base}/ping")[0] == 200
         assert json.loads(request(f"{mme.base}/models")[2]) == {"models": []}
@@ -110,9 +121,9 @@ def test_three_models_load_answer_list_and_unload_as_sagemaker_asks(kennels, png
         assert classify(mme.base, "kennel-b", png)[0] == 200
 
 
-def test_a_load_without_room_answers_507_and_can_be_tried_again(kennels, png, tmp_path):
+def test_a_load_without_room_answers_507_and_can_be_tried_again(kennels, base_dir, png, tmp_path):
     # memory is short for every model (a headroom no machine has): SageMaker would unload others and retry
-    with running_server(tmp_path, {"SAGEMAKER_MULTI_MODEL": "true", "SERVE_MEMORY_HEADROOM_MB": "100000000"}) as mme:
+    with running_server(tmp_path, multi_model(base_dir, SERVE_MEMORY_HEADROOM_MB="100000000")) as mme:
         for attempt in range(1, 3):  # 507 both times, never 409: the failed load leaves nothing registered
             status, error = load(mme.base, "kennel-a", kennels["kennel-a"])
             assert status == 507, error
@@ -259,3 +270,49 @@ def test_a_failed_load_found_gone_for_a_second_is_done_and_a_new_load_of_it_is_l
     finally:
         api.close()
         server.stop()
+
+
+def test_only_plain_artifacts_under_the_model_root_load_and_none_of_their_code_runs(kennels, base_dir, png, tmp_path):
+    # each of these loaded, and the artifact's handler ran, when /models was multi-model-server's own
+    marker = tmp_path / "owned"
+    handler = (f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+               "def handle(data, context):\n    return [b'owned']\n")
+
+    def trapped(name: str, *files: str) -> Path:
+        folder = base_dir / "models" / name / "model"
+        shutil.copytree(kennels["kennel-a"], folder)
+        for relative in files:
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            manifest = {"specificationVersion": "1.0", "runtime": "python",
+                        "model": {"modelName": name, "handler": "evil"}, "Model-Archive-Description": name,
+                        "Engine": {"engineName": "MXNet"}, "Model": {"Service": "evil.py"}}  # 1.0 and legacy keys
+            (folder / relative).write_text(handler if relative.endswith(".py") else json.dumps(manifest))
+        return folder
+
+    outside = artifact(tmp_path / "elsewhere" / "model", KENNELS["kennel-a"], 0)
+    (base_dir / "models" / "linked").symlink_to(outside.parent)
+    refused = {
+        "an http URL": ("web", "http://127.0.0.1:9/kennel.mar"),
+        "an s3 URL": ("s3", "s3://bucket/kennel.tar.gz"),
+        "a folder outside the root": ("outside", str(outside)),
+        "a symbolic link out of the root": ("linked", str(base_dir / "models" / "linked" / "model")),
+        "a folder that is not there": ("missing", str(base_dir / "models" / "missing")),
+        "an artifact with its own manifest": ("manifest", str(trapped("manifest", "MAR-INF/MANIFEST.json", "evil.py"))),
+        "a legacy manifest deep inside": ("legacy", str(trapped("legacy", "extra/MANIFEST.json", "extra/evil.py"))),
+        "an artifact with code/": ("code", str(trapped("code", "code/inference.py"))),
+    }
+    with running_server(tmp_path, multi_model(base_dir)) as mme:
+        for why, (name, url) in refused.items():
+            status, answer = load(mme.base, name, url)
+            assert 400 <= status < 500 and answer["message"], (why, status, answer)
+            assert classify(mme.base, name, png)[0] == 404, why
+        # a handler named in the request is refused too, however plain the folder
+        status, _, body = request(f"{mme.base}/models?handler=evil", json.dumps(
+            {"model_name": "kennel-a", "url": str(kennels["kennel-a"])}).encode(), method="POST")
+        assert status == 400 and "handler" in json.loads(body)["message"]
+        assert request(f"{mme.base}/models/kennel-a?min_worker=4", b"", method="PUT")[0] == 405
+        assert not marker.exists(), "an artifact's code ran"
+        assert json.loads(request(f"{mme.base}/models")[2]) == {"models": []}
+        assert load(mme.base, "kennel-a", kennels["kennel-a"])[0] == 200  # SageMaker's own form still loads
+        status, answer = classify(mme.base, "kennel-a", png)
+        assert status == 200 and answer["label"] in KENNELS["kennel-a"]

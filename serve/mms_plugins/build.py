@@ -1,8 +1,11 @@
 """What multi-model-server needs beside its own files: the endpoint plugins' jar, and the worker launcher.
 
-The plugins (GET /execution-parameters, an honest GET /ping) are compiled into the jar MMS loads
-from `plugins_path`. The serving image builds it once (its build stage has a JDK, the image only a
-JRE); a plain venv gets it from `make setup`, or on the first `python -m serve` when a `javac` is on PATH.
+The plugins (GET /execution-parameters, an honest GET /ping, and a multi-model /models API that loads
+only artifacts under the model root and never their code), and one class of multi-model-server's own
+with a fix (HttpRequestHandlerChain.java: plugins may read request bodies), are compiled into the jar
+that serve/server.py puts first on the frontend's classpath. The serving image builds it once (its
+build stage has a JDK, the image only a JRE); a plain venv gets it from `make setup`, or on the first
+`python -m serve` when a `javac` is on PATH.
 
 The worker launcher is the `--python` MMS starts each worker with. MMS puts the model's folder on
 the worker's PYTHONPATH, ahead of the standard library, so a `json.py` in an artifact would be
@@ -25,7 +28,7 @@ from pathlib import Path
 SOURCES = sorted(Path(__file__).parent.glob("*.java"))
 # ServiceLoader finds endpoint plugins through this file (MMS's plugin SDK)
 SERVICE_FILE = "META-INF/services/software.amazon.ai.mms.servingsdk.ModelServerEndpoint"
-SERVICES = ["dogclassifier.mms.ExecutionParameters", "dogclassifier.mms.HonestPing"]
+SERVICES = ["dogclassifier.mms.ExecutionParameters", "dogclassifier.mms.HonestPing", "dogclassifier.mms.MultiModelApi"]
 JAR_NAME = "sagemaker-endpoints.jar"
 WORKER_PYTHON_NAME = "worker-python"
 
