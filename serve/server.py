@@ -5,7 +5,7 @@ only), finds "the" model server by scanning every process on the machine, and le
 Python workers behind when stopped. This launcher keeps what it does right (the SAGEMAKER_*
 settings read by sagemaker-inference's Environment, its default MMS properties and log4j
 config, MMS started with --models model=<dir>) and instead:
-- writes its config, its management socket and every temp file in a private temp dir (no root needed);
+- writes its config and every temp file in a private temp dir (no root needed);
 - keeps multi-model-server's management API off the serving port, and runs the workers isolated from
   any code in the artifact (serve/mms_plugins/build.py: the worker launcher);
 - starts MMS in its own process group and, on SIGTERM/SIGINT, stops the whole group, so
@@ -97,19 +97,21 @@ STOP_GRACE_SECONDS = 10
 DEFAULT_VMARGS = "-XX:-UseContainerSupport -Xms128m -Xmx1g -XX:+UseG1GC"
 
 
-def mms_properties(config: ServingConfig, host: str, port: int, management_socket: Path,
-                   handler_service: str = HANDLER_SERVICE, plugins: Path | None = None) -> str:
+def mms_properties(config: ServingConfig, host: str, port: int, handler_service: str = HANDLER_SERVICE,
+                   plugins: Path | None = None) -> str:
     """MMS config: sagemaker-inference's defaults plus the SAGEMAKER_* settings, addresses on `host`, and
     the endpoint plugins' folder with what GET /execution-parameters answers (serve/mms_plugins).
 
     MMS answers its management API (register a model from any folder or URL, with its own handler;
     scale; delete) on the inference port when both share an address. Only a multi-model endpoint's
-    contract has /models on the serving port; elsewhere the management API listens on a Unix socket
-    in the launcher's private folder, which no caller of the port can reach."""
+    contract has /models on the serving port; elsewhere the management API listens on a loopback port
+    the kernel picks (port 0; the launcher never calls it), which no caller of the serving port reaches.
+    Not a Unix socket: multi-model-server needs Netty's native transport for those, and Netty cannot load
+    it where /tmp is mounted noexec (serverless runs the image read-only with a tmpfs /tmp)."""
     defaults = resources.files("sagemaker_inference").joinpath("etc/default-mms.properties").read_text()
     settings = {
         "inference_address": f"http://{host}:{port}",
-        "management_address": f"http://{host}:{port}" if config.multi_model else f"unix:{management_socket}",
+        "management_address": f"http://{host}:{port}" if config.multi_model else "http://127.0.0.1:0",
         "default_service_handler": handler_service,
         "default_workers_per_model": config.workers,
         "default_response_timeout": config.response_timeout_s,
@@ -146,8 +148,7 @@ class ModelServer:
 
     def start(self) -> None:
         properties = self.workdir / "config.properties"
-        properties.write_text(mms_properties(self.config, self.host, self.port, self.workdir / "management.sock",
-                                             self.handler_service, self.plugins))
+        properties.write_text(mms_properties(self.config, self.host, self.port, self.handler_service, self.plugins))
         env = dict(os.environ)
         env.update({
             # everything the frontend and the workers write goes to the private dir, removed at stop

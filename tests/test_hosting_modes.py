@@ -139,7 +139,7 @@ def test_the_async_container_settings_take_an_image_a_real_time_endpoint_refuses
         assert status == 200 and answer["label"]
     from serve.config import read_config
 
-    properties = mms_properties(read_config(deploy.ASYNC_ENVIRONMENT), "127.0.0.1", 8080, tmp_path / "management.sock")
+    properties = mms_properties(read_config(deploy.ASYNC_ENVIRONMENT), "127.0.0.1", 8080)
     assert "default_response_timeout=3600\n" in properties
 
 

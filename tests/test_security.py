@@ -88,9 +88,10 @@ def test_serving_caps_are_on_by_default():
     assert config.max_payload_bytes == 6 << 20  # SageMaker's real-time request limit
     assert config.max_image_pixels == 40_000_000 and config.max_instances == 64
     assert config.max_request_pixels == 100_000_000 and config.max_aspect_ratio == 20
-    properties = mms_properties(config, "127.0.0.1", 8080, Path("/tmp/management.sock"))
+    properties = mms_properties(config, "0.0.0.0", 8080)
     # the management API is not on the serving port (a multi-model endpoint's /models is SageMaker's contract)
-    assert "management_address=unix:/tmp/management.sock\n" in properties
+    assert "management_address=http://127.0.0.1:0\n" in properties
+    assert "inference_address=http://0.0.0.0:8080\n" in properties
     # The model server itself refuses bodies over 4x the cap before they reach Python.
     assert f"max_request_size={4 * config.max_payload_bytes}\n" in properties
 
