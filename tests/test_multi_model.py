@@ -96,6 +96,11 @@ def test_three_models_load_answer_list_and_unload_as_sagemaker_asks(kennels, bas
             assert sorted(entry["label"] for entry in answer["top_k"]) == sorted(classes)
         listed = json.loads(request(f"{mme.base}/models")[2])["models"]
         assert {(m["modelName"], m["modelUrl"]) for m in listed} == {(n, str(u)) for n, u in kennels.items()}
+        # the contract's pagination: nextPageToken until the last page
+        first = json.loads(request(f"{mme.base}/models?limit=2")[2])
+        rest = json.loads(request(f"{mme.base}/models?limit=2&next_page_token={first['nextPageToken']}")[2])
+        assert [m["modelName"] for m in first["models"] + rest["models"]] == sorted(kennels)
+        assert "nextPageToken" not in rest
         described = json.loads(request(f"{mme.base}/models/kennel-b")[2])
         described = described[0] if isinstance(described, list) else described
         assert described["modelName"] == "kennel-b" and described["modelUrl"] == str(kennels["kennel-b"])

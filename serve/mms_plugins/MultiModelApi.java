@@ -58,13 +58,7 @@ public class MultiModelApi extends ModelServerEndpoint {
     public void doGet(Request request, Response response, Context context) throws IOException {
         String[] path = path(request);
         if (path.length == 2) {
-            Map<String, String> sorted = new TreeMap<>();
-            for (Map.Entry<String, Model> entry : ModelManager.getInstance().getModels().entrySet()) {
-                sorted.put(entry.getKey(), entry.getValue().getModelUrl());
-            }
-            List<Map<String, String>> models = new ArrayList<>();
-            sorted.forEach((name, url) -> models.add(Map.of("modelName", name, "modelUrl", url)));
-            reply(response, 200, JsonUtils.GSON_PRETTY.toJson(Map.of("models", models)));
+            list(request, response);
         } else if (path.length == 3) {
             describe(response, path[2]);
         } else {
@@ -210,6 +204,42 @@ public class MultiModelApi extends ModelServerEndpoint {
         // as multi-model-server does: a model whose workers failed (507: no room for it) is not kept
         manager.unregisterModel(name);
         error(response, status.code(), "InternalServerException", "Failed to start workers");
+    }
+
+    /** SageMaker's List Models: sorted by name, pages of `limit` (at most 100, as multi-model-server's). */
+    private static void list(Request request, Response response) throws IOException {
+        Map<String, String> sorted = new TreeMap<>();
+        for (Map.Entry<String, Model> entry : ModelManager.getInstance().getModels().entrySet()) {
+            sorted.put(entry.getKey(), entry.getValue().getModelUrl());
+        }
+        int limit = intParameter(request, "limit", 100);
+        int start = intParameter(request, "next_page_token", 0);
+        if (limit <= 0 || limit > 100) {
+            limit = 100;
+        }
+        List<Map<String, String>> models = new ArrayList<>();
+        int index = 0;
+        for (Map.Entry<String, String> entry : sorted.entrySet()) {
+            if (index >= start && models.size() < limit) {
+                models.add(Map.of("modelName", entry.getKey(), "modelUrl", entry.getValue()));
+            }
+            index++;
+        }
+        Map<String, Object> page = new TreeMap<>();
+        page.put("models", models);
+        if (start + models.size() < sorted.size()) {
+            page.put("nextPageToken", String.valueOf(start + models.size()));
+        }
+        reply(response, 200, JsonUtils.GSON_PRETTY.toJson(page));
+    }
+
+    private static int intParameter(Request request, String name, int fallback) {
+        List<String> values = request.getParameter(name);
+        try {
+            return values == null || values.isEmpty() ? fallback : Math.max(0, Integer.parseInt(values.get(0)));
+        } catch (NumberFormatException e) {
+            return fallback;
+        }
     }
 
     private static void describe(Response response, String name) throws IOException {
