@@ -358,7 +358,7 @@ def find_plugins(config: ServingConfig) -> Path | None:
         if config.multi_model:
             raise ConfigError(f"SAGEMAKER_MULTI_MODEL is set but /models cannot be restricted to {config.model_root}: "
                               f"{error}") from None
-        log.warning("GET /execution-parameters and a /ping that fails without a loaded worker are not served "
+        log.warning("GET /execution-parameters is not served, nor a /ping that fails without a loaded worker "
                     "(multi-model-server's own /ping answers 200 regardless): %s", error)
         return None
     if config.batch:

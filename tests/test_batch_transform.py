@@ -71,6 +71,9 @@ def test_without_a_jdk_a_batch_job_refuses_to_start_and_an_endpoint_warns(monkey
         server.find_plugins(read_config({"SAGEMAKER_BATCH": "true"}))
     assert server.find_plugins(read_config({})) is None
     assert "GET /execution-parameters is not served" in caplog.text
+    # a multi-model endpoint without its guarded /models would load any folder or URL: it does not start
+    with pytest.raises(ConfigError, match="SAGEMAKER_MULTI_MODEL is set but /models cannot be restricted"):
+        server.find_plugins(read_config({"SAGEMAKER_MULTI_MODEL": "true"}))
 
 
 def test_the_live_server_answers_execution_parameters_as_the_job_set_them(trained_model_dir):
