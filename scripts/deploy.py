@@ -58,6 +58,7 @@ import sys
 from pathlib import Path
 
 from scripts import autoscaling, aws, aws_errors
+from scripts.isolation import SERVERLESS, network_isolation
 from scripts.tune import require_best_training_job
 
 # On-demand real-time inference, us-east-1, USD per instance-hour (2026 list prices; other regions
@@ -243,7 +244,7 @@ def build_model(args, session):
     from sagemaker.model import Model
 
     return Model(image_uri=args.image_uri, model_data=args.model_data, role=args.role, name=args.endpoint_name,
-                 env=dict(args.env) or None, sagemaker_session=session)
+                 env=dict(args.env) or None, sagemaker_session=session, enable_network_isolation=True)
 
 
 # A new model and endpoint config per deploy: <endpoint>-<UTC time to the millisecond>, within SageMaker's 63.
@@ -349,7 +350,8 @@ def deploy_to_sagemaker(client, scaling_client, args) -> int:
     container = {"Image": args.image_uri, "ModelDataUrl": args.model_data,
                  **({"Mode": "MultiModel"} if args.multi_model else {}),
                  **({"Environment": environment} if environment else {})}
-    client.create_model(ModelName=name, ExecutionRoleArn=args.role, PrimaryContainer=container)
+    client.create_model(ModelName=name, ExecutionRoleArn=args.role, PrimaryContainer=container,
+                        EnableNetworkIsolation=network_isolation(SERVERLESS if args.serverless_memory else None))
     capture = {"DataCaptureConfig": data_capture_config(args.data_capture, args.capture_percent or 100)} \
         if args.data_capture else {}
     if args.async_:

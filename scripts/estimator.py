@@ -10,6 +10,7 @@ import dataclasses
 import tarfile
 from pathlib import Path, PurePosixPath
 
+from scripts.isolation import network_isolation
 from train.errors import UsageError
 from train.hyperparameters import PathOverrides
 from train.hyperparameters import parse_args as parse_training_flags
@@ -79,6 +80,7 @@ def training_estimator(*, image_uri: str, role: str, instance_type: str, session
         output_path=output_path,
         base_job_name=base_job_name,
         sagemaker_session=session,
+        enable_network_isolation=network_isolation(),  # tuning jobs take it from here too
         **spot_options,
         **debugging,
     )

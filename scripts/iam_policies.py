@@ -8,7 +8,9 @@ Writes three files to --out-dir and prints the AWS CLI commands that put them in
 
   execution-role-trust.json   lets SageMaker assume the execution role
   execution-role-policy.json  what jobs and endpoints do as that role (AWS's "SageMaker execution
-                              roles" page): read --data and --output prefixes, write under --output,
+                              roles" page): read --data and --output prefixes, write under --output
+                              but never into a dataset (--data, and --output's data/ where
+                              push_and_tune.sh uploads one), list only those prefixes,
                               pull the project's images and Debugger's rule images, logs, metrics,
                               publish to the SNS topics named --name-prefix* (async endpoints)
   operator-policy.json        what scripts/ do as you: the SageMaker jobs (transform jobs too), models,
@@ -99,6 +101,10 @@ def _statement(sid: str, actions: list[str] | str, resources: list[str] | str, c
     return statement
 
 
+# push_and_tune.sh uploads a local dataset to <output>/data/<folder>: a dataset like --data
+DATA_UPLOAD_FOLDER = "data"
+
+
 def _buckets_and_objects(prefixes: list[str]) -> tuple[list[str], list[str]]:
     """(bucket ARNs, object ARNs: every key under each prefix), each once, in order."""
     buckets, objects = [], []
@@ -107,6 +113,36 @@ def _buckets_and_objects(prefixes: list[str]) -> tuple[list[str], list[str]]:
         buckets.append(f"arn:aws:s3:::{bucket}")
         objects.append(f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*")
     return list(dict.fromkeys(buckets)), list(dict.fromkeys(objects))
+
+
+def _list_statements(sid: str, prefixes: list[str]) -> list[dict]:
+    """s3:ListBucket on each bucket for the prefixes under it only (an s3:prefix condition per bucket, since a
+    condition covers every resource of its statement); a prefix that is the whole bucket lists it all."""
+    by_bucket: dict[str, list[str]] = {}
+    for uri in prefixes:
+        bucket, prefix = aws.split_s3_uri(uri)
+        by_bucket.setdefault(bucket, []).append(prefix)
+    statements = []
+    for index, (bucket, bucket_prefixes) in enumerate(by_bucket.items()):
+        # "dogImages" and "dogImages/*", not "dogImages*": that would also list dogImages-private/
+        patterns = list(dict.fromkeys(p for prefix in bucket_prefixes for p in (prefix, f"{prefix}/*")))
+        condition = None if "" in bucket_prefixes else {"StringLike": {"s3:prefix": patterns}}
+        statements.append(_statement(f"{sid}{index + 1}", "s3:ListBucket", f"arn:aws:s3:::{bucket}", condition))
+    return statements
+
+
+def dataset_prefixes(data: list[str], outputs: list[str]) -> list[str]:
+    """What the jobs read and must never change: every --data prefix and each output's data/ folder."""
+    return list(dict.fromkeys([*data, *(f"{output}/{DATA_UPLOAD_FOLDER}" for output in outputs)]))
+
+
+def overlap_problem(data: list[str], outputs: list[str]) -> str | None:
+    """An --output inside (or equal to) a --data prefix: the jobs could write nowhere there."""
+    for output in outputs:
+        for dataset in data:
+            if output == dataset or output.startswith(dataset + "/"):
+                return f"--output {output} lies inside --data {dataset}: the jobs may not write into a dataset"
+    return None
 
 
 def trust_policy() -> dict:
@@ -119,11 +155,17 @@ def execution_role_policy(region: str, account: str, data: list[str], outputs: l
                           name_prefix: str = DEFAULT_NAME_PREFIX) -> dict:
     read_buckets, read_objects = _buckets_and_objects([*data, *outputs])
     _, write_objects = _buckets_and_objects(outputs)
+    _, dataset_objects = _buckets_and_objects(dataset_prefixes(data, outputs))
     return {"Version": VERSION, "Statement": [
         # Channels: training data, a featurize job's features, a model to fine-tune, a model to host
         _statement("ReadChannelsAndModels", "s3:GetObject", read_objects),
-        _statement("ListChannelBuckets", ["s3:ListBucket", "s3:GetBucketLocation"], read_buckets),
+        # SageMaker lists each channel's prefix (S3Prefix channels) and nothing else
+        *_list_statements("ListOnlyTheChannelsPrefixes", [*data, *outputs]),
+        _statement("LocateChannelBuckets", "s3:GetBucketLocation", read_buckets),
         _statement("WriteModelsCheckpointsAndDebugOutput", ["s3:PutObject", "s3:DeleteObject"], write_objects),
+        # an explicit Deny wins over the Allow above: a dataset uploaded under an output prefix stays read-only
+        {"Sid": "NeverChangeADataset", "Effect": "Deny", "Action": ["s3:PutObject", "s3:DeleteObject"],
+         "Resource": dataset_objects},
         _statement("PullTheProjectImagesAndDebuggerRuleImages", ECR_PULL_ACTIONS, [
             f"arn:aws:ecr:{region}:{account}:repository/{repository_prefix}*",
             f"arn:aws:ecr:{region}:*:repository/sagemaker-debugger-rules"]),
@@ -155,7 +197,11 @@ def operator_policy(region: str, account: str, data: list[str], outputs: list[st
         _statement("EcrLoginHasNoResourceLevelPermissions", "ecr:GetAuthorizationToken", "*"),
         # The SDK makes sure its default bucket exists (HeadBucket, then CreateBucket); push_and_tune.sh too
         _statement("CreateTheOutputBuckets", "s3:CreateBucket", output_buckets),
-        _statement("ListTheBuckets", ["s3:ListBucket", "s3:GetBucketLocation"], buckets),
+        *_list_statements("ListOnlyTheProjectsPrefixes", [*data, *outputs]),
+        # HeadBucket (the SDK's default-bucket check, push_and_tune.sh's head-bucket) is s3:ListBucket without a
+        # prefix: on the output buckets only, and only without one
+        _statement("CheckTheOutputBucketsExist", "s3:ListBucket", output_buckets, {"Null": {"s3:prefix": "true"}}),
+        _statement("LocateTheBuckets", "s3:GetBucketLocation", buckets),
         _statement("UploadDataReadResultsDeleteThem", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
                                                       "s3:AbortMultipartUpload"], objects),
         _statement("StreamJobLogs", ["logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents"],
@@ -201,6 +247,9 @@ def parse_args(argv):
                              f"{DEFAULT_NAME_PREFIX}: every default name of the scripts)")
     parser.add_argument("--out-dir", type=Path, default=Path("runs/iam"), help="default runs/iam")
     args = parser.parse_args(argv)
+    overlap = overlap_problem(args.data, args.output or [default_output(args.region, args.account)])
+    if overlap:
+        parser.error(f"argument --output: {overlap}")
     if not re.fullmatch(r"[\w+=,.@-]{1,64}", args.role_name):
         parser.error(f"argument --role-name: expected an IAM role name, got {args.role_name!r}")
     if not re.fullmatch(r"[a-zA-Z0-9-]{1,40}", args.name_prefix):

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from scripts import aws, aws_errors, transform_results
 from scripts.deploy import model_data, versioned_name
+from scripts.isolation import network_isolation
 
 MAX_PAYLOAD_MB = 100  # CreateTransformJob's MaxPayloadInMB limit
 CONTENT_TYPE = "application/x-image"
@@ -118,7 +119,8 @@ def transformer(args, session):
     if args.model_name:
         return Transformer(model_name=args.model_name, sagemaker_session=session, **settings)
     model = Model(image_uri=args.image_uri, model_data=args.model_data, role=args.role,
-                  name=f"{args.job_name}-model"[:63], sagemaker_session=session)
+                  name=f"{args.job_name}-model"[:63], sagemaker_session=session,
+                  enable_network_isolation=network_isolation())
     built = model.transformer(**settings)
     print(f"model: {model.name} (reuse it with --model-name {model.name})")
     return built

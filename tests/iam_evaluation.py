@@ -7,7 +7,7 @@ non-S3 request against the resource "*" (moto/core/responses.py), so a statement
 `arn:...:model/dog-*` never matches and a correct least-privilege policy is refused; and an Allow
 statement whose Condition does not hold becomes an explicit Deny there (iam/access_control.py),
 where AWS merely skips it. Only identity policies with Allow/Deny, Action/NotAction, Resource
-and the StringEquals/StringLike conditions are evaluated here: what the project's policies use.
+and the StringEquals/StringLike/Null conditions are evaluated here: what the project's policies use.
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ def _conditions_hold(conditions: dict, context: dict[str, str]) -> bool:
     for operator, tests in conditions.items():
         for key, expected in tests.items():
             value = context.get(key)
+            if operator == "Null":  # "true": the request must not carry the key; "false": it must
+                if (value is None) != (expected == "true"):
+                    return False
+                continue
             if value is None:  # a key the request does not carry: the condition does not hold
                 return False
             if operator == "StringEquals":
@@ -190,7 +194,9 @@ def s3_authorizations(entry: dict) -> list[Authorization]:
             return [Authorization("s3:GetBucketLocation", bucket_arn)]
         if method == "GET" and not set(query) - {"list-type", "prefix", "delimiter", "continuation-token",
                                                   "encoding-type", "max-keys", "start-after", "marker"}:
-            return [Authorization("s3:ListBucket", bucket_arn, (("s3:prefix", query.get("prefix", [""])[0]),))]
+            # s3:prefix is in the request context only when the request names a prefix
+            prefix = (("s3:prefix", query["prefix"][0]),) if "prefix" in query else ()
+            return [Authorization("s3:ListBucket", bucket_arn, prefix)]
         if method == "PUT" and not query:
             return [Authorization("s3:CreateBucket", bucket_arn)]
         if method == "POST" and "delete" in query:  # DeleteObjects: s3:DeleteObject on every key

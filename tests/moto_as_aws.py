@@ -16,6 +16,9 @@ that passes against plain moto can still fail on AWS; these are the rules the sc
 - "You cannot convert your instance-based, real-time endpoint to a serverless endpoint. If you try to
   update your real-time endpoint to serverless, you receive a ValidationError" (SageMaker developer
   guide, Serverless Inference, "Feature exclusions"); the other way round is allowed.
+- Serverless Inference's feature exclusions name network isolation too: a serverless endpoint config
+  whose model was created with EnableNetworkIsolation fails here with a ValidationException (AWS's
+  exact message is not documented; this one is ours). moto drops the field: kept beside its model.
 - CreateTransformJob: "ModelName must be the name of an existing Amazon SageMaker model within an AWS
   Region in an AWS account", and the job's name "must be unique within an AWS Region in an AWS
   account" (API_CreateTransformJob); moto takes any model name and overwrites a job of the same name.
@@ -108,6 +111,30 @@ def _update_endpoint(self) -> ActionResult:
 
 
 SageMakerResponse.update_endpoint = _update_endpoint
+
+_create_model_response = SageMakerResponse.create_model
+_create_endpoint_config_response = SageMakerResponse.create_endpoint_config
+
+
+def _create_model_keeping_isolation(self) -> ActionResult:
+    result = _create_model_response(self)
+    model = self.sagemaker_backend._models[self._get_param("ModelName")]
+    model.enable_network_isolation = bool(self._get_param("EnableNetworkIsolation"))
+    return result
+
+
+def _create_endpoint_config_without_isolated_serverless_models(self) -> ActionResult:
+    models = self.sagemaker_backend._models
+    for variant in self._get_param("ProductionVariants") or []:
+        model = models.get(variant.get("ModelName"))
+        if "ServerlessConfig" in variant and getattr(model, "enable_network_isolation", False):
+            raise ValidationError(message=f"Model {variant['ModelName']} has network isolation enabled, which "
+                                          "serverless endpoints do not support.")
+    return _create_endpoint_config_response(self)
+
+
+SageMakerResponse.create_model = _create_model_keeping_isolation
+SageMakerResponse.create_endpoint_config = _create_endpoint_config_without_isolated_serverless_models
 
 
 def _refuse_instance_type_change_under_auto_scaling(backend, name: str, endpoint, config: dict) -> None:

@@ -145,7 +145,7 @@ def test_transform_creates_a_model_then_a_job_over_the_prefix_as_a_folder(moto, 
     model = moto.request("CreateModel")
     job = moto.request("CreateTransformJob")
     assert model["PrimaryContainer"] == {"Image": SERVE_IMAGE, "ModelDataUrl": MODEL_DATA, "Environment": {}}
-    assert model["ExecutionRoleArn"] == ROLE
+    assert model["ExecutionRoleArn"] == ROLE and model["EnableNetworkIsolation"] is True
     assert re.fullmatch(r"dog-transform-\d{8}-\d{6}-\d{3}", job["TransformJobName"])
     assert job["ModelName"] == model["ModelName"] == f"{job['TransformJobName']}-model"
     assert job["TransformInput"] == {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",

@@ -60,6 +60,7 @@ def test_tune_sends_the_search_space_objective_and_metric_regexes(moto, capsys):
         in out
 
     request = moto.request("CreateHyperParameterTuningJob")
+    assert request["TrainingJobDefinition"]["EnableNetworkIsolation"] is True  # every trial without a network
     config = request["HyperParameterTuningJobConfig"]
     assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "valid:accuracy"}
     assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 3}
@@ -289,6 +290,7 @@ def test_debug_profile_configures_debugger_rules_and_profiler_and_reads_the_resu
     out = capsys.readouterr().out
 
     request = moto.request("CreateTrainingJob")
+    assert request["EnableNetworkIsolation"] is True  # SageMaker moves Debugger's and the profiler's output itself
     assert request["HyperParameters"] == {"lr": "0.01", "batch-size": "64", "epochs": "3"}
     assert request["AlgorithmSpecification"]["TrainingImage"] == TRAIN_IMAGE
     assert request["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
@@ -437,6 +439,7 @@ def test_deploy_creates_model_config_and_endpoint_on_the_serving_image(moto, cap
     assert model["PrimaryContainer"]["Image"] == SERVE_IMAGE
     assert model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
     assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+    assert model["EnableNetworkIsolation"] is True and "network isolation" not in out  # on, so nothing to say
     config = moto.request("CreateEndpointConfig")
     [variant] = config["ProductionVariants"]
     assert variant["ModelName"] == model["ModelName"] and variant["InstanceType"] == "ml.m5.large"
@@ -871,8 +874,42 @@ def test_the_execution_role_does_what_sagemaker_does_for_a_job_and_an_endpoint()
         A("cloudwatch:PutMetricData", "*", (("cloudwatch:namespace", "/aws/sagemaker/TrainingJobs"),)),
     ]
     assert [str(a) for a in job if not iam_evaluation.is_allowed(policy, a)] == []
-    # the data is read-only to the jobs
-    assert not iam_evaluation.is_allowed(policy, A("s3:PutObject", "arn:aws:s3:::my-datasets/dogImages/x.jpg"))
+    # SageMaker lists a channel's prefix: that one lists, nothing else in the bucket does
+    listing = [A("s3:ListBucket", "arn:aws:s3:::my-datasets", (("s3:prefix", prefix),))
+               for prefix in ("dogImages", "dogImages/train")]
+    assert all(iam_evaluation.is_allowed(policy, a) for a in listing)
+    for refused in [A("s3:ListBucket", "arn:aws:s3:::my-datasets"),  # the whole bucket
+                    A("s3:ListBucket", "arn:aws:s3:::my-datasets", (("s3:prefix", "other-project/"),)),
+                    A("s3:ListBucket", "arn:aws:s3:::my-datasets", (("s3:prefix", "dogImages-private/"),)),
+                    A("s3:ListBucket", f"arn:aws:s3:::sagemaker-{REGION}-{ACCOUNT}", (("s3:prefix", "other/"),))]:
+        assert not iam_evaluation.is_allowed(policy, refused), str(refused)
+    # the data is read-only to the jobs, a dataset uploaded under the output prefix (push_and_tune.sh) too,
+    # though the jobs write beside it
+    for write in ("s3:PutObject", "s3:DeleteObject"):
+        for dataset in ("arn:aws:s3:::my-datasets/dogImages/x.jpg", f"{output}/data/dogImages/train/a/b.jpg"):
+            assert not iam_evaluation.is_allowed(policy, A(write, dataset)), (write, dataset)
+    assert iam_evaluation.is_allowed(policy, A("s3:GetObject", f"{output}/data/dogImages/train/a/b.jpg"))
+    assert f"dog-classifier/{iam_policies.DATA_UPLOAD_FOLDER}/" in PUSH_AND_TUNE.read_text()
+
+
+def test_the_operator_lists_only_the_projects_prefixes_and_checks_that_its_buckets_exist():
+    policy = iam_policies.render(REGION, ACCOUNT, [USER_DATA])["operator-policy.json"]
+    A = iam_evaluation.Authorization
+    default_bucket = f"arn:aws:s3:::sagemaker-{REGION}-{ACCOUNT}"
+    # HeadBucket is s3:ListBucket without a prefix: the SDK's default-bucket check needs it on the output bucket
+    assert iam_evaluation.is_allowed(policy, A("s3:ListBucket", default_bucket))
+    assert iam_evaluation.is_allowed(policy, A("s3:ListBucket", default_bucket, (("s3:prefix", "dog-classifier/"),)))
+    assert not iam_evaluation.is_allowed(policy, A("s3:ListBucket", default_bucket, (("s3:prefix", "other/"),)))
+    assert not iam_evaluation.is_allowed(policy, A("s3:ListBucket", "arn:aws:s3:::my-datasets"))  # no output there
+
+
+def test_iam_policies_refuses_an_output_inside_a_dataset(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        iam_policies.main(["--region", REGION, "--account", ACCOUNT, "--data", "s3://my-datasets/dogImages",
+                           "--output", "s3://my-datasets/dogImages/runs", "--out-dir", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "argument --output: --output s3://my-datasets/dogImages/runs lies inside --data s3://my-datasets/dogImages" \
+        in capsys.readouterr().err
 
 
 def lint(policy: dict, community: bool) -> list[tuple[str, str, list[str]]]:

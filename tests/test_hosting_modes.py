@@ -25,7 +25,11 @@ def test_a_serverless_endpoint_has_a_serverless_variant_and_one_worker(moto, cap
     [variant] = moto.request("CreateEndpointConfig")["ProductionVariants"]
     assert variant == {"VariantName": "AllTraffic", "ModelName": variant["ModelName"],
                        "ServerlessConfig": {"MemorySizeInMB": 3072, "MaxConcurrency": 8}}
-    assert moto.request("CreateModel")["PrimaryContainer"]["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+    model = moto.request("CreateModel")
+    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+    # the one hosting mode AWS runs without network isolation, and the script says so
+    assert model["EnableNetworkIsolation"] is False
+    assert "network isolation: off (AWS's serverless endpoints do not support network isolation)" in out
     assert client("sagemaker").describe_endpoint(EndpointName="dogs")["EndpointStatus"] == "InService"
     assert "serverless: 3072 MB, up to 8 requests at once; payloads up to 4 MB" in out
     assert "nothing while idle" in out and "/hour" not in out
@@ -37,6 +41,20 @@ def test_a_serverless_endpoint_keeps_a_worker_count_given_and_defaults_to_five_r
     [variant] = moto.request("CreateEndpointConfig")["ProductionVariants"]
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 5}  # the SDK's default too
     assert moto.request("CreateModel")["PrimaryContainer"]["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+
+
+def test_the_local_aws_refuses_an_isolated_model_on_a_serverless_endpoint_as_aws_documents(moto):
+    sagemaker = client("sagemaker")
+    for name, isolated in (("dogs-isolated", True), ("dogs-open", False)):
+        sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE, EnableNetworkIsolation=isolated,
+                               PrimaryContainer={"Image": SERVE_IMAGE, "ModelDataUrl": MODEL_DATA})
+    serverless = {"VariantName": "AllTraffic", "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}}
+    with pytest.raises(ClientError, match="network isolation") as error:
+        sagemaker.create_endpoint_config(EndpointConfigName="dogs-isolated",
+                                         ProductionVariants=[{**serverless, "ModelName": "dogs-isolated"}])
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    sagemaker.create_endpoint_config(EndpointConfigName="dogs-open",
+                                     ProductionVariants=[{**serverless, "ModelName": "dogs-open"}])
 
 
 def test_an_instance_endpoint_is_not_turned_serverless_and_the_local_aws_refuses_it_as_aws_does(moto, capsys):
