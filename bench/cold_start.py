@@ -3,12 +3,12 @@ real-time endpoint's container, same run (needs a Docker engine and the built se
 Docker stage runs it).
 
 Serverless: `--read-only --tmpfs /tmp --user 1000:1000 --memory 3g --cpus 2`, one worker. Real-time
-(baseline): root, a writable filesystem, `--cpus 2`, the default workers. The model is the real
-shape: ResNet-50 + head, 133 classes, 224 px, with its int8 model (random weights; start-up does
-not depend on them). Cold start = `docker run` to the first 200 from POST /invocations, polled
-every 50 ms; memory = the container's use once it has answered. SageMaker's own cold start adds
-pulling the image and downloading the model, which this machine cannot show. Prints numbers;
-asserts nothing.
+(baseline): started as root as SageMaker starts it (the model server then runs as model-server), a
+writable filesystem, `--cpus 2`, the default workers. The model is the real shape: ResNet-50 + head, 133
+classes, 224 px, with its int8 model (random weights; start-up does not depend on them). Cold start =
+`docker run` to the first 200 from POST /invocations, polled every 50 ms; memory = the container's use
+once it has answered. SageMaker's own cold start adds pulling the image and downloading the model, which
+this machine cannot show. Prints numbers; asserts nothing.
 
     python -m bench.cold_start [--image dog-classifier-serve:local] [--runs 3]
 """
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(f"Cold start of the serving image ({args.image}, ResNet-50 int8, median of {args.runs})", [
         ("docker run to first answer (s)", serverless[0], real_time[0]),
         ("container memory after it (MiB)", serverless[1], real_time[1]),
-    ], "the same image run as a real-time endpoint container (root, writable filesystem, --cpus 2)")
+    ], "the same image run as a real-time endpoint container (started as root, writable filesystem, --cpus 2)")
     return 0
 
 

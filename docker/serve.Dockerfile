@@ -31,3 +31,6 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
       com.amazonaws.sagemaker.capabilities.multi-models=true
 EXPOSE 8080
 WORKDIR /opt/ml
+# SageMaker starts the container as root; `serve` runs the model server as this unprivileged user (docker/serve/serve)
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin model-server

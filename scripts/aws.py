@@ -8,9 +8,12 @@ Each check is an argparse `type=`, so a bad value ends the script with
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path, PurePosixPath
 
 from scripts.aws_errors import RefusedData
@@ -145,6 +148,26 @@ def s3_keys(s3, uri: str) -> tuple[str, str, list[str]]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
         keys += [item["Key"] for item in page.get("Contents", [])]
     return bucket, prefix, keys
+
+
+def model_for_local_mode(s3, uri: str) -> str:
+    """A file:// copy of a model.tar.gz (s3:// or file://) alone in a folder others may read, removed when the
+    script ends. SageMaker SDK local mode unpacks a file:// model beside itself and mounts that folder (a home
+    folder is often 0750, and the unpacked files would stay there), and an S3 one in a private 0700 temporary
+    folder: either way the serving image's unprivileged model-server user could not read it."""
+    folder = Path(tempfile.mkdtemp(prefix="dog-local-model-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    folder.chmod(0o755)
+    if uri.startswith("s3://"):
+        bucket, key = split_s3_uri(uri)
+        path = folder / PurePosixPath(key).name
+        s3.download_file(bucket, key, str(path))
+    else:
+        source = Path(uri.removeprefix("file://"))
+        path = folder / source.name
+        shutil.copyfile(source, path)
+    path.chmod(0o644)
+    return f"file://{path}"
 
 
 def local_path(destination: Path, relative_key: str, key: str) -> Path:

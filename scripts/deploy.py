@@ -274,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         args.model_data = f"{args.model_prefix}/"  # ModelDataUrl: the prefix, as a folder
     print(f"model data: {args.model_data}")
     if args.local:
+        args.model_data = aws.model_for_local_mode(boto.client("s3"), args.model_data)
         model = build_model(args, session)
         model.deploy(initial_instance_count=args.instance_count, instance_type="local",
                      endpoint_name=args.endpoint_name, wait=True)

@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.summarize_only:
         session = aws.sagemaker_session(boto, local=args.local, serving_port=args.local_port)
         args.job_name = args.job_name or versioned_name("dog-transform")
+        if args.local and args.model_data:
+            args.model_data = aws.model_for_local_mode(boto.client("s3"), args.model_data)
         if args.model_name and not aws.describe_or_none(session.sagemaker_client.describe_model,
                                                         ModelName=args.model_name):
             print(f"error: argument --model-name: no model {args.model_name} in {boto.region_name} (deploy.py and "

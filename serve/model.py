@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -108,12 +109,20 @@ class OnnxClassifier:
         return self.session.run(None, {self.input_name: batch})[0]
 
 
+def unreadable(path: Path) -> str:
+    """Why `path` cannot be read, and the two ways out: the serving image runs as an unprivileged user."""
+    return (f"cannot read {path} as uid {os.getuid()}: make the model readable to others (chmod -R a+rX before "
+            "packing it), run the container as the files' owner (docker run --user UID:GID), or set SERVE_USER=root")
+
+
 def _read_metadata(model_dir: Path) -> dict:
     path = model_dir / "model.json"
     try:
         metadata = json.loads(path.read_text())
     except FileNotFoundError:
         raise ModelLoadError(f"{path} not found: is {model_dir} a model artifact of `python -m train`?") from None
+    except PermissionError:
+        raise ModelLoadError(unreadable(path)) from None
     except (OSError, json.JSONDecodeError) as error:
         raise ModelLoadError(f"cannot read {path}: {error}") from error
     if metadata.get("format_version") not in SUPPORTED_FORMAT_VERSIONS:
@@ -135,6 +144,8 @@ def check_artifact(model_dir: Path, precision: str = "auto") -> OnnxClassifier:
     for path in named:  # every file model.json names: SERVE_PRECISION may pick either later
         if not path.is_file():
             raise ModelLoadError(f"{path} not found")
+        if not os.access(path, os.R_OK):
+            raise ModelLoadError(unreadable(path))
     # picks the file as the workers will, parses the preprocessing and the graph
     classifier = OnnxClassifier(model_dir, threads=1, precision=precision)
     try:

@@ -153,6 +153,7 @@ def test_sagemaker_local_mode_train_deploy_invoke(moto, tiny_dataset, tmp_path):
     assert "loss plot: " in train.stdout and (downloads / "dog-local-test" / "loss.png").is_file(), train.stdout[-3000:]
 
     port = free_port()
+    earlier = set(serving_containers())
     deploy = subprocess.Popen(
         [sys.executable, "scripts/deploy.py", "--local", "--local-port", str(port), "--image-uri", SERVE_IMAGE,
          "--role", ROLE, "--model-data", str(model_data), "--endpoint-name", "dogs-local"],
@@ -178,10 +179,23 @@ def test_sagemaker_local_mode_train_deploy_invoke(moto, tiny_dataset, tmp_path):
         lines.append(rest)
     assert deploy.returncode == 0, "".join(lines)
     assert "local endpoint dogs-local removed" in "".join(lines)
-    running = subprocess.run(["docker", "ps", "--filter", f"ancestor={SERVE_IMAGE}", "-q"], capture_output=True,
-                             text=True).stdout.strip()
-    assert running == ""
+    assert_serving_containers_stop_cleanly(since=earlier)
     shutil.rmtree(downloads, ignore_errors=True)  # root-owned files from the container
+
+
+def serving_containers() -> list[str]:
+    """IDs of every container of the serving image, running or not."""
+    return subprocess.run(["docker", "ps", "-aq", "--filter", f"ancestor={SERVE_IMAGE}"], capture_output=True,
+                          text=True).stdout.split()
+
+
+def assert_serving_containers_stop_cleanly(since: set[str]) -> None:
+    """The serving containers started after `since` end with 0. SDK local mode stops its compose process and
+    returns while the container is still stopping: wait for it instead of looking once."""
+    containers = [c for c in serving_containers() if c not in since]
+    assert containers
+    ended = subprocess.run(["docker", "wait", *containers], capture_output=True, text=True, timeout=120)
+    assert ended.stdout.split() == ["0"] * len(containers), ended
 
 
 TWO_HOSTS = """
@@ -355,6 +369,7 @@ def test_batch_transform_in_local_mode_classifies_a_folder_and_names_the_files_i
     (photos / "corrupt.jpg").write_bytes(images[0].read_bytes()[:300])  # a photo cut off mid-upload
     (photos / "notes.txt").write_text("not a photo\n")
     output, summary = tmp_path / "predictions", tmp_path / "predictions.csv"
+    earlier = set(serving_containers())
     result = subprocess.run(
         [sys.executable, "scripts/transform.py", "--local", "--local-port", str(free_port()), "--image-uri",
          SERVE_IMAGE, "--role", ROLE, "--model-data", str(model_data), "--input", str(photos), "--output", str(output),
@@ -382,6 +397,4 @@ def test_batch_transform_in_local_mode_classifies_a_folder_and_names_the_files_i
         assert row["error"] == "" and row["label"] == classifier.classes[int(expected.argmax())], name
         assert abs(float(row["probability"]) - float(expected.max())) < 1e-3, name
         assert (output / f"{name}.out").is_file()
-    running = subprocess.run(["docker", "ps", "--filter", f"ancestor={SERVE_IMAGE}", "-q"], capture_output=True,
-                             text=True).stdout.strip()
-    assert running == ""
+    assert_serving_containers_stop_cleanly(since=earlier)

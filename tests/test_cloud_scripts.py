@@ -1189,3 +1189,19 @@ def test_job_outputs_keep_their_folders(tmp_path):
                     "dog-classifier/debug/job-1/output/model.tar.gz", "dog-classifier/debug/job-1/debug-output/"])
     files = debug_profile.download_job_outputs(s3, "s3://bucket/dog-classifier/debug", "job-1", tmp_path / "d")
     assert files == [tmp_path / "d" / "rule-output" / "ProfilerReport" / "report.html"]
+
+
+def test_local_mode_gets_its_model_alone_in_a_folder_the_serving_user_can_read(moto, tmp_path):
+    # SDK local mode unpacks a file:// model beside itself (pytest's folders are 0700, home folders often 0750) and
+    # an S3 one in a 0700 temporary folder: neither readable by the serving image's model-server user
+    client("s3").create_bucket(Bucket="dog-models")
+    client("s3").put_object(Bucket="dog-models", Key="runs/model.tar.gz", Body=b"archive")
+    (tmp_path / "mine.tar.gz").write_bytes(b"local archive")
+    tmp_path.chmod(0o700)
+    for given, expected in (("s3://dog-models/runs/model.tar.gz", b"archive"),
+                            (f"file://{tmp_path / 'mine.tar.gz'}", b"local archive")):
+        uri = aws.model_for_local_mode(client("s3"), given)
+        path = Path(uri.removeprefix("file://"))
+        assert uri.startswith("file:///") and path.read_bytes() == expected and path.parent != tmp_path
+        assert list(path.parent.iterdir()) == [path]  # the SDK unpacks it there: nothing else is mounted
+        assert path.stat().st_mode & 0o777 == 0o644 and path.parent.stat().st_mode & 0o777 == 0o755

@@ -23,6 +23,7 @@ from serving import free_port, invoke_json, request
 
 TRAIN_IMAGE = os.environ.get("TRAIN_IMAGE", "dog-classifier-train:local")
 SERVE_IMAGE = os.environ.get("SERVE_IMAGE", "dog-classifier-serve:local")
+SERVE_UID = "10001"  # model-server, docker/serve.Dockerfile
 TINY_HYPERPARAMETERS = {"arch": "resnet18", "weights": "none", "image-size": "32", "epochs": "1",
                         "batch-size": "8", "num-workers": "0", "hidden-units": "16", "freeze-backbone": "false"}
 
@@ -63,13 +64,16 @@ CREDENTIAL_FLAGS = [part for key, value in CREDENTIALS.items() for part in ("-e"
 
 
 def run_training(opt_ml: Path, name: str, detach: bool = False) -> subprocess.CompletedProcess:
-    # SageMaker mounts these four; /opt/ml/code stays the image's (it holds SAGEMAKER_PROGRAM).
+    # SageMaker mounts these four; /opt/ml/code stays the image's (it holds SAGEMAKER_PROGRAM). No network, as
+    # under EnableNetworkIsolation (scripts/isolation.py): every training test shows the job needs none.
     mounts = []
     for part in ("input", "model", "output", "checkpoints"):
         (opt_ml / part).mkdir(exist_ok=True)
         mounts += ["-v", f"{opt_ml / part}:/opt/ml/{part}"]
-    return docker("run", *(["-d"] if detach else ["--rm"]), "--name", name, "--hostname", "algo-1", *mounts,
-                  *CREDENTIAL_FLAGS, TRAIN_IMAGE, "train", check=False)
+    # (--network none leaves /etc/hosts without the host's own name, which SageMaker resolves even under isolation
+    # and sagemaker-training waits for)
+    return docker("run", *(["-d"] if detach else ["--rm"]), "--name", name, "--hostname", "algo-1", "--network", "none",
+                  "--add-host", "algo-1:127.0.0.1", *mounts, *CREDENTIAL_FLAGS, TRAIN_IMAGE, "train", check=False)
 
 
 def assert_no_credentials(text: str) -> None:
@@ -233,12 +237,21 @@ def test_serving_image_serves_and_stops_on_sigterm(trained_model_dir):
         assert status == 200 and answer["label"]
         status, _, error = invoke_json(base, b"nope", "text/plain")
         assert status == 415 and "error" in error
+        # started as root, as SageMaker starts it; every process serves as model-server, with no capabilities
+        uids = process_uids(name)
+        assert len(uids) >= 3 and set(uids) == {SERVE_UID}, uids  # the launcher, Java, the workers
+        assert re.search(r"^CapEff:\s+0+$", docker("exec", name, "cat", "/proc/1/status").stdout, re.MULTILINE)
         started = time.monotonic()
         docker("stop", "--time", "30", name)
         assert time.monotonic() - started < 20
         assert docker("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0"
     finally:
         docker("rm", "-f", name, check=False)
+
+
+def process_uids(name: str) -> list[str]:
+    """The user ID of every process in container `name` (docker top insists on a PID column)."""
+    return [line.split()[1] for line in docker("top", name, "-eo", "pid,uid").stdout.splitlines()[1:]]
 
 
 def wait_until_ready(name: str, timeout: float = 120) -> None:
@@ -340,22 +353,49 @@ def test_no_credentials_in_any_image_layer_or_file(image):
     assert scanned > 1000 and findings == []
 
 
+# A request from inside the container, for one with no network to reach it through
+INVOKE_INSIDE = """
+import json, sys, urllib.request
+ping = urllib.request.urlopen("http://127.0.0.1:8080/ping", timeout=10).status
+invocation = urllib.request.Request("http://127.0.0.1:8080/invocations", data=sys.stdin.buffer.read(),
+                                    headers={"Content-Type": "image/jpeg"})
+print(json.dumps({"ping": ping, "answer": json.load(urllib.request.urlopen(invocation, timeout=30))}))
+"""
+
+
 @pytest.mark.docker
-def test_serving_image_also_runs_as_a_non_root_user(trained_model_dir):
-    # SageMaker runs containers as root (its docs ask for it); elsewhere the image needs no root.
-    port = free_port()
-    name = f"serve-nobody-{os.getpid()}"
-    docker("run", "-d", "--name", name, "--user", "65534:65534", "-p", f"127.0.0.1:{port}:8080", *CREDENTIAL_FLAGS,
+def test_serving_image_needs_no_network_and_runs_as_any_user_it_is_given(trained_model_dir):
+    # --network none: what SageMaker's network isolation leaves a model container (nothing but loopback)
+    name = f"serve-isolated-{os.getpid()}"
+    docker("run", "-d", "--name", name, "--network", "none", "--user", "65534:65534", *CREDENTIAL_FLAGS,
            "-v", f"{trained_model_dir}:/opt/ml/model:ro", SERVE_IMAGE, "serve")
     try:
         wait_until_ready(name)
-        status, _, answer = invoke_json(f"http://127.0.0.1:{port}", _jpeg(), "image/jpeg")
-        assert status == 200 and answer["label"]
-        assert docker("exec", name, "id", "-u").stdout.strip() == "65534"
+        inside = subprocess.run(["docker", "exec", "-i", name, "/opt/venv/bin/python", "-c", INVOKE_INSIDE],
+                                input=_jpeg(), capture_output=True, timeout=60)
+        assert inside.returncode == 0, inside.stderr.decode(errors="replace")
+        answer = json.loads(inside.stdout)
+        assert answer["ping"] == 200 and answer["answer"]["label"]
+        assert set(process_uids(name)) == {"65534"}
         logs = docker("logs", name, check=False)
         assert_no_credentials(logs.stdout + logs.stderr)
     finally:
         docker("rm", "-f", name, check=False)
+
+
+@pytest.mark.docker
+def test_a_model_the_serving_user_cannot_read_stops_the_container_with_the_ways_out(trained_model_dir, tmp_path):
+    private = tmp_path / "private-model"
+    shutil.copytree(trained_model_dir, private)
+    private.chmod(0o700)  # as SageMaker SDK local mode's temporary folders are
+    result = docker("run", "--rm", "-v", f"{private}:/opt/ml/model:ro", SERVE_IMAGE, "serve", timeout=120,
+                    check=False)
+    assert result.returncode != 0
+    assert (f"cannot read /opt/ml/model/model.json as uid {SERVE_UID}: make the model readable to others"
+            in result.stderr + result.stdout), result.stderr[-2000:]
+    assert "SERVE_USER=root" in result.stderr + result.stdout
+    bogus = docker("run", "--rm", "-e", "SERVE_USER=admin", SERVE_IMAGE, "serve", check=False)
+    assert bogus.returncode == 2 and "SERVE_USER=admin: expected model-server (the default) or root" in bogus.stderr
 
 
 @pytest.mark.docker
