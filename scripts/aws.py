@@ -142,10 +142,11 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def s3_keys(s3, uri: str) -> tuple[str, str, list[str]]:
-    """(bucket, prefix, every key under prefix/) of an S3 URI."""
+    """(bucket, prefix, every key under prefix/) of an S3 URI: the prefix as a folder, so s3://b/photos never
+    takes s3://b/photos-old/...; a URI without a prefix lists the whole bucket. The scripts' one S3 lister."""
     bucket, prefix = split_s3_uri(uri)
     keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""):
         keys += [item["Key"] for item in page.get("Contents", [])]
     return bucket, prefix, keys
 

@@ -46,10 +46,8 @@ class Store:
         """Every object under the prefix, as a path relative to it."""
         if self.uri.startswith("s3://"):
             # as a folder: transform.py hands SageMaker the prefix with its trailing slash too
+            _, _, keys = aws.s3_keys(self.s3, self.uri)
             folder = f"{self.prefix}/" if self.prefix else ""
-            paginator = self.s3.get_paginator("list_objects_v2")
-            keys = [item["Key"] for page in paginator.paginate(Bucket=self.bucket, Prefix=folder)
-                    for item in page.get("Contents", [])]
             return sorted(key[len(folder):] for key in keys if not key.endswith("/"))
         if self.root.is_file():
             return [self.root.name]

@@ -174,10 +174,10 @@ class ModelServer:
         self.process = subprocess.Popen(command, cwd=self.workdir, env=env, start_new_session=True,
                                         stdout=self.output, stderr=subprocess.STDOUT if self.output else None)
 
-    def wait_ready(self, deadline: float, stop: threading.Event) -> bool:
+    def wait_ready(self, deadline: float, stop: threading.Event, clock=time.monotonic) -> bool:
         """True once a worker has loaded and warmed the model (on a multi-model endpoint: once MMS answers
-        /ping); False if MMS died, the deadline passed, or a stop."""
-        while time.monotonic() < deadline and not stop.is_set():
+        /ping); False if MMS died, the deadline (on `clock`, injectable for tests) passed, or a stop."""
+        while clock() < deadline and not stop.is_set():
             if self.process.poll() is not None:
                 return False
             loaded = _pings(self.host, self.port) if self.config.multi_model else \
