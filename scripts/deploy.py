@@ -244,7 +244,8 @@ def build_model(args, session):
     from sagemaker.model import Model
 
     return Model(image_uri=args.image_uri, model_data=args.model_data, role=args.role, name=args.endpoint_name,
-                 env=dict(args.env) or None, sagemaker_session=session, enable_network_isolation=True)
+                 env=dict(args.env) or None, sagemaker_session=session,
+                 enable_network_isolation=network_isolation())
 
 
 # A new model and endpoint config per deploy: <endpoint>-<UTC time to the millisecond>, within SageMaker's 63.

@@ -110,7 +110,7 @@ class OnnxClassifier:
 
 
 def unreadable(path: Path) -> str:
-    """Why `path` cannot be read, and the two ways out: the serving image runs as an unprivileged user."""
+    """Why `path` cannot be read, and the three ways out: the serving image runs as an unprivileged user."""
     return (f"cannot read {path} as uid {os.getuid()}: make the model readable to others (chmod -R a+rX before "
             "packing it), run the container as the files' owner (docker run --user UID:GID), or set SERVE_USER=root")
 
