@@ -1,4 +1,4 @@
-"""Training under faults: SIGTERM at random moments, kill -9 mid-checkpoint, corrupt data, a failing disk.
+"""Training under faults: SIGTERM at chosen steps, kill -9 mid-checkpoint, corrupt data, a failing disk.
 
 Each runs the real training program (or the real checkpoint writer) in its own process and
 hurts it the way an instance does: spot interruption (SIGTERM, then a restart of the same job),
@@ -8,7 +8,6 @@ the kernel's OOM killer (SIGKILL), bad files in the dataset, a model dir that ca
 from __future__ import annotations
 
 import json
-import random
 import re
 import shutil
 import signal
@@ -31,55 +30,52 @@ FLAGS = [*FAST_FLAGS, "--freeze-backbone", "false", "--augment", "false", "--bat
 STOPPED_AT = re.compile(r"stopped by SIGTERM (?:at epoch (\d+) step (\d+)|after epoch (\d+))")
 
 
-def run_and_sigterm(args: list[str], base_dir, delay: float) -> tuple[int, str]:
-    """Start the job, SIGTERM it `delay` s after its model is built; (exit code, output)."""
-    with subprocess.Popen([sys.executable, "-m", "train", *args], cwd=REPO, env=train_env(base_dir),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
-        try:
-            lines = []
-            for line in process.stdout:
-                lines.append(line)
-                if "INFO train.trainer: model: " in line:  # the stop handler is in place
-                    time.sleep(delay)
-                    process.send_signal(signal.SIGTERM)
-                    break
-            lines += process.stdout.readlines()
-            return process.wait(timeout=120), "".join(lines)
-        finally:
-            process.kill()
+def run_and_sigterm_at(args: list[str], base_dir, phase: str, step: int) -> tuple[int, str]:
+    """Run the job, SIGTERMed by its own process once `phase`'s progress reaches `step`; (exit code, output)."""
+    result = subprocess.run([sys.executable, str(REPO / "tests" / "sigterm_at_step.py"), phase, str(step), *args],
+                            cwd=REPO, env=train_env(base_dir), capture_output=True, text=True, timeout=300)
+    return result.returncode, result.stdout + result.stderr
 
 
-def test_sigterm_at_random_moments_then_restarts_end_with_the_uninterrupted_model(tiny_dataset, tmp_path):
-    reference = run_train([*FLAGS, "--data-dir", str(tiny_dataset)], tmp_path / "reference")
+# Where the interruptions land (24 training images in batches of 4: 6 steps an epoch), and what each says.
+INTERRUPTIONS = [
+    (("epoch 1/", 3), "stopped by SIGTERM at epoch 1 step 3"),  # mid-epoch
+    (("epoch 2/", 6), "stopped by SIGTERM at epoch 2 step 6"),  # after an epoch's last step, before validation
+    (("epoch 3 valid", 1), "stopped by SIGTERM after epoch 3"),  # during validation
+    (("epoch 4/", 1), "stopped by SIGTERM at epoch 4 step 1"),  # the first step after a restart at an epoch end
+]
+
+
+def test_sigterm_at_chosen_steps_then_restarts_end_with_the_uninterrupted_model(tiny_dataset, tmp_path):
+    args = [*FLAGS, "--data-dir", str(tiny_dataset)]
+    reference = run_train(args, tmp_path / "reference")
     assert reference.returncode == 0, reference.stdout + reference.stderr
 
-    generator = random.Random(8)  # fixed: the same moments every run
     interrupted = tmp_path / "interrupted"
-    stops = []
-    for _ in range(4):  # four spot interruptions, each at a random moment, then a run left to finish
-        code, output = run_and_sigterm([*FLAGS, "--data-dir", str(tiny_dataset)], interrupted,
-                                       delay=generator.uniform(0.0, 1.2))
-        if code == 0:
-            break
+    for (phase, step), said in INTERRUPTIONS:
+        code, output = run_and_sigterm_at(args, interrupted, phase, step)
         assert code == 143, output
-        found = STOPPED_AT.search((interrupted / "output" / "failure").read_text())
-        assert found, output
-        stops.append(found.group(0))
-    else:
-        finished = run_train([*FLAGS, "--data-dir", str(tiny_dataset)], interrupted)
-        assert finished.returncode == 0, finished.stdout + finished.stderr
-    assert len(stops) >= 2, f"the SIGTERMs came too late to interrupt training: {stops}"
-    assert len(set(stops)) == len(stops), stops  # each restart made progress
+        assert STOPPED_AT.search((interrupted / "output" / "failure").read_text()).group(0) == said, output
+    finished = run_train(args, interrupted)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "resuming from checkpoint" in finished.stdout + finished.stderr
 
+    # Not bitwise: CPU kernels (oneDNN, MKL) may round differently from one process to the next (buffer
+    # alignment), and a CI machine's resumed run ended 1e-4 (relative) from the uninterrupted one. A resume
+    # bug is thousands of times larger: measured here, one batch skipped on resume moved losses by 64 %,
+    # epoch totals lost by 27 %, optimizer state lost by 370 %.
     histories = [json.loads((base / "output/data/evaluation.json").read_text())["history"]
                  for base in (interrupted, tmp_path / "reference")]
     assert [h["epoch"] for h in histories[0]] == [1, 2, 3, 4, 5, 6]
     for ours, theirs in zip(*histories, strict=True):
-        for name in ("train:loss", "train:accuracy", "valid:loss", "valid:accuracy"):
-            assert ours[name] == pytest.approx(theirs[name], abs=1e-5), (name, stops)
+        for name in ("train:loss", "valid:loss"):
+            assert ours[name] == pytest.approx(theirs[name], rel=1e-3), (name, ours["epoch"])
+        for name, images in (("train:accuracy", 24), ("valid:accuracy", 9)):  # rounding may flip one image
+            assert abs(ours[name] - theirs[name]) <= 1 / images + 1e-9, (name, ours["epoch"])
     models = [torch.load(base / "model/model.pt", weights_only=True) for base in (interrupted, tmp_path / "reference")]
-    for key in models[1]:
-        assert torch.allclose(models[0][key].float(), models[1][key].float(), atol=1e-5), (key, stops)
+    for key, theirs in models[1].items():
+        scale = theirs.float().abs().max().item()
+        assert (models[0][key].float() - theirs.float()).abs().max().item() <= 1e-3 * scale + 1e-6, key
     assert not (interrupted / "output" / "failure").exists()
 
 
