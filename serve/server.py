@@ -53,7 +53,7 @@ log = logging.getLogger("serve")
 
 # After a failed load MMS takes the model out and puts it back within milliseconds; a 404 this long is final.
 UNLOAD_SETTLE_SECONDS = 1.0
-# A failed load's mark whose model has had workers this long: SageMaker loaded it again meanwhile.
+# A failed load's mark whose model has been seen with workers this long: SageMaker loaded it again meanwhile.
 UNLOAD_STALE_SECONDS = 30.0
 
 USAGE = """Serve a model artifact of `python -m train` over HTTP, as a SageMaker endpoint container does:
@@ -145,6 +145,7 @@ class ModelServer:
         self.workdir = Path(tempfile.mkdtemp(prefix="serve-mms-"))
         self.process: subprocess.Popen | None = None
         self._absent_since: dict[str, float] = {}  # model name -> when its failed load was first found gone
+        self._loading_since: dict[str, float] = {}  # model name -> when its marked model was first seen loading
 
     def start(self) -> None:
         properties = self.workdir / "config.properties"
@@ -187,9 +188,9 @@ class ModelServer:
             stop.wait(0.1)
         return False
 
-    def unregister_failed_loads(self) -> list[str]:
+    def unregister_failed_loads(self, clock=time.monotonic) -> list[str]:
         """Unregister the models whose load ran out of memory (their workers' marks), so that SageMaker can
-        load them again once it has unloaded others; the names done.
+        load them again once it has unloaded others; the names done. `clock`: injectable for tests.
 
         multi-model-server answers the 507, then tries to unregister the model itself: it removes it, its
         cleanup is interrupted, and it puts the model back with no worker (later POSTs of it get 409). A
@@ -210,14 +211,16 @@ class ModelServer:
             except (OSError, ValueError) as error:  # ValueError: an answer that is not MMS's JSON
                 log.warning("could not unregister model %s after its failed load: %s", name, error)
                 continue
+            now = clock()
             if loading:  # its failed worker is not cleared yet, or a new POST of it is loading: not ours
                 self._absent_since.pop(name, None)
-                if time.time() - mark.stat().st_mtime > UNLOAD_STALE_SECONDS:
+                if now - self._loading_since.setdefault(name, now) >= UNLOAD_STALE_SECONDS:
+                    self._loading_since.pop(name)
                     mark.unlink(missing_ok=True)
                 continue
+            self._loading_since.pop(name, None)
             if status == 404:  # maybe only while MMS's own attempt holds it out: wait until that is over
-                first_absent = self._absent_since.setdefault(name, time.monotonic())
-                if time.monotonic() - first_absent < UNLOAD_SETTLE_SECONDS:
+                if now - self._absent_since.setdefault(name, now) < UNLOAD_SETTLE_SECONDS:
                     continue
             elif status != 200:  # MMS still busy with the failed load: next round
                 continue

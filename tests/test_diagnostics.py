@@ -1,9 +1,10 @@
 """In-process rules, profiler, report and TensorBoard output, driven by small real training runs.
 
 Each run is the real training program on data the test makes; each is built to trip one rule
-(a huge learning rate, a model memorising a tiny train set, a deliberately slow loader, ...)
-and others to stay quiet. GPU-only rule paths cannot run on these machines: those are tested
-on hand-made records (said at each test).
+(a huge learning rate, a model memorising a tiny train set, NaN weights, ...) and others to
+stay quiet. Rules that judge time (CPUBottleneck, StepOutlier, LowGPUUtilization) are tested on
+hand-made records: a real run's step times are the machine's and its load's, and GPU paths cannot
+run here; real runs only show that those rules judged.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import pytest
 import torch
 import torchvision
 from conftest import FAST_FLAGS, REPO, run_train
-from PIL import Image
 
 from train.diagnostics import settings
 from train.diagnostics.record import EpochRecord, RunRecord, StepRecord, SystemSample
@@ -199,6 +199,47 @@ def test_cpu_bottleneck_in_sagemakers_gpu_form():
     assert _status(rule, busy)[0] == NO_ISSUES
 
 
+# -- timing rules on hand-made records: a real run's step times are the machine's, not the training's ---------
+
+
+def _timed_steps(totals: list[float], data_wait_share: float = 0.1, first_of_epoch_every: int = 0) -> RunRecord:
+    record = RunRecord(device="cpu")
+    for step, total in enumerate(totals, start=1):
+        wait = total * data_wait_share
+        compute = (total - wait) / 3
+        first = bool(first_of_epoch_every) and (step - 1) % first_of_epoch_every == 0
+        record.steps.append(StepRecord(step, 1, 1.0, {"data_wait": wait, "forward": compute, "backward": compute,
+                                                      "optimizer": compute}, first_of_epoch=first))
+    return record
+
+
+def test_cpu_bottleneck_judges_the_share_of_step_time_spent_waiting_for_batches():
+    rule = settings.CPUBottleneck()
+    status, message = _status(rule, _timed_steps([0.1] * 40, data_wait_share=0.6))
+    assert status == ISSUES and message.startswith("60% of training step time waiting")
+    assert _status(rule, _timed_steps([0.1] * 40, data_wait_share=0.4)) == (NO_ISSUES, "40% of training step time "
+                                                                            "waiting for batches")
+    # each epoch's first step starts the loader's workers: a long wait there is not the pipeline's pace
+    started = _timed_steps([0.1] * 40, data_wait_share=0.2, first_of_epoch_every=10)
+    for step in started.steps[::10]:
+        step.seconds["data_wait"] = 30.0
+    assert _status(rule, started)[0] == NO_ISSUES
+    assert _status(rule, _timed_steps([0.1] * 3, first_of_epoch_every=1))[0] == NOT_APPLICABLE
+
+
+def test_step_outlier_counts_steps_over_mean_plus_stddev_sigmas_once_over_100_steps():
+    rng = np.random.default_rng(0)
+    even = list(rng.uniform(0.009, 0.011, 200))
+    assert _status(settings.StepOutlier(), _timed_steps(even))[0] == NO_ISSUES
+    slow = even.copy()
+    for step in (40, 90, 130, 170):
+        slow[step - 1] = 0.5
+    status, message = _status(settings.StepOutlier(n_outliers=2), _timed_steps(slow))
+    assert status == ISSUES and message.startswith("4 step(s) over") and message.endswith("steps 40, 90, 130, 170")
+    assert _status(settings.StepOutlier(), _timed_steps(slow))[0] == NO_ISSUES  # 4 of the 10 tolerated
+    assert _status(settings.StepOutlier(), _timed_steps(even[:100]))[0] == NOT_APPLICABLE
+
+
 # -- real runs ----------------------------------------------------------------------------------
 
 
@@ -221,27 +262,6 @@ def datasets(tmp_path_factory):
     for path in sorted((imbalanced / "train" / "002.Green_Square").iterdir())[2:]:
         path.unlink()
     made["imbalanced"] = imbalanced
-    # noise PNGs of 1600x1600 decoded for 32 px crops: the loader, not the network, sets the pace (at 1200 px a
-    # loaded machine once measured 43% of step time waiting, under the rule's 50%)
-    rng = np.random.default_rng(0)
-    slow = root / "slow"
-    for split, count in (("train", 6), ("valid", 2), ("test", 2)):
-        for index, name in enumerate(("a", "b")):
-            folder = slow / split / f"00{index + 1}.{name}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(rng.integers(0, 255, (1600, 1600, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    made["slow"] = slow
-    # 120 small photos and 4 huge PNGs among them: 4 steps far slower than the rest
-    outliers = make_sample_dataset(root / "outliers", num_classes=2, sizes={"train": 60, "valid": 2, "test": 2},
-                                   seed=4, broken=False)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 255, (1500, 1500, 3), dtype=np.uint8)).save(
-            outliers / "train" / "001.Red_Disc" / f"huge_{i}.png")
-    made["outliers"] = outliers
-    regular = make_sample_dataset(root / "regular", num_classes=2, sizes={"train": 60, "valid": 2, "test": 2},
-                                  seed=4, broken=False)
-    made["regular"] = regular
     # backbone weight files: one NaN, and one BatchNorm scaled 1000x (a badly initialised layer)
     state = torchvision.models.resnet18().state_dict()
     state["layer4.0.conv1.weight"][0, 0, 1, 1] = float("nan")
@@ -289,12 +309,6 @@ RUNS = {
         [], ["PoorWeightInitialization", "ExplodingTensor", "VanishingGradient"]),
     "an imbalanced train split": (
         "imbalanced", ["--epochs", "1"], ["ClassImbalance"], []),
-    "a deliberately slow loader": (
-        "slow", ["--epochs", "2", "--batch-size", "2"], ["CPUBottleneck"], ["ClassImbalance"]),
-    "a few huge images among small ones": (
-        "outliers", ["--epochs", "1", "--batch-size", "1", "--step-outlier-n-outliers", "2"], ["StepOutlier"], []),
-    "steps of even cost": (
-        "regular", ["--epochs", "1", "--batch-size", "1"], [], ["StepOutlier", "ClassImbalance"]),
 }
 
 
@@ -384,17 +398,17 @@ def test_every_rule_is_quiet_on_a_healthy_run_of_a_thousand_steps(tmp_path):
                 image = draw_example(rng, color, shape)
                 image.thumbnail((48, 48))
                 image.save(folder / f"{number:04d}.jpg", quality=90)
-    # StepOutlier times the machine, not the training: on an idle 2-core machine this run had 5 steps over
-    # mean + 3 sd (limit 10), inside a loaded CI run 12 (steps 1 and 3 among them: start-up, then the scheduler).
-    # Those are real outliers from other processes; this test is about the training, so it allows 50.
-    result = run_train([*FAST_FLAGS, "--freeze-backbone", "false", "--epochs", "5", "--data-dir", str(data),
-                        "--step-outlier-n-outliers", "50"], tmp_path / "ml", timeout=900)
-    rules = _assert_quiet(tmp_path / "ml", result)
+    result = run_train([*FAST_FLAGS, "--freeze-backbone", "false", "--epochs", "5", "--data-dir", str(data)],
+                       tmp_path / "ml", timeout=900)
+    # CPUBottleneck and StepOutlier time the machine, not the training (a loaded CI run once had 12 outlier
+    # steps from other processes): here they must only have judged; their logic is tested on records above
+    timed = ("CPUBottleneck", "StepOutlier")
+    rules = _assert_quiet(tmp_path / "ml", result, judged_elsewhere=timed)
     recorded = json.loads((tmp_path / "ml" / "output" / "data" / "diagnostics.json").read_text())
     assert len(recorded["steps"]) == 1000
-    # judged, not skipped: the loss saved at steps 500 and 1000, gradients, steps, the loader
-    for name in ("LossNotDecreasing", "Overfit", "VanishingGradient", "ExplodingTensor", "PoorWeightInitialization",
-                 "CPUBottleneck", "StepOutlier"):
+    assert all(set(step["seconds"]) == {"data_wait", "forward", "backward", "optimizer"} for step in recorded["steps"])
+    # judged, not skipped: the loss saved at steps 500 and 1000, gradients, steps
+    for name in ("LossNotDecreasing", "Overfit", "VanishingGradient", "ExplodingTensor", "PoorWeightInitialization"):
         assert rules[name]["status"] == NO_ISSUES, rules[name]
     accuracy = json.loads((tmp_path / "ml" / "output" / "data" / "evaluation.json").read_text())["accuracy"]
     assert accuracy >= 0.6  # it learned: chance is 0.25

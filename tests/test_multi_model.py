@@ -232,6 +232,11 @@ class ScriptedManagementApi:
         self.httpd.server_close()
 
 
+def at(seconds: float):
+    """A clock stopped at `seconds`."""
+    return lambda: seconds
+
+
 def _launcher_watching(tmp_path, port: int):
     from serve.config import UNLOAD_PREFIX, read_config
     from serve.server import ModelServer
@@ -247,31 +252,32 @@ def test_a_404_while_mms_puts_the_failed_model_back_does_not_end_the_unregisteri
     api = ScriptedManagementApi(["loading", "absent", "absent", "no-worker"])
     server = _launcher_watching(tmp_path, api.port)
     try:
-        rounds = [server.unregister_failed_loads() for _ in range(3)]
-        assert rounds == [[], [], []] and api.deletes == 0  # the 404s have not held for a second yet
-        assert server.unregister_failed_loads() == ["kennel-d"]  # put back with no worker: DELETE it
+        rounds = [server.unregister_failed_loads(clock=at(100.0 + 0.4 * i)) for i in range(3)]
+        assert rounds == [[], [], []] and api.deletes == 0  # the 404s have held for 0.4 s, not a second
+        assert server.unregister_failed_loads(clock=at(101.2)) == ["kennel-d"]  # back with no worker: DELETE
         assert api.deletes == 1 and not list(server.workdir.glob("unload-*"))
     finally:
         api.close()
         server.stop()
 
 
-def test_a_failed_load_found_gone_for_a_second_is_done_and_a_new_load_of_it_is_left_alone(tmp_path, monkeypatch):
+def test_a_failed_load_found_gone_for_a_second_is_done_and_a_new_load_of_it_is_left_alone(tmp_path):
     import serve.server
 
     api = ScriptedManagementApi(["absent"])
     server = _launcher_watching(tmp_path, api.port)
+    settle, stale = serve.server.UNLOAD_SETTLE_SECONDS, serve.server.UNLOAD_STALE_SECONDS
     try:
-        assert server.unregister_failed_loads() == []
-        time.sleep(serve.server.UNLOAD_SETTLE_SECONDS)
-        assert server.unregister_failed_loads() == ["kennel-d"] and api.deletes == 0
+        assert server.unregister_failed_loads(clock=at(50.0)) == []
+        assert server.unregister_failed_loads(clock=at(50.0 + settle)) == ["kennel-d"] and api.deletes == 0
         # SageMaker loads it again at once and this load takes: its worker is listed, nothing is deleted
         api.phases = ["absent", "loading"]
         (server.workdir / "unload-kennel-d").touch()
-        assert [server.unregister_failed_loads() for _ in range(3)] == [[], [], []] and api.deletes == 0
-        monkeypatch.setattr(serve.server, "UNLOAD_STALE_SECONDS", 0.0)
-        assert server.unregister_failed_loads() == [] and not list(server.workdir.glob("unload-*"))
-        assert api.deletes == 0
+        rounds = [server.unregister_failed_loads(clock=at(60.0 + i * settle)) for i in range(3)]
+        assert rounds == [[], [], []] and api.deletes == 0
+        assert list(server.workdir.glob("unload-*"))  # seen loading for 1 s of the 30 (since 61): the mark stays
+        assert server.unregister_failed_loads(clock=at(60.0 + settle + stale)) == []
+        assert not list(server.workdir.glob("unload-*")) and api.deletes == 0
     finally:
         api.close()
         server.stop()
