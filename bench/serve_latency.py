@@ -24,7 +24,6 @@ import argparse
 import concurrent.futures
 import dataclasses
 import http.client
-import json
 import os
 import platform
 import shutil
@@ -38,6 +37,7 @@ import numpy as np
 
 from bench.photos import photo_jpeg
 from bench.report import print_table
+from contract import artifact
 from serve.config import read_config
 from serve.server import HANDLER_SERVICE, ModelServer
 
@@ -90,7 +90,7 @@ def add_int8(directory: Path) -> None:
     from train.export import INPUT_NAME, write_metadata
     from train.quantize import Int8Settings, quantize_artifact
 
-    metadata = json.loads((directory / "model.json").read_text())
+    metadata = artifact.read_metadata(directory)
     preprocess = ServingPreprocess.from_json(metadata["preprocess"])
     rng = np.random.default_rng(1)
     inputs = np.stack([preprocess(photo(rng, 500, 375)) for _ in range(16)])
@@ -177,7 +177,7 @@ def trained_int8_check(root: Path) -> dict:
              "--freeze-backbone", "false", "--image-size", "64", "--batch-size", "8", "--epochs", "4",
              "--diagnostics", "false"]
     subprocess.run([sys.executable, "-m", "train", *flags], check=True, capture_output=True, text=True)
-    return json.loads((root / "ml" / "model" / "model.json").read_text())["int8"]
+    return artifact.read_metadata(root / "ml" / "model")["int8"]
 
 
 def has_vnni() -> bool:
@@ -206,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         baseline = measure("baseline (Udacity inference.py)", baseline_dir, BASELINE_HANDLER, args.port, body,
                            requests, concurrency)
         model_runs = 30 if args.quick else 200
-        model_fp32 = model_only_p50_ms(ours_dir / "model.onnx", config.threads_per_worker, model_runs)
-        model_int8 = model_only_p50_ms(ours_dir / "model.int8.onnx", config.threads_per_worker, model_runs)
-        sizes = [(ours_dir / name).stat().st_size / 2**20 for name in ("model.int8.onnx", "model.onnx")]
+        model_fp32 = model_only_p50_ms(ours_dir / artifact.ONNX_FILE, config.threads_per_worker, model_runs)
+        model_int8 = model_only_p50_ms(ours_dir / artifact.INT8_FILE, config.threads_per_worker, model_runs)
+        sizes = [(ours_dir / name).stat().st_size / 2**20 for name in (artifact.INT8_FILE, artifact.ONNX_FILE)]
         checked = trained_int8_check(Path(tmp))
     machine = (f"{config.workers} worker(s) x {config.threads_per_worker} thread(s), {platform.machine()} x "
                f"{os.cpu_count()} CPUs, VNNI {'yes' if has_vnni() else 'no'}")

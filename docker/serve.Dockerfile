@@ -16,6 +16,7 @@ COPY pyproject.toml ./
 RUN mkdir serve imaging && touch serve/__init__.py imaging/__init__.py && pip install ".[serve]"
 COPY serve ./serve
 COPY imaging ./imaging
+COPY contract ./contract
 # (build/ holds the empty stand-ins with newer mtimes: drop it, or setuptools keeps them)
 RUN rm -rf build ./*.egg-info && pip install --no-deps --force-reinstall . && python -m serve.mms_plugins
 

@@ -48,6 +48,7 @@ RUN apt-get update \
 
 COPY train ./train
 COPY imaging ./imaging
+COPY contract ./contract
 RUN pip install --no-deps --force-reinstall . && rm -rf build ./*.egg-info
 
 COPY --from=cuda-compat /usr/local/cuda-12.8/compat/ /usr/local/cuda/compat/

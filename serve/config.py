@@ -7,6 +7,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from contract.booleans import parse_bool
+from contract.cpus import usable_cpus
+
 DEFAULT_MAX_PAYLOAD_MB = 6  # a real-time endpoint's request limit
 MAX_BATCH_PAYLOAD_MB = 100  # batch transform's MaxPayloadInMB limit
 BATCH_STRATEGIES = ("SINGLE_RECORD", "MULTI_RECORD")  # SAGEMAKER_BATCH_STRATEGY's values
@@ -53,13 +56,9 @@ class ServingConfig:
     model_root: Path = Path("/opt/ml/models")  # a multi-model endpoint loads folders under it only
 
 
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def read_config(environ: Mapping[str, str] = os.environ) -> ServingConfig:
     base = Path(environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
-    cpus = cpu_count()
+    cpus = usable_cpus()
     concurrent = _int(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 0, minimum=1) or None
     # Defaults sized to the machine: two ONNX Runtime threads per worker on ml.m5.large's
     # two vCPUs measured best; workers x threads never exceeds the cores. A transform job that
@@ -96,10 +95,10 @@ def read_config(environ: Mapping[str, str] = os.environ) -> ServingConfig:
 
 
 def _bool(environ, key: str) -> bool:
-    value = (environ.get(key) or "false").strip().lower()
-    if value not in ("true", "false", "1", "0"):
-        raise ConfigError(f"{key}={environ.get(key)!r}: expected true or false")
-    return value in ("true", "1")
+    try:
+        return parse_bool(environ.get(key) or "false")
+    except ValueError:
+        raise ConfigError(f"{key}={environ.get(key)!r}: expected true or false") from None
 
 
 def _choice(environ, key: str, default: str, choices: tuple[str, ...], upper: bool = False) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import onnxruntime
 from PIL import Image
 
-SUPPORTED_FORMAT_VERSIONS = (1,)
+from contract import artifact
 
 
 class ModelLoadError(Exception):
@@ -56,9 +55,11 @@ class Preprocess:
 def model_file(model_dir: Path, metadata: dict, precision: str = "auto") -> tuple[Path, str]:
     """(the ONNX file to serve, "int8" or "fp32"): the int8 model when training wrote one (model.json's
     "int8" entry names it), unless SERVE_PRECISION=fp32; SERVE_PRECISION=int8 insists on it."""
-    float_file = model_dir / metadata.get("onnx", {}).get("file", "model.onnx")
+    try:
+        float_file, int8_file = artifact.float_model(model_dir, metadata), artifact.int8_model(model_dir, metadata)
+    except artifact.ArtifactError as error:
+        raise ModelLoadError(str(error)) from None
     int8 = metadata.get("int8") or {}
-    int8_file = model_dir / int8["file"] if int8.get("file") else None
     if precision == "fp32" or (precision == "auto" and int8_file is None):
         return float_file, "fp32"
     if int8_file is None:
@@ -116,21 +117,12 @@ def unreadable(path: Path) -> str:
 
 
 def _read_metadata(model_dir: Path) -> dict:
-    path = model_dir / "model.json"
     try:
-        metadata = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path} not found: is {model_dir} a model artifact of `python -m train`?") from None
+        return artifact.read_metadata(model_dir)
     except PermissionError:
-        raise ModelLoadError(unreadable(path)) from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"cannot read {path}: {error}") from error
-    if metadata.get("format_version") not in SUPPORTED_FORMAT_VERSIONS:
-        raise ModelLoadError(f"{path}: unsupported format_version {metadata.get('format_version')!r}")
-    missing = [key for key in ("classes", "preprocess") if key not in metadata]
-    if missing:
-        raise ModelLoadError(f"{path} lacks {', '.join(missing)}")
-    return metadata
+        raise ModelLoadError(unreadable(model_dir / artifact.METADATA_FILE)) from None
+    except artifact.ArtifactError as error:
+        raise ModelLoadError(str(error)) from None
 
 
 def check_artifact(model_dir: Path, precision: str = "auto") -> OnnxClassifier:
@@ -138,9 +130,10 @@ def check_artifact(model_dir: Path, precision: str = "auto") -> OnnxClassifier:
     incompatible artifact fails the container in seconds with one line, instead of workers retrying it
     until the start-up timeout with the reason in Java's log."""
     metadata = _read_metadata(model_dir)
-    named = [model_dir / metadata.get("onnx", {}).get("file", "model.onnx")]
-    if (metadata.get("int8") or {}).get("file"):
-        named.append(model_dir / metadata["int8"]["file"])
+    try:
+        named = artifact.named_files(model_dir, metadata)
+    except artifact.ArtifactError as error:
+        raise ModelLoadError(str(error)) from None
     for path in named:  # every file model.json names: SERVE_PRECISION may pick either later
         if not path.is_file():
             raise ModelLoadError(f"{path} not found")

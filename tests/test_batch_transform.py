@@ -26,13 +26,13 @@ from serve.mms_plugins import build
 
 
 def test_execution_parameters_default_to_one_image_per_request_workers_and_the_payload_limit(monkeypatch):
-    monkeypatch.setattr("serve.config.cpu_count", lambda: 8)
+    monkeypatch.setattr("serve.config.usable_cpus", lambda: 8)
     assert execution_parameters(read_config({"SAGEMAKER_BATCH": "true"})) == {
         "MaxConcurrentTransforms": 4, "BatchStrategy": "SingleRecord", "MaxPayloadInMB": 6}
 
 
 def test_the_jobs_batch_variables_are_honoured(monkeypatch):
-    monkeypatch.setattr("serve.config.cpu_count", lambda: 8)
+    monkeypatch.setattr("serve.config.usable_cpus", lambda: 8)
     config = read_config({"SAGEMAKER_BATCH": "True", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "2",
                           "SAGEMAKER_MAX_PAYLOAD_IN_MB": "100", "SAGEMAKER_BATCH_STRATEGY": "MULTI_RECORD"})
     assert config.batch and config.max_payload_bytes == 100 << 20

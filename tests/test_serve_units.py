@@ -35,7 +35,7 @@ def test_bad_top_k_is_400(header):
 
 
 def test_config_defaults_fit_workers_times_threads_to_the_cores(monkeypatch):
-    monkeypatch.setattr("serve.config.cpu_count", lambda: 8)
+    monkeypatch.setattr("serve.config.usable_cpus", lambda: 8)
     config = read_config({})
     assert (config.workers, config.threads_per_worker) == (4, 2)
     assert config.port == 8080 and config.max_payload_bytes == 6 << 20
@@ -43,7 +43,7 @@ def test_config_defaults_fit_workers_times_threads_to_the_cores(monkeypatch):
     config = read_config({"SAGEMAKER_MODEL_SERVER_WORKERS": "8", "SAGEMAKER_BASE_DIR": "/srv"})
     assert (config.workers, config.threads_per_worker) == (8, 1)
     assert str(config.model_dir) == "/srv/model"
-    monkeypatch.setattr("serve.config.cpu_count", lambda: 2)
+    monkeypatch.setattr("serve.config.usable_cpus", lambda: 2)
     assert (read_config({}).workers, read_config({}).threads_per_worker) == (1, 2)  # ml.m5.large
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
+from contract import artifact
 from train.network import Classifier, Preprocess, WithSoftmax
 
-FORMAT_VERSION = 1
 ONNX_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
@@ -50,14 +50,14 @@ def model_metadata(*, classes: list[str], class_folders: list[str], preprocess: 
     import torchvision
 
     return {
-        "format_version": FORMAT_VERSION,
+        "format_version": artifact.FORMAT_VERSION,
         "classes": classes,
         "class_folders": class_folders,
         "num_classes": len(classes),
         "preprocess": preprocess.to_json(),
-        "onnx": {"file": "model.onnx", "input": INPUT_NAME, "output": OUTPUT_NAME, "opset": ONNX_OPSET,
+        "onnx": {"file": artifact.ONNX_FILE, "input": INPUT_NAME, "output": OUTPUT_NAME, "opset": ONNX_OPSET,
                  "output_kind": "probabilities (softmax applied in the graph)"},
-        "weights": {"file": "model.pt", "format": "torch state_dict of train.network.Classifier"},
+        "weights": {"file": artifact.WEIGHTS_FILE, "format": "torch state_dict of train.network.Classifier"},
         "arch": arch,
         "hyperparameters": hyperparameters,
         "metrics": metrics,
@@ -72,11 +72,11 @@ def model_metadata(*, classes: list[str], class_folders: list[str], preprocess: 
 
 def write_artifact(model_dir: Path, classifier: Classifier, metadata: dict) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
-    export_onnx(classifier, metadata["preprocess"]["crop"], model_dir / "model.onnx")
-    torch.save(classifier.state_dict(), model_dir / "model.pt")
+    export_onnx(classifier, metadata["preprocess"]["crop"], model_dir / artifact.ONNX_FILE)
+    torch.save(classifier.state_dict(), model_dir / artifact.WEIGHTS_FILE)
     write_metadata(model_dir, metadata)
 
 
 def write_metadata(model_dir: Path, metadata: dict) -> None:
-    (model_dir / "model.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    (model_dir / artifact.METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 
+from contract.booleans import parse_bool
+from contract.cpus import usable_cpus
 from train.diagnostics import settings as diagnostics
 from train.errors import UsageError
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101")
-_TRUE = {"true", "1", "yes", "y", "on"}
-_FALSE = {"false", "0", "no", "n", "off"}
 # Keys SageMaker itself adds to a job's hyperparameters (the tuner's objective,
 # the SDK's framework keys): they are not ours, so they are accepted and ignored.
 _RESERVED_PREFIXES = ("--_", "--sagemaker_", "--sagemaker-")
@@ -73,12 +72,10 @@ class PathOverrides:
 
 
 def str_to_bool(value: str) -> bool:
-    lowered = str(value).strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    try:
+        return parse_bool(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _bounded(kind, minimum, maximum):
@@ -249,5 +246,4 @@ def _drop_reserved(argv: list[str]) -> list[str]:
 
 
 def default_num_workers() -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cpus, 8))
+    return max(1, min(usable_cpus(), 8))

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.artifact import INT8_FILE, ONNX_FILE
 from train.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
-INT8_FILE = "model.int8.onnx"
 WORKER = Path(__file__).with_name("int8_worker.py")
 TIMEOUT_S = 3600
 
@@ -47,7 +47,7 @@ def quantize_artifact(model_dir: Path, input_name: str, calibration: Iterable[np
         work = Path(folder)
         calibration_files, calibrated = _save(work, "calibration", ((batch,) for batch in calibration))
         compared_files, _ = _save(work, "compared", compared)
-        request = {"model": str(model_dir / "model.onnx"), "output": str(model_dir / INT8_FILE),
+        request = {"model": str(model_dir / ONNX_FILE), "output": str(model_dir / INT8_FILE),
                    "method": settings.method, "input_name": input_name,
                    "calibration": [files[0] for files in calibration_files], "test": compared_files,
                    "result": str(work / "result.json")}

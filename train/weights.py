@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import tempfile
@@ -25,14 +24,14 @@ from pathlib import Path
 import torch
 import torchvision
 
+from contract import artifact
+from contract.artifact import METADATA_FILE
+from contract.artifact import WEIGHTS_FILE as MODEL_FILE
 from train import archive
 from train.errors import TrainingError
 from train.hyperparameters import ARCHITECTURES
 
 log = logging.getLogger(__name__)
-
-MODEL_FILE, METADATA_FILE, TARBALL = "model.pt", "model.json", "model.tar.gz"
-
 
 @dataclasses.dataclass
 class StartingWeights:
@@ -96,9 +95,11 @@ def _why_not_the_head(metadata_path: Path, head: dict, class_folders: list[str] 
     if class_folders is None:
         return "only the backbone is asked for"
     try:
-        theirs = json.loads(metadata_path.read_text())["class_folders"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"no readable {METADATA_FILE} beside it names its classes"
+        theirs = artifact.read_metadata(metadata_path.parent)["class_folders"]
+    except (OSError, artifact.ArtifactError, KeyError):
+        return f"no readable {METADATA_FILE} (of a supported format_version) beside it names its classes"
+    if not isinstance(theirs, list):
+        return f"{METADATA_FILE} beside it has no list of class folders"
     if len(theirs) != len(class_folders):
         return f"its {len(theirs)} classes are not this job's {len(class_folders)}"
     if theirs != class_folders:
