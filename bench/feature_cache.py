@@ -38,7 +38,7 @@ def run_job(data: Path, base: Path, cache: str, image_size: int, epochs: int) ->
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"job with --cache-features {cache} failed:\n{result.stdout}\n{result.stderr}")
-    return wall, _seconds_between(result.stdout, " INFO train.trainer: model: ", " INFO train.trainer: training done")
+    return wall, _seconds_between(result.stdout, " INFO train.trainer: model: ", " INFO train.finish: training done")
 
 
 def _seconds_between(log: str, first: str, last: str) -> float:

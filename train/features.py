@@ -8,6 +8,9 @@ so a cached job trains the same head as an uncached one, up to float rounding.
 
 from __future__ import annotations
 
+import logging
+import time
+
 import torch
 from torch import nn
 
@@ -15,9 +18,12 @@ from train import distributed
 from train.data import EpochSampler, ImageFolderDataset, Split
 from train.engine import Precision
 from train.errors import TrainingError
+from train.launcher import ignore_stop_signals
 from train.network import Normalize, Preprocess, build_classifier, eval_transform
 from train.progress import Progress
 from train.weights import load_backbone_state
+
+log = logging.getLogger(__name__)
 
 # Images per backbone pass when computing features: no gradients, so memory allows more than training.
 FEATURE_BATCH = 64
@@ -97,3 +103,22 @@ class FeatureBatches:
         for indices in self.batches:
             index = torch.as_tensor(indices, device=self.features.device)
             yield self.features[index], self.labels[index]
+
+
+def cache_features(backbone: nn.Module, splits: dict[str, Split], bundle, preprocess: Preprocess,
+                   precision: Precision, num_workers: int, show_progress: bool) -> dict[str, tuple[torch.Tensor,
+                                                                                                 torch.Tensor]]:
+    """Every split's backbone features, once, for a job that trains its head on them: each rank computes its
+    shard and all ranks get every split (the training shards differ per epoch). `bundle`: a featurize job's
+    output (train/feature_bundle.py), taken as it is."""
+    if bundle is not None:
+        features = bundle.features(precision.device)
+        log.info("features of %s taken from the features channel", ", ".join(features))
+        return features
+    started = time.perf_counter()
+    normalize = Normalize(preprocess.mean, preprocess.std).to(precision.device)
+    features = {name: split_features(backbone, split, preprocess, precision, normalize, num_workers,
+                                     show_progress=show_progress, worker_init_fn=ignore_stop_signals)
+                for name, split in splits.items()}
+    log.info("features cached for %s in %.1f s", ", ".join(features), time.perf_counter() - started)
+    return features

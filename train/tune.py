@@ -76,7 +76,7 @@ def features_once(args):
     from train.engine import Precision
     from train.environment import read_environment
     from train.features import backbone_features
-    from train.trainer import prepare_data
+    from train.job_data import prepare_data
 
     env = read_environment(os.environ, PathOverrides(data_dir=args.data_dir, pretrained_dir=args.pretrained_dir))
     data = prepare_data(env, threads=max(1, args.num_workers))
