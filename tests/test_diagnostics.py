@@ -299,7 +299,7 @@ RUNS = {
         ["Overfit", "Overtraining"], ["LossNotDecreasing", "VanishingGradient", "ExplodingTensor", "CPUBottleneck",
                                       "PoorWeightInitialization"]),
     "NaN in the backbone weights": (
-        "tiny", ["--epochs", "1", "--weights", "{weights}/nan.pt"], ["ExplodingTensor"], []),
+        "tiny", ["--epochs", "1", "--weights", "{weights}/nan.pt", "--quantize", "int8"], ["ExplodingTensor"], []),
     "a badly initialised layer in a trainable backbone": (
         "tiny", ["--epochs", "1", "--weights", "{weights}/badly_initialised.pt", "--freeze-backbone", "false",
                  "--batch-size", "2"],

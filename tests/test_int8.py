@@ -33,7 +33,8 @@ Path(request["result"]).write_text(json.dumps({**answer, "quantize_seconds": 1.0
 
 @pytest.mark.slow
 def test_a_training_job_ships_an_int8_model_checked_against_the_float_one(tiny_dataset, tmp_path):
-    result = run_train([*FAST_FLAGS, "--freeze-backbone", "false", "--epochs", "2", "--data-dir", str(tiny_dataset)],
+    result = run_train([*FAST_FLAGS, "--freeze-backbone", "false", "--epochs", "2", "--quantize", "int8",
+                        "--data-dir", str(tiny_dataset)],
                        tmp_path / "ml")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     model_dir = tmp_path / "ml" / "model"
