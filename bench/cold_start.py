@@ -23,10 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.photos import photo_jpeg
 from bench.report import print_table
-from bench.serve_latency import post, resnet50_artifact
-from reliability.live_server import free_port
+from bench.serve_latency import post
+from support.artifacts import resnet50_artifact
+from support.live_server import free_port
+from support.photos import photo_jpeg
 
 SERVERLESS = ["--read-only", "--tmpfs", "/tmp", "--user", "1000:1000", "--memory", "3g", "--cpus", "2",
               "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=1"]

@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.photos import make_photos
 from bench.report import print_table
+from support.photos import make_photos
 
 REPO = Path(__file__).resolve().parents[1]
 

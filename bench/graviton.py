@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.photos import photo_jpeg
-from reliability.live_server import free_port
+from support.artifacts import random_artifact
+from support.live_server import READY_MARK, free_port
+from support.photos import photo_jpeg
 
 REPO = Path(__file__).resolve().parents[1]
 BINFMT = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
@@ -63,21 +64,6 @@ def build_arm64(base_image: str, tag: str) -> float:
     return time.perf_counter() - started
 
 
-def small_artifact(directory: Path) -> Path:
-    import torch
-
-    from train.export import model_metadata, write_artifact
-    from train.network import Preprocess, build_classifier
-
-    torch.manual_seed(0)
-    classes = ["Beagle", "Boxer", "Collie", "Dingo"]
-    classifier = build_classifier("resnet18", len(classes), 32, None, freeze_backbone=False).eval()
-    write_artifact(directory, classifier, model_metadata(
-        classes=classes, class_folders=[f"{i + 1:03d}.{name}" for i, name in enumerate(classes)],
-        preprocess=Preprocess.for_image_size(64), arch="resnet18", hyperparameters={"hidden_units": 32}, metrics={}))
-    return directory
-
-
 def answer(image: str, platform: str, model_dir: Path, body: bytes) -> dict:
     """Run the image for `platform`, wait for /ping, classify `body`; the answer, the machine and timings."""
     port, name = free_port(), f"graviton-check-{platform.split('/')[1]}-{os.getpid()}"
@@ -87,7 +73,7 @@ def answer(image: str, platform: str, model_dir: Path, body: bytes) -> dict:
     try:
         while True:
             logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
-            if "ready: POST" in logs.stdout:
+            if READY_MARK in logs.stdout:
                 break
             if "uncaught target signal" in logs.stdout + logs.stderr:  # QEMU: the process died (and may hang)
                 raise CheckFailed(f"{platform}: the server crashed under emulation:\n"
@@ -146,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             raise CheckFailed(f"{args.tag} is built for {architecture or 'nothing'}, not arm64")
         body = photo_jpeg(320, 240)
         with tempfile.TemporaryDirectory(prefix="graviton-") as root:
-            model_dir = small_artifact(Path(root) / "model")
+            model_dir = random_artifact(Path(root) / "model", ["Beagle", "Boxer", "Collie", "Dingo"], hidden_units=32,
+                                        image_size=64)
             for path in [Path(root), *Path(root).rglob("*")]:
                 path.chmod(0o755 if path.is_dir() else 0o644)
             results = {platform: answer(image, platform, model_dir, body)

@@ -35,11 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.photos import photo_jpeg
 from bench.report import print_table
 from contract import artifact
 from serve.config import read_config
 from serve.server import HANDLER_SERVICE, ModelServer
+from support.artifacts import resnet50_artifact
+from support.photos import photo_jpeg
 
 BASELINE_HANDLER = "sagemaker_inference.default_handler_service"
 
@@ -62,43 +63,6 @@ def post(port: int, body: bytes, timeout: float = 120) -> int:
         return response.status
     finally:
         connection.close()
-
-
-def resnet50_artifact(directory: Path, int8: bool = False) -> Path:
-    """A dogImages-shaped model artifact (ResNet-50 + head, 133 classes, 224 px), random weights, seeded;
-    with `int8`, also model.int8.onnx made by training's quantizer (calibrated on 16 photos: speed does not
-    depend on the ranges)."""
-    import torch
-
-    from train.export import model_metadata, write_artifact
-    from train.network import Preprocess, build_classifier
-
-    torch.manual_seed(0)
-    classifier = build_classifier("resnet50", 133, 256, None, freeze_backbone=True).eval()
-    write_artifact(directory, classifier, model_metadata(
-        classes=[f"Breed {i}" for i in range(133)], class_folders=[f"{i + 1:03d}.Breed_{i}" for i in range(133)],
-        preprocess=Preprocess.for_image_size(224), arch="resnet50", hyperparameters={"hidden_units": 256},
-        metrics={}))
-    if int8:
-        add_int8(directory)
-    return directory
-
-
-def add_int8(directory: Path) -> None:
-    from bench.photos import photo
-    from serve.model import Preprocess as ServingPreprocess
-    from train.export import INPUT_NAME, write_metadata
-    from train.quantize import Int8Settings, quantize_artifact
-
-    metadata = artifact.read_metadata(directory)
-    preprocess = ServingPreprocess.from_json(metadata["preprocess"])
-    rng = np.random.default_rng(1)
-    inputs = np.stack([preprocess(photo(rng, 500, 375)) for _ in range(16)])
-    batches = [inputs[:8], inputs[8:]]
-    metadata["int8"] = quantize_artifact(directory, INPUT_NAME, batches,
-                                         [(batch, np.zeros(len(batch), dtype=np.int64)) for batch in batches],
-                                         "photos", Int8Settings("minmax", 16, 100.0, 0.0))
-    write_metadata(directory, metadata)
 
 
 def make_models(root: Path) -> tuple[Path, Path]:

@@ -28,8 +28,8 @@ import torchvision
 from torch import nn
 from torchvision import transforms as v1
 
-from bench.photos import make_photos
 from bench.report import print_table
+from support.photos import make_photos
 from train.data import EpochSampler, ImageFolderDataset
 from train.engine import Precision, RunningTotals, train_one_epoch
 from train.hyperparameters import default_num_workers

@@ -24,12 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.photos import photo_jpeg
-from bench.serve_latency import resnet50_artifact
 from reliability.corpus import cases, problem_with
-from reliability.live_server import invoke, request, running_server
 from reliability.load import LoadResult, run_load, server_workers
 from serve.config import DEFAULT_MAX_INSTANCES, DEFAULT_MAX_PAYLOAD_MB
+from support.artifacts import resnet50_artifact
+from support.live_server import invoke, request, running_server
+from support.photos import photo_jpeg
 
 CONCURRENCY = 8
 WORKERS = 2

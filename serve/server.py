@@ -51,6 +51,8 @@ from serve.model import ModelLoadError, check_artifact
 
 log = logging.getLogger("serve")
 
+# The start of the line that says the server answers requests (what a launcher or a test waits for).
+READY_MARK = "ready: POST"
 # After a failed load MMS takes the model out and puts it back within milliseconds; a 404 this long is final.
 UNLOAD_SETTLE_SECONDS = 1.0
 # A failed load's mark whose model has been seen with workers this long: SageMaker loaded it again meanwhile.
@@ -428,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         except ModelLoadError as error:
             log.error("cannot serve: the started server does not answer: %s", error)
             return 1
-        log.info("ready: POST http://%s:%d/%s", args.host, args.port or config.port,
+        log.info(READY_MARK + " http://%s:%d/%s", args.host, args.port or config.port,
                  "models (multi-model endpoint)" if config.multi_model else "invocations")
         while not stop.is_set() and server.process.poll() is None:
             stop.wait(0.05 if config.multi_model else 0.5)

@@ -1,5 +1,14 @@
-"""The live-server helpers, shared with `python -m reliability` (reliability/live_server.py)."""
+"""The live-server helpers, shared with the benchmarks and `python -m reliability` (support/live_server.py)."""
 
-from reliability.live_server import Server, free_port, group_processes, invoke, invoke_json, request, running_server
+from support.live_server import (
+    READY_MARK,
+    Server,
+    free_port,
+    group_processes,
+    invoke,
+    invoke_json,
+    request,
+    running_server,
+)
 
-__all__ = ["Server", "free_port", "group_processes", "invoke", "invoke_json", "request", "running_server"]
+__all__ = ["READY_MARK", "Server", "free_port", "group_processes", "invoke", "invoke_json", "request", "running_server"]

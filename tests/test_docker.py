@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from serving import free_port, invoke_json, request
+from serving import READY_MARK, free_port, invoke_json, request
 
 TRAIN_IMAGE = os.environ.get("TRAIN_IMAGE", "dog-classifier-train:local")
 SERVE_IMAGE = os.environ.get("SERVE_IMAGE", "dog-classifier-serve:local")
@@ -257,7 +257,7 @@ def process_uids(name: str) -> list[str]:
 def wait_until_ready(name: str, timeout: float = 120) -> None:
     """Until the serving container `name` logs "ready: POST" (its log in the failure otherwise)."""
     deadline = time.monotonic() + timeout
-    while "ready: POST" not in docker("logs", name, check=False).stdout:
+    while READY_MARK not in docker("logs", name, check=False).stdout:
         assert time.monotonic() < deadline, docker("logs", name, check=False).stdout
         time.sleep(0.5)
 

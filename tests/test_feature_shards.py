@@ -3,10 +3,9 @@ back in file order on every rank (the feature cache and the featurize job both g
 
 from __future__ import annotations
 
-import socket
-
 import torch
 import torch.multiprocessing as mp
+from serving import free_port
 
 from train import distributed, features
 from train.data import Split, scan_split
@@ -48,9 +47,7 @@ def _gather(rank: int, port: int, total: int, results) -> None:
 
 def test_the_gather_puts_every_row_back_in_file_order():
     for total in (7, 1):  # uneven shards, and a rank with none
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         results = mp.get_context("spawn").Queue()
         mp.start_processes(_gather, args=(port, total, results), nprocs=2, start_method="spawn")
         expected = torch.arange(total, dtype=torch.float32).view(-1, 1).repeat(1, 3).tolist()
@@ -78,9 +75,7 @@ def _lose_a_peer(rank: int, port: int, results) -> None:
 def test_a_dead_peer_fails_the_survivors_collective_with_an_error_we_recognise():
     # gloo of the pinned torch, for real: the survivor's next collective raises at once (no 30-minute timeout),
     # and train.distributed.peer_lost knows its words (the trainer turns it into "lost another process").
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     results = mp.get_context("spawn").Queue()
     context = mp.start_processes(_lose_a_peer, args=(port, results), nprocs=2, join=False, start_method="spawn")
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from serving import group_processes, request, running_server
 
-from train.network import Preprocess, build_classifier
+from support.artifacts import random_artifact
 
 KENNELS = {"kennel-a": ["Beagle", "Boxer", "Collie"], "kennel-b": ["Akita", "Basenji", "Chow", "Dingo"],
            "kennel-c": ["Husky", "Poodle"]}
@@ -27,16 +27,7 @@ KENNELS = {"kennel-a": ["Beagle", "Boxer", "Collie"], "kennel-b": ["Akita", "Bas
 
 def artifact(directory, classes: list[str], seed: int):
     """A small model artifact of the training program's format with these classes (random weights)."""
-    import torch
-
-    from train.export import model_metadata, write_artifact
-
-    torch.manual_seed(seed)
-    classifier = build_classifier("resnet18", len(classes), 16, None, freeze_backbone=False).eval()
-    write_artifact(directory, classifier, model_metadata(
-        classes=classes, class_folders=[f"{i + 1:03d}.{name}" for i, name in enumerate(classes)],
-        preprocess=Preprocess.for_image_size(32), arch="resnet18", hyperparameters={"hidden_units": 16}, metrics={}))
-    return directory
+    return random_artifact(directory, classes, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import time
 
 import pytest
 from conftest import REPO
-from serving import free_port
+from serving import READY_MARK, free_port
 
 README = (REPO / "README.md").read_text()
 BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
@@ -69,7 +69,7 @@ def test_the_laptop_commands_work_as_written(tmp_path):
                 background = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                                               start_new_session=True)
                 deadline = time.monotonic() + 180
-                while "ready: POST" not in (tmp_path / "serve.log").read_text():
+                while READY_MARK not in (tmp_path / "serve.log").read_text():
                     assert background.poll() is None and time.monotonic() < deadline, \
                         (tmp_path / "serve.log").read_text()
                     time.sleep(0.3)

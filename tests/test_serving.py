@@ -16,11 +16,12 @@ import time
 import numpy as np
 import pytest
 from conftest import REPO
-from serving import free_port, invoke, invoke_json, request, running_server
+from serving import READY_MARK, free_port, invoke, invoke_json, request, running_server
 
 from reliability.corpus import cases, problem_with
 from reliability.corpus import image as image_bytes
 from serve.config import DEFAULT_MAX_INSTANCES
+from support.artifacts import add_int8, resnet50_artifact
 
 pytestmark = pytest.mark.slow
 
@@ -298,25 +299,11 @@ def test_a_broken_artifact_fails_at_once_with_a_reason(tmp_path, trained_model_d
 
 
 def test_a_resnet50_artifact_with_133_classes(tmp_path):
-    # The flagship shape (ResNet-50 + head, 133 dog breeds), exported by training's own code, random weights.
-    from train.export import model_metadata, write_artifact
-    from train.network import Preprocess, build_classifier
-
-    classes = [f"Breed {i}" for i in range(133)]
-    classifier = build_classifier("resnet50", 133, 256, None, freeze_backbone=True).eval()
-    write_artifact(tmp_path / "model", classifier, model_metadata(
-        classes=classes, class_folders=[f"{i + 1:03d}.Breed_{i}" for i in range(133)],
-        preprocess=Preprocess.for_image_size(64), arch="resnet50", hyperparameters={}, metrics={}))
+    # The flagship shape (ResNet-50 + head, 133 dog breeds), exported by training's own code, random weights,
     # and its int8 model, by training's quantizer (limits off: random weights), which the server then serves
-    from train.export import INPUT_NAME, write_metadata
-    from train.quantize import Int8Settings, quantize_artifact
-
-    metadata = json.loads((tmp_path / "model" / "model.json").read_text())
-    batches = [np.random.default_rng(seed).standard_normal((2, 3, 64, 64)).astype(np.float32) for seed in (0, 1)]
-    metadata["int8"] = quantize_artifact(tmp_path / "model", INPUT_NAME, batches,
-                                         [(batch, np.zeros(2, np.int64)) for batch in batches], "random",
-                                         Int8Settings("minmax", 4, 100.0, 0.0))
-    write_metadata(tmp_path / "model", metadata)
+    resnet50_artifact(tmp_path / "model", image_size=64)
+    add_int8(tmp_path / "model", np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32))
+    classes = [f"Breed {i}" for i in range(133)]
     with running_server(tmp_path / "model") as resnet50:
         assert "model.int8.onnx (int8)" in resnet50.log()
         status, _, answer = invoke_json(resnet50.base, image_bytes("JPEG", size=(500, 375)))
@@ -374,13 +361,13 @@ def test_a_port_in_use_ends_the_server_saying_so(trained_model_dir):
         result = serve_expecting_exit("--model-dir", str(trained_model_dir), "--host", "127.0.0.1", "--port",
                                       str(port))
     assert result.returncode == 1
-    assert f"port {port} on 127.0.0.1 is not available" in result.stdout and "ready: POST" not in result.stdout
+    assert f"port {port} on 127.0.0.1 is not available" in result.stdout and READY_MARK not in result.stdout
 
 
 def test_ready_is_said_after_an_invocation_through_the_real_port_answered(server):
     log = server.log()
     first_request = log.index("status=200")  # the launcher's own invocation, logged by the handler
-    assert first_request < log.index("ready: POST"), log
+    assert first_request < log.index(READY_MARK), log
 
 
 def test_serve_help_is_usage():

@@ -16,6 +16,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from serve.server import READY_MARK
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -78,7 +80,7 @@ def running_server(model_dir: Path, extra_env: dict | None = None, wait_ready: b
     server = Server(f"http://127.0.0.1:{port}", process, log_file)
     try:
         if wait_ready:
-            server.wait_for("ready: POST", timeout=120)
+            server.wait_for(READY_MARK, timeout=120)
         yield server
     finally:
         server.stop()
