@@ -17,6 +17,7 @@ import urllib.parse
 from pathlib import Path
 
 from serve.server import READY_MARK
+from support.polling import poll_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,14 +99,8 @@ class Server:
         return self.log_file.read()
 
     def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log():
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            time.sleep(0.2)
-        raise AssertionError(f"no {text!r} within {timeout} s:\n{self.log()}")
+        poll_until(lambda: text in self.log(), timeout, seen=self.log, alive=lambda: self.process.poll() is None,
+                   interval=0.2)
 
     def stop(self) -> int:
         if self.process.poll() is None:

@@ -16,6 +16,7 @@ import time
 import pytest
 from conftest import REPO
 
+from support.polling import poll_until
 from train import launcher
 from train.errors import Interrupted, TrainingError
 
@@ -65,10 +66,8 @@ def test_sigterm_reaches_every_process_and_ends_the_job_as_interrupted(processes
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"})
     try:
-        deadline = time.monotonic() + 60
-        while len(list(tmp_path.glob("ready.*"))) < processes:
-            assert time.monotonic() < deadline and job.poll() is None, job.stdout.read()
-            time.sleep(0.05)
+        poll_until(lambda: len(list(tmp_path.glob("ready.*"))) >= processes, timeout=60, seen=job.stdout.read,
+                   alive=lambda: job.poll() is None)
         job.send_signal(signal.SIGTERM)  # what SageMaker sends the container (StopTrainingJob, spot)
         output, _ = job.communicate(timeout=60)
     finally:

@@ -20,6 +20,7 @@ import pytest
 from serving import group_processes, request, running_server
 
 from support.artifacts import random_artifact
+from support.polling import poll_until
 
 KENNELS = {"kennel-a": ["Beagle", "Boxer", "Collie"], "kennel-b": ["Akita", "Basenji", "Chow", "Dingo"],
            "kennel-c": ["Husky", "Poodle"]}
@@ -123,10 +124,8 @@ def test_a_load_without_room_answers_507_and_can_be_tried_again(kennels, base_di
         for attempt in range(1, 3):  # 507 both times, never 409: the failed load leaves nothing registered
             status, error = load(mme.base, "kennel-a", kennels["kennel-a"])
             assert status == 507, error
-            deadline = time.monotonic() + 10
-            while mme.log().count("model kennel-a unregistered: its load answered 507") < attempt:
-                assert time.monotonic() < deadline, mme.log()[-3000:]
-                time.sleep(0.05)
+            poll_until(lambda n=attempt: mme.log().count("model kennel-a unregistered: its load answered 507") >= n,
+                       timeout=60, seen=lambda: mme.log()[-3000:])
             assert json.loads(request(f"{mme.base}/models")[2]) == {"models": []}
         assert "not enough memory to load" in mme.log() and "100000000 MB headroom" in mme.log()
         assert request(f"{mme.base}/ping")[0] == 200

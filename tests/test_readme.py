@@ -15,11 +15,12 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import REPO
 from serving import READY_MARK, free_port
+
+from support.polling import poll_until
 
 README = (REPO / "README.md").read_text()
 BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
@@ -68,11 +69,9 @@ def test_the_laptop_commands_work_as_written(tmp_path):
                 log = open(tmp_path / "serve.log", "w+")
                 background = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                                               start_new_session=True)
-                deadline = time.monotonic() + 180
-                while READY_MARK not in (tmp_path / "serve.log").read_text():
-                    assert background.poll() is None and time.monotonic() < deadline, \
-                        (tmp_path / "serve.log").read_text()
-                    time.sleep(0.3)
+                poll_until(lambda: READY_MARK in (tmp_path / "serve.log").read_text(), timeout=180,
+                           seen=(tmp_path / "serve.log").read_text,
+                           alive=lambda process=background: process.poll() is None)
                 continue
             result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
             assert result.returncode == 0, (line, result.stdout[-3000:], result.stderr[-3000:])

@@ -22,6 +22,7 @@ from reliability.corpus import cases, problem_with
 from reliability.corpus import image as image_bytes
 from serve.config import DEFAULT_MAX_INSTANCES
 from support.artifacts import add_int8, resnet50_artifact
+from support.polling import poll_until
 
 pytestmark = pytest.mark.slow
 
@@ -268,10 +269,7 @@ def test_requests_are_logged_one_line_each(server):
 def test_first_invocation_after_ping_succeeds(trained_model_dir):
     # /ping turns 200 before a worker has loaded the model; the first request must wait, not fail.
     with running_server(trained_model_dir, wait_ready=False) as fresh:
-        deadline = time.monotonic() + 60
-        while not _pings(fresh.base):
-            assert time.monotonic() < deadline, fresh.log()
-            time.sleep(0.05)
+        poll_until(lambda: _pings(fresh.base), timeout=60, seen=fresh.log)
         status, _, body = invoke(fresh.base, image_bytes("JPEG"))
         assert status == 200, body
 

@@ -14,12 +14,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
 from conftest import FAST_FLAGS, REPO, run_train, train_env
 
+from support.polling import poll_until
 from train import checkpoint
 from train.cli import main as train_main
 
@@ -97,9 +97,8 @@ def test_kill_9_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_p
                                text=True, env=train_env(tmp_path))
     try:
         assert process.stdout.readline().strip() == "first checkpoint written"
-        deadline = time.monotonic() + 60
-        while not list(path.parent.glob(".checkpoint.pt.*.tmp")):  # a write in progress
-            assert time.monotonic() < deadline and process.poll() is None
+        poll_until(lambda: list(path.parent.glob(".checkpoint.pt.*.tmp")), timeout=60,  # a write in progress
+                   alive=lambda: process.poll() is None)
         process.send_signal(signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
     finally:

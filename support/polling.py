@@ -1,0 +1,22 @@
+"""Waiting for a condition, not for a time: poll it, and fail with what was seen once a generous bound passes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def poll_until(condition: Callable[[], object], timeout: float, seen: Callable[[], object] = lambda: "",
+               alive: Callable[[], bool] = lambda: True, interval: float = 0.05) -> object:
+    """condition()'s first true value. AssertionError carrying seen() when `alive()` turns false (the
+    process it waits on ended) or `timeout` seconds pass: a bound for a hung run, never a verdict on speed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if not alive():
+            raise AssertionError(f"it ended before the condition held:\n{seen()}")
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"the condition did not hold within {timeout} s:\n{seen()}")
+        time.sleep(interval)
