@@ -32,11 +32,11 @@ class RuleResult:
 
 
 def evaluate_rules(rules: tuple, record: RunRecord, loss_interval: int = 500) -> list[RuleResult]:
-    """`loss_interval`: the steps at which the training loss counts as saved for LossNotDecreasing."""
+    """`loss_interval`: the steps at which the training loss counts as saved (LossNotDecreasing, Overfit)."""
     results = []
     for params in rules:
         evaluate = _EVALUATORS[type(params)]
-        if isinstance(params, s.LossNotDecreasing):
+        if isinstance(params, (s.LossNotDecreasing, s.Overfit)):
             status, message = evaluate(params, record, loss_interval)
         else:
             status, message = evaluate(params, record)
@@ -88,11 +88,16 @@ def loss_not_decreasing(p: s.LossNotDecreasing, record: RunRecord, loss_interval
                        f"{checks[-1][1]:.4f}, no rise over {p.increase_threshold_percent:g}%")
 
 
-def overfit(p: s.Overfit, record: RunRecord):
-    """(valid loss - train loss) / train loss over ratio_threshold for `patience` epochs in a row."""
-    epochs = [e for e in record.epochs if e.epoch > p.start_step]
-    if not epochs:
-        return NOT_APPLICABLE, "no validation pass after start_step"
+def overfit(p: s.Overfit, record: RunRecord, loss_interval: int):
+    """(valid loss - train loss) / train loss over ratio_threshold for `patience` validation passes in a row.
+
+    Only passes after the first `loss_interval` training steps are evidence: SageMaker's rule compares losses
+    saved that often (500 steps by default), and before then a pass compares the model with an epoch's average
+    over a model that was still moving (BatchNorm's running statistics settling), not a generalisation gap."""
+    epochs = [e for e in record.epochs if e.epoch > p.start_step and e.last_step >= loss_interval]
+    if len(epochs) < p.patience:
+        return NOT_APPLICABLE, (f"{len(epochs)} validation pass(es) after step {loss_interval} (the loss interval) "
+                                f"and epoch start_step={p.start_step}; patience={p.patience} needs {p.patience}")
     streak = 0
     for e in epochs:
         ratio = (e.valid_loss - e.train_loss) / max(e.train_loss, 1e-12)
@@ -100,7 +105,8 @@ def overfit(p: s.Overfit, record: RunRecord):
         if streak >= p.patience:
             return ISSUES, (f"epoch {e.epoch}: validation loss {e.valid_loss:.4f} is {ratio:.0%} above training "
                             f"loss {e.train_loss:.4f} (threshold {p.ratio_threshold:.0%}, {p.patience} epoch(s))")
-    return NO_ISSUES, f"validation loss stayed within {p.ratio_threshold:.0%} of training loss"
+    return NO_ISSUES, (f"validation loss stayed within {p.ratio_threshold:.0%} of training loss in {len(epochs)} "
+                       f"pass(es) from step {loss_interval} on")
 
 
 def overtraining(p: s.Overtraining, record: RunRecord):
@@ -162,9 +168,12 @@ def poor_weight_initialization(p: s.PoorWeightInitialization, record: RunRecord)
         if ratio > p.threshold:
             issues.append(f"ReLU input variance ranges {ratio:.3g}x across layers ({low}: {layers[low]:.3g}, "
                           f"{high}: {layers[high]:.3g}; threshold {p.threshold:g}x)")
+    # a spread under the range counts once it holds for `patience` recorded steps in a row, not one step's dip
     spreads = [g.spread for g in record.gradients[: p.steps] if g.spread is not None]
-    if spreads and min(spreads) < p.distribution_range:
-        issues.append(f"gradient 5th-95th percentile spread {min(spreads):.3g} < {p.distribution_range:g}")
+    narrow = _longest_run(spreads, lambda spread: spread < p.distribution_range)
+    if narrow >= p.patience:
+        issues.append(f"gradient 5th-95th percentile spread under {p.distribution_range:g} for {narrow} steps in a row "
+                      f"(lowest {min(spreads):.3g}; patience {p.patience})")
     losses = [step.loss for step in first]
     best_at = int(np.nanargmin(losses)) if not all(math.isnan(v) for v in losses) else 0
     if len(losses) - 1 - best_at >= p.patience:
@@ -261,6 +270,14 @@ def step_outlier(p: s.StepOutlier, record: RunRecord):
     if len(outliers) > p.n_outliers:
         return ISSUES, f"{detail}, more than {p.n_outliers}: steps {', '.join(map(str, outliers[:10]))}"
     return NO_ISSUES, detail
+
+
+def _longest_run(values: list, holds) -> int:
+    longest = current = 0
+    for value in values:
+        current = current + 1 if holds(value) else 0
+        longest = max(longest, current)
+    return longest
 
 
 def _epochs_since_improvement(losses: list[float], delta: float) -> int:
