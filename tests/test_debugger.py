@@ -39,7 +39,6 @@ def read_trial(path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("freeze", ["true", "false"])
 def test_the_hook_saves_losses_weights_and_gradients_for_create_trial(freeze, tiny_dataset, tmp_path):
     tensors = tmp_path / "tensors"
@@ -63,7 +62,6 @@ def test_the_hook_saves_losses_weights_and_gradients_for_create_trial(freeze, ti
         assert any(name.startswith("gradient/") and "backbone" in name for name in backbone)
 
 
-@pytest.mark.slow
 def test_a_broken_hook_config_or_smdebug_leaves_the_job_running(tiny_dataset, tmp_path):
     config = tmp_path / "debughookconfig.json"
     config.write_text("{not json")

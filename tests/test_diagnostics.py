@@ -354,7 +354,6 @@ RUNS = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("scenario", list(RUNS))
 def test_each_rule_fires_on_the_run_built_to_trip_it_and_not_elsewhere(scenario, datasets, tmp_path):
     data, flags, issues, clean = RUNS[scenario]
@@ -370,7 +369,6 @@ def test_each_rule_fires_on_the_run_built_to_trip_it_and_not_elsewhere(scenario,
         assert int8["file"] is None and "NaN" in int8["reason"]
 
 
-@pytest.mark.slow
 def test_report_tensorboard_and_trace_of_a_resnet50_run(datasets, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -404,7 +402,6 @@ def test_report_tensorboard_and_trace_of_a_resnet50_run(datasets, tmp_path):
     assert len(events.Scalars("loss/train_step")) == 12 and len(events.Scalars("loss/valid")) == 2
 
 
-@pytest.mark.slow
 def test_diagnostics_false_writes_none_of_it(datasets, tmp_path):
     result = run_train([*FAST_FLAGS, "--epochs", "1", "--diagnostics", "false", "--data-dir", str(datasets["tiny"])],
                        tmp_path / "ml")
@@ -427,7 +424,6 @@ def _assert_quiet(base: Path, result, judged_elsewhere: tuple[str, ...] = ()) ->
     return rules
 
 
-@pytest.mark.slow
 def test_every_rule_is_quiet_on_a_healthy_run_of_300_steps(tmp_path):
     # 600 small images (the sample data's shapes at 48 px: cheap to make and decode), 8 a batch, 4 epochs; the
     # loss saved every 100 steps (SageMaker's 500 would need 1,000 steps and three times the minutes)
@@ -457,7 +453,6 @@ def test_every_rule_is_quiet_on_a_healthy_run_of_300_steps(tmp_path):
     assert accuracy >= 0.6  # it learned: chance is 0.25
 
 
-@pytest.mark.slow
 def test_the_demo_is_a_healthy_run(sample_dataset, tmp_path):
     """demo.sh's own training flags, read from the script, on the demo's dataset."""
     command = re.search(r"^python -m train \\\n((?:  .*\n)+)", (REPO / "demo.sh").read_text(), re.M)[1]

@@ -6,10 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 from conftest import REPO, train_env
-
-pytestmark = pytest.mark.slow
 
 
 def gpu_check(*args: str, tmp_path) -> subprocess.CompletedProcess:

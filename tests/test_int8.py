@@ -31,7 +31,6 @@ Path(request["result"]).write_text(json.dumps({**answer, "quantize_seconds": 1.0
 """
 
 
-@pytest.mark.slow
 def test_a_training_job_ships_an_int8_model_checked_against_the_float_one(tiny_dataset, tmp_path):
     result = run_train([*FAST_FLAGS, "--freeze-backbone", "false", "--epochs", "2", "--quantize", "int8",
                         "--data-dir", str(tiny_dataset)],
@@ -53,7 +52,6 @@ def test_a_training_job_ships_an_int8_model_checked_against_the_float_one(tiny_d
     assert "model.int8.onnx</b> written" in (tmp_path / "ml" / "output" / "data" / "report.html").read_text()
 
 
-@pytest.mark.slow
 def test_quantize_none_ships_the_float_model_only(tiny_dataset, tmp_path):
     result = run_train([*FAST_FLAGS, "--epochs", "1", "--quantize", "none", "--data-dir", str(tiny_dataset)],
                        tmp_path / "ml")

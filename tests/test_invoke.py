@@ -22,7 +22,6 @@ def jpeg(tmp_path):
     return path
 
 
-@pytest.mark.slow
 def test_url_against_the_serving_stack(trained_model_dir, jpeg, tmp_path, capsys):
     broken = tmp_path / "broken.jpg"
     broken.write_text("not an image")
@@ -47,7 +46,6 @@ def test_url_against_the_serving_stack(trained_model_dir, jpeg, tmp_path, capsys
                                                            ("001.Red/a.jpg", "001.Red/b.png", "002.Green/c.JPG")]
 
 
-@pytest.mark.slow
 def test_local_mode_endpoint_through_the_sagemaker_local_runtime_client(trained_model_dir, jpeg, tmp_path, capsys):
     # SageMaker local mode serves the container on localhost:<serving_port>; the real serving stack
     # on that port is what the SDK's LocalSagemakerRuntimeClient reaches (Docker is not needed here).

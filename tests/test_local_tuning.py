@@ -17,7 +17,6 @@ def run_tune(args: list[str], tmp_path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.slow
 def test_trials_train_heads_on_features_computed_once_and_the_best_is_printed(tiny_dataset, tmp_path):
     result = run_tune(["--data-dir", str(tiny_dataset), "--arch", "resnet50", "--weights", "none", "--image-size", "32",
                        "--num-workers", "0", "--trials", "4", "--epochs", "2", "--lr-range", "0.001", "0.05",

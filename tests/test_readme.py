@@ -49,7 +49,6 @@ def test_the_readme_is_short_and_every_link_resolves():
     assert "seed" not in README.lower()  # the original Udacity project is named as such
 
 
-@pytest.mark.slow
 def test_the_laptop_commands_work_as_written(tmp_path):
     (tmp_path / "scripts").symlink_to(REPO / "scripts")  # a clone's working directory: scripts/ beside runs/
     port = str(free_port())

@@ -24,8 +24,6 @@ from serve.config import DEFAULT_MAX_INSTANCES
 from support.artifacts import add_int8, resnet50_artifact
 from support.polling import poll_until
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def server(trained_model_dir):

@@ -22,8 +22,6 @@ from serving import invoke_json, request, running_server
 from reliability.corpus import image, instances, pixel_bomb_png
 from reliability.load import server_workers
 
-pytestmark = pytest.mark.slow
-
 MARKER_CODE = textwrap.dedent("""\
     import pathlib
     pathlib.Path({marker!r}).write_text("artifact code ran")

@@ -20,8 +20,6 @@ from train.cli import main as train_main
 from train.metrics import OBJECTIVE, metric_definitions
 from train.network import Normalize, Preprocess, build_classifier, eval_transform
 
-pytestmark = pytest.mark.slow
-
 
 def metric_values(stdout: str, name: str) -> list[float]:
     regex = next(d["Regex"] for d in metric_definitions() if d["Name"] == name)

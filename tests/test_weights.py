@@ -84,7 +84,6 @@ def assert_same(ours: dict, theirs: dict, prefix: str, atol: float = 1e-6) -> No
         assert torch.allclose(ours[key].float(), theirs[key].float(), atol=atol), key
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("given", ["model.pt", "model folder", "model.tar.gz"])
 def test_a_finished_jobs_model_fine_tunes_further_as_a_whole(given, trained_model_dir, tiny_dataset, tmp_path):
     weights = {"model.pt": trained_model_dir / "model.pt", "model folder": trained_model_dir,
@@ -102,7 +101,6 @@ def test_a_finished_jobs_model_fine_tunes_further_as_a_whole(given, trained_mode
     assert_same(model_state(tmp_path / "job" / "model"), model_state(trained_model_dir), "", atol=1e-5)
 
 
-@pytest.mark.slow
 def test_another_class_set_takes_only_the_backbone(trained_model_dir, tiny_dataset, tmp_path):
     two_classes = tmp_path / "data"
     for split in ("train", "valid", "test"):
