@@ -45,7 +45,7 @@ def featurized(tiny_dataset, tmp_path_factory) -> Path:
 def tarball(featurized) -> Path:
     """The featurize job's model dir as SageMaker uploads it: model.tar.gz."""
     path = featurized.parent / "model.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
+    with tarfile.open(path, "w:gz", compresslevel=1) as archive:  # random weights do not compress anyway
         for file in sorted(featurized.iterdir()):
             archive.add(file, arcname=file.name)
     return path
@@ -145,7 +145,7 @@ def test_a_tarball_cannot_write_outside_its_folder(member, library_filter, featu
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
     channel = tmp_path / "input" / "data" / "features"
     channel.mkdir(parents=True)
-    with tarfile.open(channel / "model.tar.gz", "w:gz") as archive:
+    with tarfile.open(channel / "model.tar.gz", "w:gz", compresslevel=1) as archive:
         for path in sorted(featurized.iterdir()):
             if path.name != "features.json":
                 archive.add(path, arcname=path.name)
