@@ -349,6 +349,7 @@ def check_invocation(host: str, port: int, timeout: float, multi_model: bool = F
             raise ModelLoadError(f"{method} {path} on {address}:{port} answered {response.status}: {payload[:300]!r}")
         if path == "/invocations":
             json.loads(payload)  # a JSON answer, as clients expect by default
+        log.info("checked: %s %s on port %d answered 200", method, path, port)
 
 
 def find_plugins(config: ServingConfig) -> Path | None:
