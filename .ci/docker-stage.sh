@@ -38,6 +38,14 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null
 fi
 echo "docker engine $(docker version --format '{{.Server.Version}}')"
+# Earlier runs on this machine leave stopped containers and untagged images (each change to a
+# Dockerfile or to the code leaves the old layers behind): those go, the tagged images and their
+# build cache stay. The free disk is logged at the start and the end (a run once ran out of it while
+# pushing to the test registry).
+docker container prune -f >/dev/null
+docker image prune -f >/dev/null
+docker_root=$(docker info --format '{{.DockerRootDir}}')
+echo "free disk under $docker_root: $(df -P -BG "$docker_root" | awk 'NR == 2 {print $4 + 0}') GB"
 
 bash .ci/docker-base.sh "$BASE_IMAGE"
 # NVIDIA's CUDA image (where the training image takes its forward-compatibility libraries) cannot be
@@ -63,4 +71,4 @@ done
 .venv/bin/python -m pytest -m docker -p no:cacheprovider
 # Serverless cold start (prints, asserts nothing): docs/benchmarks.md quotes it
 .venv/bin/python -m bench.cold_start --image "$SERVE_IMAGE"
-echo "docker stage: $(( $(date +%s) - started )) s"
+echo "docker stage: $(( $(date +%s) - started )) s, $(df -P -BG "$docker_root" | awk 'NR == 2 {print $4 + 0}') GB free under $docker_root"
