@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serve import loopback
 from support.artifacts import random_artifact
 from support.live_server import READY_MARK, free_port
 from support.photos import photo_jpeg
@@ -84,22 +85,14 @@ def answer(image: str, platform: str, model_dir: Path, body: bytes) -> dict:
                 raise CheckFailed(f"{platform}: the server did not come up:\n{(logs.stdout + logs.stderr)[-3000:]}")
             time.sleep(1)
         ready = time.perf_counter() - started
-        import http.client
-
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        connection.request("GET", "/ping")
-        ping = connection.getresponse()
-        ping.read()
+        ping = loopback.request("127.0.0.1", port, "GET", "/ping", timeout=300)[0]
         invoked = time.perf_counter()
-        connection.request("POST", "/invocations", body=body, headers={
+        status, _, payload = loopback.request("127.0.0.1", port, "POST", "/invocations", body, {
             "Content-Type": "image/jpeg", "Accept": "application/json",
-            "X-Amzn-SageMaker-Custom-Attributes": "top_k=4"})
-        response = connection.getresponse()
-        payload = response.read()
+            "X-Amzn-SageMaker-Custom-Attributes": "top_k=4"}, timeout=300)
         seconds = time.perf_counter() - invoked
-        connection.close()
-        if ping.status != 200 or response.status != 200:
-            raise CheckFailed(f"{platform}: /ping {ping.status}, /invocations {response.status}: {payload[:300]!r}")
+        if ping != 200 or status != 200:
+            raise CheckFailed(f"{platform}: /ping {ping}, /invocations {status}: {payload[:300]!r}")
         machine = subprocess.run(["docker", "exec", name, "uname", "-m"], capture_output=True, text=True).stdout.strip()
         return {"answer": json.loads(payload), "machine": machine, "ready_s": ready, "invocation_s": seconds}
     finally:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
-import http.client
 import os
 import platform
 import shutil
@@ -37,6 +36,7 @@ import numpy as np
 
 from bench.report import print_table
 from contract import artifact
+from serve import loopback
 from serve.config import read_config
 from serve.server import HANDLER_SERVICE, ModelServer
 from support.artifacts import resnet50_artifact
@@ -55,14 +55,8 @@ class Result:
 
 
 def post(port: int, body: bytes, timeout: float = 120) -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request("POST", "/invocations", body=body, headers={"Content-Type": "image/jpeg"})
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    finally:
-        connection.close()
+    return loopback.request("127.0.0.1", port, "POST", "/invocations", body, {"Content-Type": "image/jpeg"},
+                            timeout=timeout)[0]
 
 
 def make_models(root: Path) -> tuple[Path, Path]:

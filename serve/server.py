@@ -20,7 +20,6 @@ config, MMS started with --models model=<dir>) and instead:
 from __future__ import annotations
 
 import argparse
-import http.client
 import io
 import json
 import logging
@@ -37,6 +36,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from serve import loopback
 from serve.config import (
     MAX_PORT,
     READY_DIR_ENV,
@@ -232,13 +232,8 @@ class ModelServer:
         return done
 
     def _management(self, method: str, path: str) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection(_address(self.host), self.port, timeout=30)
-        try:
-            connection.request(method, path)
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
+        status, _, body = loopback.request(self.host, self.port, method, path)
+        return status, body
 
     def stop(self) -> None:
         """SIGTERM the whole group (Java frontend and Python workers), SIGKILL whatever is left after a grace."""
@@ -302,10 +297,6 @@ def check_port_free(host: str, port: int) -> None:
                               "listening? Stop it, or pick a port with --port or SAGEMAKER_BIND_TO_PORT") from None
 
 
-def _address(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
-
-
 def _workers(description: bytes) -> list:
     """The workers in MMS's answer to GET /models/NAME (an object in 1.1.x, a one-item list elsewhere)."""
     described = json.loads(description)
@@ -313,16 +304,10 @@ def _workers(description: bytes) -> list:
 
 
 def _pings(host: str, port: int) -> bool:
-    connection = http.client.HTTPConnection(_address(host), port, timeout=2)
     try:
-        connection.request("GET", "/ping")
-        response = connection.getresponse()
-        response.read()
-        return response.status == 200
+        return loopback.request(host, port, "GET", "/ping", timeout=2)[0] == 200
     except OSError:
         return False
-    finally:
-        connection.close()
 
 
 def check_invocation(host: str, port: int, timeout: float, multi_model: bool = False) -> None:
@@ -330,23 +315,18 @@ def check_invocation(host: str, port: int, timeout: float, multi_model: bool = F
     endpoint has no model to ask yet: /ping only)."""
     from PIL import Image
 
-    address = _address(host)
+    address = loopback.loopback_address(host)
     image = io.BytesIO()
     Image.new("RGB", (64, 48), (120, 90, 60)).save(image, "JPEG")
     requests = [("GET", "/ping", None, {}), ("POST", "/invocations", image.getvalue(),
                                              {"Content-Type": "image/jpeg", "Accept": "application/json"})]
     for method, path, body, headers in requests[:1] if multi_model else requests:
-        connection = http.client.HTTPConnection(address, port, timeout=timeout)
         try:
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            payload = response.read()
+            status, _, payload = loopback.request(host, port, method, path, body, headers, timeout=timeout)
         except OSError as error:
             raise ModelLoadError(f"{method} {path} on {address}:{port} failed: {error}") from None
-        finally:
-            connection.close()
-        if response.status != 200:
-            raise ModelLoadError(f"{method} {path} on {address}:{port} answered {response.status}: {payload[:300]!r}")
+        if status != 200:
+            raise ModelLoadError(f"{method} {path} on {address}:{port} answered {status}: {payload[:300]!r}")
         if path == "/invocations":
             json.loads(payload)  # a JSON answer, as clients expect by default
         log.info("checked: %s %s on port %d answered 200", method, path, port)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import random
@@ -16,6 +15,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from serve import loopback
 from serve.server import READY_MARK
 from support.polling import poll_until
 
@@ -39,15 +39,9 @@ def request(url: str, body: bytes | None = None, headers: dict | None = None, me
             timeout: float = 60) -> tuple[int, dict, bytes]:
     """Plain HTTP/1.1 with exactly the headers given (urllib would add a form Content-Type)."""
     parsed = urllib.parse.urlsplit(url)
-    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
-    try:
-        target = f"{parsed.path}?{parsed.query}" if parsed.query else parsed.path
-        connection.request(method or ("POST" if body is not None else "GET"), target, body=body,
-                           headers=headers or {})
-        response = connection.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        connection.close()
+    target = f"{parsed.path}?{parsed.query}" if parsed.query else parsed.path
+    return loopback.request(parsed.hostname, parsed.port, method or ("POST" if body is not None else "GET"), target,
+                            body, headers, timeout=timeout)
 
 
 def invoke(base: str, body: bytes, content_type: str | None = "image/jpeg", **headers) -> tuple[int, dict, bytes]:
