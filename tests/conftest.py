@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from preloaded_jobs import PRELOADED_JOBS, forkable
 
+from contract.booleans import parse_bool
 from train.sample_data import make_sample_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,11 +29,21 @@ def sample_dataset(tmp_path_factory) -> Path:
     return make_sample_dataset(tmp_path_factory.mktemp("sample") / "data")
 
 
-def run_train(args: list[str], base_dir: Path, extra_env: dict | None = None, timeout: float = 300,
-              **popen_kwargs) -> subprocess.CompletedProcess:
-    """Run `python -m train` as SageMaker would: a fresh process, SAGEMAKER_BASE_DIR as its /opt/ml."""
-    return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO, env=train_env(base_dir, extra_env),
-                          capture_output=True, text=True, timeout=timeout, **popen_kwargs)
+def run_train(args: list[str], base_dir: Path, extra_env: dict | None = None,
+              timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m train` as SageMaker would: a process of its own, SAGEMAKER_BASE_DIR as its /opt/ml.
+    It is forked from a process that has imported torch already (tests/preloaded_jobs.py says what that
+    changes) unless its environment changes how Python starts; JOBS_AS_FRESH_INTERPRETERS=1 starts a new
+    interpreter for every job."""
+    env = train_env(base_dir, extra_env)
+    if parse_bool(os.environ.get("JOBS_AS_FRESH_INTERPRETERS", "false")) or not forkable(env, REPO):
+        return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    return PRELOADED_JOBS.run(args, env, cwd=REPO, timeout=timeout)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    PRELOADED_JOBS.close()
 
 
 def train_env(base_dir: Path, extra_env: dict | None = None) -> dict:
@@ -71,9 +83,10 @@ def moto_server(tmp_path_factory):
 @pytest.fixture
 def moto(moto_server, tmp_path, monkeypatch):
     """A clean moto for each test, with this process's (and its children's) AWS clients pointed at it."""
-    from moto_aws import aws_environment
+    from moto_aws import aws_environment, quick_sdk
 
     moto_server.reset()
+    quick_sdk(monkeypatch)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     for name, value in aws_environment(moto_server, tmp_path).items():

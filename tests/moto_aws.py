@@ -117,3 +117,40 @@ def aws_environment(server: MotoServer, home: Path) -> dict[str, str]:
         "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
         "SAGEMAKER_USER_CONFIG_OVERRIDE": str(sdk_config),
     }
+
+
+class _QuickPolls:
+    """The time module as the SageMaker SDK's job waits see it: their 5 s sleeps between describes take 0.05 s
+    (moto's jobs have ended by the first describe); every other attribute is time's own."""
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(min(seconds, 0.05))
+
+
+def quick_sdk(monkeypatch) -> None:
+    """Two costs of SageMaker SDK 2 that say nothing about the requests a script sends, taken out for the tests
+    against moto: the waits above, and the SDK defaults config (aws_environment's telemetry opt-out) checked
+    against its JSON schema at every config lookup with jsonschema.validate, which checks the schema itself
+    each time (0.17 s here, ~500 lookups in the cloud-script tests). One validator built once gives the same
+    verdict, raising the same best_match error."""
+    import jsonschema
+    import sagemaker.config
+    import sagemaker.config.config
+    import sagemaker.session
+    import sagemaker.utils
+    from sagemaker.config.config_schema import SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA as schema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+
+    def validate_sagemaker_config(sagemaker_config: dict | None = None) -> None:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(sagemaker_config))
+        if error is not None:
+            raise error
+
+    for module in (sagemaker.config, sagemaker.config.config, sagemaker.session, sagemaker.utils):
+        monkeypatch.setattr(module, "validate_sagemaker_config", validate_sagemaker_config)
+    monkeypatch.setattr(sagemaker.session, "time", _QuickPolls())
