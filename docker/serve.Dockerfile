@@ -35,3 +35,6 @@ WORKDIR /opt/ml
 # SageMaker starts the container as root; `serve` runs the model server as this unprivileged user (docker/serve/serve)
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin model-server
+# SageMaker runs `docker run IMAGE serve`; SDK 3's local modes and a bare `docker run IMAGE` give no
+# argument, and would otherwise run the base image's python3 and exit 0 having served nothing.
+CMD ["serve"]

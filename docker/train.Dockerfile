@@ -59,3 +59,6 @@ COPY docker/train/train docker/train/local-train docker/train/gpu-check /opt/pro
 COPY docker/train/train_entry.py /opt/ml/code/train_entry.py
 COPY bench/gpu.py /opt/ml/code/gpu_check.py
 WORKDIR /opt/ml/code
+# SageMaker runs `docker run IMAGE train`; SDK 3's ModelTrainer in LOCAL_CONTAINER mode passes no
+# argument, and the base image's python3 would exit 0 with an empty model: no argument trains too.
+CMD ["train"]

@@ -64,7 +64,8 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "ASIAZZZZTESTSENTINEL", "AWS_SECRET_ACCESS_K
 CREDENTIAL_FLAGS = [part for key, value in CREDENTIALS.items() for part in ("-e", f"{key}={value}")]
 
 
-def run_training(opt_ml: Path, name: str, detach: bool = False) -> subprocess.CompletedProcess:
+def run_training(opt_ml: Path, name: str, detach: bool = False, command: tuple[str, ...] = ("train",)
+                 ) -> subprocess.CompletedProcess:
     # SageMaker mounts these four; /opt/ml/code stays the image's (it holds SAGEMAKER_PROGRAM). No network, as
     # under EnableNetworkIsolation (scripts/isolation.py): every training test shows the job needs none.
     mounts = []
@@ -74,7 +75,7 @@ def run_training(opt_ml: Path, name: str, detach: bool = False) -> subprocess.Co
     # (--network none leaves /etc/hosts without the host's own name, which SageMaker resolves even under isolation
     # and sagemaker-training waits for)
     return docker("run", *(["-d"] if detach else ["--rm"]), "--name", name, "--hostname", "algo-1", "--network", "none",
-                  "--add-host", "algo-1:127.0.0.1", *mounts, *CREDENTIAL_FLAGS, TRAIN_IMAGE, "train", check=False)
+                  "--add-host", "algo-1:127.0.0.1", *mounts, *CREDENTIAL_FLAGS, TRAIN_IMAGE, *command, check=False)
 
 
 def assert_no_credentials(text: str) -> None:
@@ -157,7 +158,8 @@ def test_the_gpu_check_runs_in_the_training_image():
 def test_training_image_featurizes_once_then_trains_a_trial_on_the_features(tiny_dataset, tmp_path):
     fixed = {**TINY_HYPERPARAMETERS, "freeze-backbone": "true", "augment": "false"}
     featurize = sagemaker_tree(tmp_path / "featurize", tiny_dataset, {**fixed, "featurize": "true"})
-    result = run_training(featurize, f"featurize-{os.getpid()}")
+    # with no argument, as SDK 3's ModelTrainer starts a local container (SageMaker itself passes `train`)
+    result = run_training(featurize, f"featurize-{os.getpid()}", command=())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "featurized: train 24, valid 9, test 9 images, 512 features each" in result.stdout
     # SageMaker uploads the model dir as model.tar.gz; the tuner hands that object to each trial's
@@ -358,9 +360,10 @@ print(json.dumps({"ping": ping, "answer": json.load(urllib.request.urlopen(invoc
 @pytest.mark.docker
 def test_serving_image_needs_no_network_and_runs_as_any_user_it_is_given(trained_model_dir):
     # --network none: what SageMaker's network isolation leaves a model container (nothing but loopback)
+    # and with no argument (SageMaker passes `serve`; a bare `docker run` and SDK 3's local modes do not)
     name = f"serve-isolated-{os.getpid()}"
     docker("run", "-d", "--name", name, "--network", "none", "--user", "65534:65534", *CREDENTIAL_FLAGS,
-           "-v", f"{trained_model_dir}:/opt/ml/model:ro", SERVE_IMAGE, "serve")
+           "-v", f"{trained_model_dir}:/opt/ml/model:ro", SERVE_IMAGE)
     try:
         wait_until_ready(name)
         inside = subprocess.run(["docker", "exec", "-i", name, "/opt/venv/bin/python", "-c", INVOKE_INSIDE],
