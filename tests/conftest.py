@@ -29,17 +29,18 @@ def sample_dataset(tmp_path_factory) -> Path:
     return make_sample_dataset(tmp_path_factory.mktemp("sample") / "data")
 
 
-def run_train(args: list[str], base_dir: Path, extra_env: dict | None = None,
-              timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `python -m train` as SageMaker would: a process of its own, SAGEMAKER_BASE_DIR as its /opt/ml.
-    It is forked from a process that has imported torch already (tests/preloaded_jobs.py says what that
-    changes) unless its environment changes how Python starts; JOBS_AS_FRESH_INTERPRETERS=1 starts a new
-    interpreter for every job."""
+def run_train(args: list[str], base_dir: Path, extra_env: dict | None = None, timeout: float = 300,
+              script: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m train` (or `python SCRIPT`, a script that runs it) as SageMaker would: a process of its
+    own, SAGEMAKER_BASE_DIR as its /opt/ml. It is forked from a process that has imported torch already
+    (tests/preloaded_jobs.py says what that changes) unless its environment changes how Python starts;
+    JOBS_AS_FRESH_INTERPRETERS=1 starts a new interpreter for every job."""
     env = train_env(base_dir, extra_env)
     if parse_bool(os.environ.get("JOBS_AS_FRESH_INTERPRETERS", "false")) or not forkable(env, REPO):
-        return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO, env=env, capture_output=True,
+        command = [str(script)] if script else ["-m", "train"]
+        return subprocess.run([sys.executable, *command, *args], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=timeout)
-    return PRELOADED_JOBS.run(args, env, cwd=REPO, timeout=timeout)
+    return PRELOADED_JOBS.run(args, env, cwd=REPO, timeout=timeout, script=script)
 
 
 def pytest_sessionfinish(session, exitstatus):

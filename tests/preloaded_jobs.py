@@ -10,8 +10,10 @@ changes how Python starts (its own PYTHONPATH, say) gets a new interpreter (fork
 JOBS_AS_FRESH_INTERPRETERS=1 makes tests/conftest.py's run_train start every job as `python -m train`.
 
 Protocol, one job at a time, one JSON line each way: the client writes {"argv", "env", "cwd", "stdout",
-"stderr"} (two file paths); the server forks and answers {"pid"}, then {"returncode"} when the job ends
-(negative: the signal that ended it, as subprocess reports it). The server ends when its stdin closes.
+"stderr", "script"} (two file paths; script: null for `python -m train`, else a .py file to run as
+`python SCRIPT ARGV`, such as tests/sigterm_at_step.py, which runs train itself); the server forks and
+answers {"pid"}, then {"returncode"} when the job ends (negative: the signal that ended it, as subprocess
+reports it). The server ends when its stdin closes.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def preload() -> None:
 
 
 def run_job(job: dict) -> None:
-    """In the forked child: become `python -m train ARGV` in the job's folder with the job's environment."""
+    """In the forked child: become `python -m train ARGV` (or `python SCRIPT ARGV`) in the job's folder with the
+    job's environment."""
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)  # not the server's requests
     os.close(null)
@@ -53,9 +56,14 @@ def run_job(job: dict) -> None:
         os.dup2(out, fd)  # sys.stdout and sys.stderr write to fds 1 and 2: now the job's files
         os.close(out)
     os.chdir(job["cwd"])
-    sys.path[0] = job["cwd"]  # as `python -m` puts its working folder first (here: this file's folder)
     os.environ.clear()
     os.environ.update(job["env"])
+    if job["script"] is not None:
+        sys.path[0] = str(Path(job["script"]).parent)  # as `python SCRIPT` puts the script's folder first
+        sys.argv = [job["script"], *job["argv"]]
+        runpy.run_path(job["script"], run_name="__main__")
+        return
+    sys.path[0] = job["cwd"]  # as `python -m` puts its working folder first (here: this file's folder)
     sys.argv = ["-m", *job["argv"]]
     runpy.run_module("train", run_name="__main__", alter_sys=True)  # what `python -m train` does
 
@@ -92,12 +100,14 @@ class PreloadedJobs:
         self.pending = b""  # what the server has written past the last answer read
         self.lock = threading.Lock()
 
-    def run(self, argv: list[str], env: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], env: dict, cwd: Path, timeout: float,
+            script: Path | None = None) -> subprocess.CompletedProcess:
         with self.lock, tempfile.TemporaryDirectory(prefix="job-") as outputs:
             out, err = Path(outputs) / "stdout", Path(outputs) / "stderr"
             server = self._started()
             server.stdin.write(json.dumps({"argv": argv, "env": env, "cwd": str(cwd), "stdout": str(out),
-                                           "stderr": str(err)}).encode() + b"\n")
+                                           "stderr": str(err), "script": script and str(script)}).encode()
+                              + b"\n")
             server.stdin.flush()
             pid = self._answer(60)["pid"]
             try:
@@ -106,7 +116,8 @@ class PreloadedJobs:
                 os.kill(pid, signal.SIGKILL)
                 self._answer(60)
                 raise
-            return subprocess.CompletedProcess(["python", "-m", "train", *argv], returncode, _text(out), _text(err))
+            command = ["python", str(script)] if script else ["python", "-m", "train"]
+            return subprocess.CompletedProcess([*command, *argv], returncode, _text(out), _text(err))
 
     def _started(self) -> subprocess.Popen:
         if self.server is None or self.server.poll() is not None:

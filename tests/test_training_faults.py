@@ -32,8 +32,7 @@ STOPPED_AT = re.compile(r"stopped by SIGTERM (?:at epoch (\d+) step (\d+)|after 
 
 def run_and_sigterm_at(args: list[str], base_dir, phase: str, step: int) -> tuple[int, str]:
     """Run the job, SIGTERMed by its own process once `phase`'s progress reaches `step`; (exit code, output)."""
-    result = subprocess.run([sys.executable, str(REPO / "tests" / "sigterm_at_step.py"), phase, str(step), *args],
-                            cwd=REPO, env=train_env(base_dir), capture_output=True, text=True, timeout=300)
+    result = run_train([phase, str(step), *args], base_dir, script=REPO / "tests" / "sigterm_at_step.py")
     return result.returncode, result.stdout + result.stderr
 
 
