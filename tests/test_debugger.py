@@ -44,7 +44,7 @@ def test_the_hook_saves_losses_weights_and_gradients_for_create_trial(freeze, ti
     tensors = tmp_path / "tensors"
     config = tmp_path / "debughookconfig.json"
     config.write_text(json.dumps(HOOK_CONFIG).replace("{tensors}", str(tensors)))
-    result = run_train([*FAST_FLAGS, "--epochs", "2", "--freeze-backbone", freeze, "--data-dir", str(tiny_dataset)],
+    result = run_train([*FAST_FLAGS, "--epochs", "1", "--freeze-backbone", freeze, "--data-dir", str(tiny_dataset)],
                        tmp_path / "ml", {"SMDEBUG_CONFIG_FILE_PATH": str(config)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SageMaker Debugger: hook created" in result.stdout
@@ -52,7 +52,8 @@ def test_the_hook_saves_losses_weights_and_gradients_for_create_trial(freeze, ti
 
     trial = read_trial(tensors)
     names = trial["names"]
-    assert trial["train_steps"] >= 4 and trial["eval_steps"] >= 2  # validation losses too, for Overfit & co
+    # 24 training images in batches of 8, 9 validation images: validation losses too, for Overfit & co
+    assert trial["train_steps"] >= 3 and trial["eval_steps"] >= 2, trial
     assert any(name.startswith("gradient/") for name in names)
     backbone = [name for name in names if "backbone" in name]
     if freeze == "true":

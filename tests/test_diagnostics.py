@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import FAST_FLAGS, REPO, run_train
+from conftest import FAST_FLAGS, run_train
 
 from train.diagnostics import settings
 from train.diagnostics.record import EpochRecord, GradientRecord, RunRecord, StepRecord, SystemSample
@@ -424,9 +423,9 @@ def _assert_quiet(base: Path, result, judged_elsewhere: tuple[str, ...] = ()) ->
     return rules
 
 
-def test_every_rule_is_quiet_on_a_healthy_run_of_300_steps(tmp_path):
-    # 600 small images (the sample data's shapes at 48 px: cheap to make and decode), 8 a batch, 4 epochs; the
-    # loss saved every 100 steps (SageMaker's 500 would need 1,000 steps and three times the minutes)
+def test_every_rule_is_quiet_on_a_healthy_run_of_150_steps(tmp_path):
+    # 600 small images (the sample data's shapes at 48 px: cheap to make and decode), 8 a batch, 2 epochs; the
+    # loss saved every 50 steps (SageMaker's 500 would need 1,000 steps and seven times the minutes)
     rng = np.random.default_rng(5)
     data = tmp_path / "learnable"
     for split, count in (("train", 150), ("valid", 12), ("test", 12)):
@@ -437,32 +436,17 @@ def test_every_rule_is_quiet_on_a_healthy_run_of_300_steps(tmp_path):
                 image = draw_example(rng, color, shape)
                 image.thumbnail((48, 48))
                 image.save(folder / f"{number:04d}.jpg", quality=90)
-    result = run_train([*FAST_FLAGS, "--freeze-backbone", "false", "--epochs", "4", "--loss-interval-steps", "100",
+    result = run_train([*FAST_FLAGS, "--freeze-backbone", "false", "--epochs", "2", "--loss-interval-steps", "50",
                         "--data-dir", str(data)], tmp_path / "ml", timeout=900)
     # CPUBottleneck and StepOutlier time the machine, not the training (a loaded CI run once had 12 outlier
     # steps from other processes): here they must only have judged; their logic is tested on records above
     timed = ("CPUBottleneck", "StepOutlier")
     rules = _assert_quiet(tmp_path / "ml", result, judged_elsewhere=timed)
     recorded = json.loads((tmp_path / "ml" / "output" / "data" / "diagnostics.json").read_text())
-    assert len(recorded["steps"]) == 300
+    assert len(recorded["steps"]) == 150
     assert all(set(step["seconds"]) == {"data_wait", "forward", "backward", "optimizer"} for step in recorded["steps"])
-    # judged, not skipped: the loss saved at steps 100, 200 and 300, gradients, steps
+    # judged, not skipped: the loss saved at steps 50, 100 and 150, gradients, steps
     for name in ("LossNotDecreasing", "Overfit", "VanishingGradient", "ExplodingTensor", "PoorWeightInitialization"):
         assert rules[name]["status"] == NO_ISSUES, rules[name]
     accuracy = json.loads((tmp_path / "ml" / "output" / "data" / "evaluation.json").read_text())["accuracy"]
-    assert accuracy >= 0.6  # it learned: chance is 0.25
-
-
-def test_the_demo_is_a_healthy_run(sample_dataset, tmp_path):
-    """demo.sh's own training flags, read from the script, on the demo's dataset."""
-    command = re.search(r"^python -m train \\\n((?:  .*\n)+)", (REPO / "demo.sh").read_text(), re.M)[1]
-    flags = shlex.split(command.replace("\\\n", " ").replace('"$DATA"', str(sample_dataset))
-                        .replace('"$RUN/opt_ml"', str(tmp_path / "ml")))
-    result = run_train(flags, tmp_path / "ml", timeout=600)
-    # 76 steps: Overfit judges validation passes from step 500 (the loss interval), so it has nothing to judge
-    # here. It judged epoch 4 before, and that verdict differed by CPU (quiet on an AMD EPYC, IssuesFound on an
-    # Intel Xeon, where that epoch's validation loss on 40 images was 1.27 against 0.99).
-    rules = _assert_quiet(tmp_path / "ml", result)
-    assert rules["Overfit"]["status"] == NOT_APPLICABLE, rules["Overfit"]
-    accuracy = json.loads((tmp_path / "ml" / "output" / "data" / "evaluation.json").read_text())["accuracy"]
-    assert accuracy >= 0.75
+    assert accuracy >= 0.6, accuracy  # it learned: chance is 0.25

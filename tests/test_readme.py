@@ -81,7 +81,13 @@ def test_the_laptop_commands_work_as_written(tmp_path):
             background.wait()
     opt_ml = tmp_path / "runs" / "mine" / "opt_ml"
     evaluation = json.loads((opt_ml / "output" / "data" / "evaluation.json").read_text())
-    assert evaluation["accuracy"] >= 0.6, evaluation["accuracy"]  # 4 classes: chance is 0.25
+    assert evaluation["accuracy"] >= 0.75, evaluation["accuracy"]  # 4 classes: chance is 0.25
+    # The demo's run (same data, same flags: test_the_readme_trains_as_the_demo_does) is a healthy one. Its 76
+    # steps are too few for Overfit, which judges validation passes from step 500 (the loss interval); it
+    # judged epoch 4 before, and that verdict differed by CPU (quiet on an AMD EPYC, IssuesFound on an Intel
+    # Xeon, where that epoch's validation loss on 40 images was 1.27 against 0.99).
+    rules = {r["rule"]: r["status"] for r in json.loads((opt_ml / "output" / "data" / "rules.json").read_text())}
+    assert "IssuesFound" not in rules.values() and rules["Overfit"] == "NotApplicable", rules
     skipped = json.loads((opt_ml / "output" / "data" / "skipped_files.json").read_text())["train"]
     assert sorted(s["path"].rsplit("/", 1)[-1] for s in skipped) == [
         "broken_empty.jpg", "broken_not_an_image.jpg", "broken_truncated.jpg"]
@@ -93,6 +99,16 @@ def test_the_laptop_commands_work_as_written(tmp_path):
     test_images = [p for p in (tmp_path / "runs" / "mine" / "data" / "test").rglob("*") if p.suffix in CONTENT_TYPES]
     classified = outputs[-1].splitlines()
     assert len(classified) == len(test_images) and all(": " in line for line in classified), outputs[-1]
+
+
+def test_the_readme_trains_as_the_demo_does():
+    readme = block_with("python -m train.sample_data")
+    demo = (REPO / "demo.sh").read_text()
+    assert readme[0] == "python -m train.sample_data runs/mine/data" and "python -m train.sample_data \"$DATA\"" in demo
+    demo_flags = shlex.split(re.search(r"^python -m train \\\n((?:  .*\n)+)", demo, re.M)[1].replace("\\\n", " "))
+    readme_flags = shlex.split(readme[1].removeprefix("python -m train "))
+    assert readme_flags == [{"$DATA": "runs/mine/data", "$RUN/opt_ml": "runs/mine/opt_ml"}.get(flag, flag)
+                            for flag in demo_flags]
 
 
 @pytest.mark.parametrize("line", block_with("python scripts/iam_policies.py"))
