@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from scripts.aws_errors import RefusedData
@@ -35,11 +36,19 @@ logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 
-def role_arn(value: str) -> str:
-    if not ROLE_ARN.match(value):
-        raise argparse.ArgumentTypeError(
-            f"expected an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerExecutionRole, got {value!r}")
-    return value
+def matching(pattern: re.Pattern, expected: str, check_name: str) -> Callable[[str], str]:
+    """An argparse `type=` that takes a value `pattern` matches and refuses any other, saying what it expected."""
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return value
+
+    check.__name__ = check_name  # argparse names it in its own messages
+    return check
+
+
+role_arn = matching(ROLE_ARN, "an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerExecutionRole",
+                    "role_arn")
 
 
 def s3_uri(value: str) -> str:
@@ -104,17 +113,8 @@ def _is_registry(host: str | None) -> bool:
     return bool(host) and ("." in host or ":" in host or host == "localhost")
 
 
-def instance_type(value: str) -> str:
-    if not INSTANCE_TYPE.match(value):
-        raise argparse.ArgumentTypeError(f"expected a SageMaker instance type like ml.m5.large, got {value!r}")
-    return value
-
-
-def name(value: str) -> str:
-    if not NAME.match(value):
-        raise argparse.ArgumentTypeError(
-            f"expected 1-63 letters, digits and hyphens, starting with a letter or digit, got {value!r}")
-    return value
+instance_type = matching(INSTANCE_TYPE, "a SageMaker instance type like ml.m5.large", "instance_type")
+name = matching(NAME, "1-63 letters, digits and hyphens, starting with a letter or digit", "name")
 
 
 def existing_dir(value: str) -> Path:

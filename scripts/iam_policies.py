@@ -77,16 +77,8 @@ ACCOUNT = re.compile(r"^\d{12}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
-def account_id(value: str) -> str:
-    if not ACCOUNT.match(value):
-        raise argparse.ArgumentTypeError(f"expected a 12-digit AWS account ID, got {value!r}")
-    return value
-
-
-def region_name(value: str) -> str:
-    if not REGION.match(value):
-        raise argparse.ArgumentTypeError(f"expected an AWS region like us-east-1, got {value!r}")
-    return value
+account_id = aws.matching(ACCOUNT, "a 12-digit AWS account ID", "account_id")
+region_name = aws.matching(REGION, "an AWS region like us-east-1", "region_name")
 
 
 def default_output(region: str, account: str) -> str:
