@@ -11,9 +11,25 @@ import pytest
 from preloaded_jobs import PRELOADED_JOBS, forkable
 
 from contract.booleans import parse_bool
+from contract.cpus import usable_cpus
 from train.sample_data import make_sample_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+MAX_WORKERS = 4  # beyond this, the copies of the session's fixtures (trained model, moto, job server) cost more
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per usable core (affinity and cgroup quota, as the training job counts them)."""
+    return min(MAX_WORKERS, usable_cpus())
+
+
+def pytest_configure(config) -> None:
+    """Each of N workers on C cores gets C // N of them for torch's threads, in this process and in the jobs and
+    servers it starts (OMP_NUM_THREADS, read when torch starts), as a DDP job shares a host between its
+    processes: two workers each running two threads on two cores would wait on each other's spinning."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cpus() // workers))
 
 
 @pytest.fixture(scope="session")
