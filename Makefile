@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test test-docker bench bench-quick gpu-check graviton-check reliability reliability-quick lint clean
+.PHONY: setup demo test coverage test-docker bench bench-quick gpu-check graviton-check reliability reliability-quick lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -24,6 +24,13 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# make test under coverage.py (train/, serve/, imaging/, scripts/, contract/; docs/development.md has the figures).
+coverage: setup
+	rm -rf .coverage-data && mkdir .coverage-data
+	COVERAGE_DATA="$(CURDIR)/.coverage-data/run" $(BIN)/python -m coverage run -m pytest -p no:cacheprovider
+	COVERAGE_DATA="$(CURDIR)/.coverage-data/run" $(BIN)/python -m coverage combine -q
+	COVERAGE_DATA="$(CURDIR)/.coverage-data/run" $(BIN)/python -m coverage report
 
 # Builds both images and runs them for real (needs root for the engine it starts: CI's Docker stage).
 test-docker: setup
@@ -55,4 +62,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache .hypothesis
+	rm -rf runs .pytest_cache .ruff_cache .hypothesis .coverage-data
