@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -104,7 +103,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        time.sleep(0.5)
+        # what the launcher started ends with it; anything of its group still there after a generous bound is left
+        with contextlib.suppress(AssertionError):
+            poll_until(lambda: not group_processes(self.process.pid), timeout=10)
         self.leftovers = group_processes(self.process.pid)
         for line in self.leftovers:  # never leave anything behind, even when the test is about to fail
             with contextlib.suppress(ProcessLookupError):

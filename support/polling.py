@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+import urllib.request
 from collections.abc import Callable
 
 
@@ -20,3 +22,11 @@ def poll_until(condition: Callable[[], object], timeout: float, seen: Callable[[
         if time.monotonic() >= deadline:
             raise AssertionError(f"the condition did not hold within {timeout} s:\n{seen()}")
         time.sleep(interval)
+
+
+def answers(url: str) -> bool:
+    """Whether a server answers GET `url` with a success status (a process starting up may not listen yet)."""
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(url, timeout=2).close()
+        return True
+    return False

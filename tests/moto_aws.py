@@ -7,7 +7,6 @@ the tests read what reached "AWS" from moto's request recording, not from mocks.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import subprocess
@@ -17,6 +16,8 @@ import urllib.request
 from pathlib import Path
 
 from serving import free_port
+
+from support.polling import answers, poll_until
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account
@@ -40,16 +41,12 @@ class MotoServer:
             self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("moto_as_aws.py")), "-H",
                                              "127.0.0.1", "-p", str(self.port)], stdout=log, stderr=subprocess.STDOUT,
                                             env=env)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2).close()
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"moto server did not start:\n{self.log.read_text()}")
+        try:
+            poll_until(lambda: answers(f"{self.url}/moto-api/"), timeout=120, seen=self.log.read_text,
+                       alive=lambda: self.process.poll() is None)
+        except AssertionError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
@@ -34,6 +33,7 @@ from serving import free_port
 
 from scripts import iam_policies
 from scripts.invoke import main as invoke_main
+from support.polling import answers, poll_until
 
 TRAIN_IMAGE = os.environ.get("TRAIN_IMAGE", "dog-classifier-train:local")
 SERVE_IMAGE = os.environ.get("SERVE_IMAGE", "dog-classifier-serve:local")
@@ -60,13 +60,8 @@ def registry(tmp_path):
     process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).close()
-                break
-            assert time.monotonic() < deadline and process.poll() is None, "docker-registry did not start"
-            time.sleep(0.2)
+        poll_until(lambda: answers(f"http://127.0.0.1:{port}/v2/"), timeout=120, seen=lambda: "docker-registry",
+                   alive=lambda: process.poll() is None)
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
