@@ -11,7 +11,7 @@ import pytest
 from contract import artifact, cpus
 from contract.booleans import parse_bool
 from serve.config import ConfigError, read_config
-from serve.model import ModelLoadError, check_artifact
+from serve.model import ModelLoadError, check_artifact, model_file
 from train.hyperparameters import str_to_bool
 
 GOOD = {"format_version": 1, "classes": ["a", "b"], "preprocess": {}}
@@ -68,6 +68,21 @@ def test_serving_refuses_an_artifact_whose_model_json_names_a_file_elsewhere(tra
     (model / "model.json").write_text(json.dumps(metadata))
     with pytest.raises(ModelLoadError, match="unsupported format_version 99"):
         check_artifact(model)
+
+
+def test_a_worker_picking_its_model_file_refuses_one_elsewhere_and_an_unreadable_model_json_says_what_to_do(
+        tmp_path, monkeypatch):
+    # model_file() is what each worker calls (check_artifact refuses such an artifact earlier, at start-up)
+    with pytest.raises(ModelLoadError, match=r"int8.file '/etc/passwd' is not a file name in the artifact's"):
+        model_file(tmp_path, {**GOOD, "int8": {"file": "/etc/passwd"}})
+    # This suite runs as root, which reads any file whatever its mode: a stand-in raises what reading
+    # model.json raises for the serving image's unprivileged user.
+    def unreadable(model_dir):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(artifact, "read_metadata", unreadable)
+    with pytest.raises(ModelLoadError, match=r"cannot read .*model.json as uid \d+: make the model readable"):
+        check_artifact(tmp_path)
 
 
 @pytest.mark.parametrize("word, value", [("true", True), ("True", True), (" 1 ", True), ("yes", True), ("on", True),

@@ -7,6 +7,7 @@ screenshot (docs/training.md, "The training report").
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -15,6 +16,7 @@ from train.diagnostics.html_report import render
 from train.diagnostics.record import RunRecord
 from train.diagnostics.rules import ISSUES, NO_ISSUES, RuleResult
 from train.diagnostics.story import RULE_GUIDE, SplitCounts, Story, per_class_rows, top_confusions
+from train.diagnostics.story import render as render_story
 
 RESULTS = [RuleResult("Overfit", ISSUES, "epoch 3: validation loss 0.9 is 50% above training loss 0.6", {}),
            RuleResult("LossNotDecreasing", NO_ISSUES, "mean training loss fell in every window", {"num_steps": 10})]
@@ -78,3 +80,21 @@ def test_a_few_classes_get_the_matrix_as_a_table_of_counts():
     assert matrix.count("<tr>") == 5 and matrix.count("class='hit'") == 4
     for t, row in enumerate(told.confusion):
         assert f"<td class='hit'>{row[t]}</td>" in matrix
+
+
+def test_the_story_says_what_became_of_the_int8_model():
+    compared = {"split": "test", "images": 836, "accuracy_fp32": 0.81, "accuracy_int8": 0.74, "agreement": 0.9,
+                "max_abs_probability_difference": 0.31}
+    calibration = {"split": "valid", "images": 256, "method": "MinMax"}
+    written = {"file": "model.int8.onnx", "compared_on": compared, "calibration": calibration}
+    refused = {**written, "file": None, "reason": "int8 model not written: top-1 agreement 90.00% < 98%"}
+    skipped = {"file": None, "reason": "int8 model not made: the float model's outputs are not finite"}
+    pages = {name: render_story(dataclasses.replace(story(4), int8=entry), None)
+             for name, entry in (("none", None), ("written", written), ("refused", refused), ("skipped", skipped))}
+    assert "int8 model: not made (--quantize none)." in pages["none"]
+    assert "int8 model: <b>model.int8.onnx</b> written, on 836 test images: accuracy 0.740 against 0.810" \
+        in pages["written"]
+    assert "<p class='issue'>int8 model not written: top-1 agreement 90.00% &lt; 98%; on 836 test images" \
+        in pages["refused"]
+    assert "<p class='issue'>int8 model not made: the float model&#x27;s outputs are not finite.</p>" \
+        in pages["skipped"]

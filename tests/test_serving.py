@@ -326,6 +326,60 @@ def test_a_corrupt_model_ends_the_server_in_seconds_naming_the_error(tmp_path, t
     assert "starting multi-model-server" not in result.stdout
 
 
+def test_the_launcher_exits_1_when_no_worker_is_ready_by_the_startup_deadline(trained_model_dir, monkeypatch, caplog):
+    # The launcher's own code, run in this process, with the Java frontend replaced by a live process that never
+    # readies a worker and the deadline judged on a clock that has reached it (as in the test below).
+    from serve import server as launcher
+
+    class NeverReady(launcher.ModelServer):
+        def start(self) -> None:
+            self.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                            start_new_session=True)
+
+        def wait_ready(self, deadline, stop, clock=None) -> bool:
+            return super().wait_ready(deadline, stop, clock=lambda: deadline)
+
+    started = []
+    monkeypatch.setattr(launcher, "ModelServer", lambda *args, **kwargs: started.append(NeverReady(*args, **kwargs))
+                        or started[-1])
+    monkeypatch.setenv("SAGEMAKER_STARTUP_TIMEOUT", "7")
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert launcher.main(["--model-dir", str(trained_model_dir), "--port", str(free_port())]) == 1
+    finally:
+        for sig, handler in handlers.items():  # main() installs its own: pytest's come back
+            signal.signal(sig, handler)
+    assert "no model-server worker became ready within 7 s (SAGEMAKER_STARTUP_TIMEOUT)" in caplog.text
+    assert started[0].process.poll() is not None  # stopped on the way out
+    launcher._signal_group(started[0].process.pid, signal.SIGTERM)  # a group already gone is no error
+
+
+def test_a_check_through_the_port_that_is_not_answered_200_stops_the_start(tmp_path):
+    import http.server
+    import threading
+
+    from serve.model import ModelLoadError
+    from serve.server import check_invocation
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(503)
+            self.end_headers()
+            self.wfile.write(b'{"status": "Unhealthy"}')
+
+        def log_message(self, *args):
+            pass
+
+    frontend = http.server.HTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=frontend.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ModelLoadError, match=r"GET /ping on 127.0.0.1:\d+ answered 503: b'\{\"status\""):
+            check_invocation("127.0.0.1", frontend.server_address[1], timeout=10, multi_model=False)
+    finally:
+        frontend.shutdown()
+        frontend.server_close()
+
+
 def test_no_worker_ready_by_the_startup_deadline_is_not_ready_and_a_ready_mark_is(tmp_path):
     # Without this, MMS keeps /ping green while retrying a worker and every /invocations hangs. The deadline is
     # judged on an injected clock: a real worker here can start within a second (measured: 0.9 s), so no
