@@ -59,16 +59,23 @@ if ! docker image inspect "$CUDA_COMPAT_IMAGE" >/dev/null 2>&1; then
   tar -C "$compat_root" -c . | docker import - "$CUDA_COMPAT_IMAGE" >/dev/null
   rm -rf "$compat_root"
 fi
-for image in train serve; do
-  tag_var=$(echo "${image}_IMAGE" | tr '[:lower:]' '[:upper:]')
+build_image() {  # build_image train|serve TAG
+  local t0
   t0=$(date +%s)
-  docker build -q --platform linux/amd64 -f "docker/$image.Dockerfile" --build-arg BASE_IMAGE="$BASE_IMAGE" \
-    --build-arg CUDA_COMPAT_IMAGE="$CUDA_COMPAT_IMAGE" -t "${!tag_var}" . >/dev/null
-  echo "built ${!tag_var} in $(( $(date +%s) - t0 )) s: $(docker image inspect --format '{{.Size}}' "${!tag_var}" \
+  docker build -q --platform linux/amd64 -f "docker/$1.Dockerfile" --build-arg BASE_IMAGE="$BASE_IMAGE" \
+    --build-arg CUDA_COMPAT_IMAGE="$CUDA_COMPAT_IMAGE" -t "$2" . >/dev/null
+  echo "built $2 in $(( $(date +%s) - t0 )) s: $(docker image inspect --format '{{.Size}}' "$2" \
     | awk '{printf "%.2f GB", $1 / 1e9}')"
-done
+}
+# Both at once: each spends most of its time in pip, downloading and unpacking, not on the CPU.
+build_image train "$TRAIN_IMAGE" & train_build=$!
+build_image serve "$SERVE_IMAGE" & serve_build=$!
+wait "$train_build"
+wait "$serve_build"
 
-.venv/bin/python -m pytest -m docker -p no:cacheprovider
+# worksteal, not make test's loadfile: these tests share no module fixture, and one (pushing the 8.6 GB
+# training image) takes as long as a dozen others, so a worker that is done takes tests from the other.
+.venv/bin/python -m pytest -m docker -p no:cacheprovider --dist worksteal
 # Serverless cold start (prints, asserts nothing): docs/benchmarks.md quotes it
 .venv/bin/python -m bench.cold_start --image "$SERVE_IMAGE"
 echo "docker stage: $(( $(date +%s) - started )) s, $(df -P -BG "$docker_root" | awk 'NR == 2 {print $4 + 0}') GB free under $docker_root"
