@@ -112,6 +112,54 @@ def test_training_image_runs_as_sagemaker_runs_it(tiny_dataset, tmp_path):
             assert_no_credentials(written.read_text(errors="replace"))
 
 
+HYPERPARAMETERS_IN_THE_IMAGE = """
+import dataclasses, json, sys
+from sagemaker_training import environment, mapping
+from train.hyperparameters import parse_args
+parsed = {}
+for name in sys.argv[1:]:
+    environment.hyperparameters_file_dir = f"/config/{name}.json"  # the toolkit reads it when asked
+    argv = [str(part) for part in mapping.to_cmd_args(environment.read_hyperparameters())]
+    hyperparameters, _, flags = parse_args(argv)
+    parsed[name] = {"argv": argv, "parsed": dataclasses.asdict(hyperparameters), "flags": vars(flags)}
+print(json.dumps(parsed, default=str))
+"""
+
+
+def sdk3_serialize(value) -> str:
+    """SDK 3's ModelTrainer encoding of a hyperparameter (sagemaker-train 1.27.0, safe_serialize): a string as it
+    is, anything else as JSON (True -> "true", [1, 2] -> "[1, 2]"). SDK 3 cannot share this venv with SDK 2."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return str(value)
+
+
+@pytest.mark.docker
+def test_sdk2_and_sdk3_hyperparameter_encodings_reach_the_job_as_the_same_flags(tmp_path):
+    # What a user passes either SDK as Python values; SDK 2's Estimator sends str(value) ("True"), SDK 3's
+    # ModelTrainer JSON ("true"); the image's toolkit JSON-decodes each value and turns it back into flags.
+    from sagemaker.utils import to_string
+
+    values = {"arch": "resnet18", "weights": "none", "epochs": 3, "lr": 0.003, "batch-size": 8,
+              "freeze-backbone": False, "augment": True, "image-size": 32, "hidden-units": 16,
+              "profile-steps": "2-3", "diagnostics": True, "quantize": "none",
+              "int8-min-agreement": 0.99}
+    (tmp_path / "sdk2.json").write_text(json.dumps({k: to_string(v) for k, v in values.items()}))
+    (tmp_path / "sdk3.json").write_text(json.dumps({k: sdk3_serialize(v) for k, v in values.items()}))
+    assert json.loads((tmp_path / "sdk2.json").read_text())["augment"] == "True"
+    assert json.loads((tmp_path / "sdk3.json").read_text())["augment"] == "true"
+    result = docker("run", "--rm", "--network", "none", "-v", f"{tmp_path}:/config:ro", TRAIN_IMAGE,
+                    "python", "-c", HYPERPARAMETERS_IN_THE_IMAGE, "sdk2", "sdk3")
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["sdk2"]["argv"] == found["sdk3"]["argv"], found
+    assert found["sdk2"]["parsed"] == found["sdk3"]["parsed"] and found["sdk2"]["flags"] == found["sdk3"]["flags"]
+    parsed = found["sdk3"]["parsed"]
+    assert (parsed["epochs"], parsed["lr"], parsed["freeze_backbone"], parsed["augment"]) == (3, 0.003, False, True)
+
+
 CUDA_IN_THE_IMAGE = """
 import json, torch, torchvision
 from pathlib import Path
