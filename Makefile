@@ -26,11 +26,12 @@ test: setup
 	$(BIN)/python -m pytest
 
 # make test under coverage.py (train/, serve/, imaging/, scripts/, contract/; docs/development.md has the figures).
+coverage: export COVERAGE_DATA = $(CURDIR)/.coverage-data/run
 coverage: setup
 	rm -rf .coverage-data && mkdir .coverage-data
-	COVERAGE_DATA="$(CURDIR)/.coverage-data/run" $(BIN)/python -m coverage run -m pytest -p no:cacheprovider
-	COVERAGE_DATA="$(CURDIR)/.coverage-data/run" $(BIN)/python -m coverage combine -q
-	COVERAGE_DATA="$(CURDIR)/.coverage-data/run" $(BIN)/python -m coverage report
+	$(BIN)/python -m coverage run -m pytest -p no:cacheprovider
+	$(BIN)/python -m coverage combine -q
+	$(BIN)/python -m coverage report
 
 # Builds both images and runs them for real (needs root for the engine it starts: CI's Docker stage).
 test-docker: setup
