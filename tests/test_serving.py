@@ -345,8 +345,12 @@ def test_the_launcher_exits_1_when_no_worker_is_ready_by_the_deadline_and_0_when
             return super().wait_ready(deadline, stop, clock=lambda: deadline)
 
     started = []
-    monkeypatch.setattr(launcher, "ModelServer", lambda *args, **kwargs: started.append(NeverReady(*args, **kwargs))
-                        or started[-1])
+
+    def never_ready(*args, **kwargs) -> NeverReady:
+        started.append(NeverReady(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(launcher, "ModelServer", never_ready)
     monkeypatch.setenv("SAGEMAKER_STARTUP_TIMEOUT", "7")
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
