@@ -148,6 +148,26 @@ def test_the_sdks_default_predictor_serializer_is_served(server, trained_model_d
     assert_answer(predictor.predict(image_bytes("PNG", "RGBA")), classes_of(trained_model_dir), top_k=3)
 
 
+def test_the_udacity_notebooks_client_reads_the_predicted_class_with_argmax(server, trained_model_dir):
+    # The original notebook's query, word for word: PyTorchPredictor's NumpyDeserializer (Accept: application/x-npy),
+    # then np.argmax(response, 1). The index is the class the JSON answer names.
+    from types import SimpleNamespace
+
+    from sagemaker.deserializers import NumpyDeserializer
+    from sagemaker.predictor import Predictor
+
+    session = SimpleNamespace(sagemaker_runtime_client=local_runtime_client(server))
+    predictor = Predictor("dogs", sagemaker_session=session, deserializer=NumpyDeserializer())
+    img_bytes = image_bytes("JPEG")
+    response = predictor.predict(img_bytes, initial_args={"ContentType": "image/jpeg"})
+    classes = classes_of(trained_model_dir)
+    assert response.dtype == np.float32 and response.shape == (1, len(classes))
+    predicted = int(np.argmax(response, 1)[0])
+    _, _, answer = invoke_json(server.base, img_bytes, "image/jpeg")
+    assert predicted == answer["index"] and classes[predicted] == answer["label"]
+    assert response[0, predicted] == pytest.approx(answer["probability"], abs=1e-4)
+
+
 @pytest.mark.parametrize("arguments, status", [
     ({"ContentType": "image/jpeg"}, 200),
     ({"ContentType": "application/octet-stream"}, 200),
