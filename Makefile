@@ -2,22 +2,48 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+LOCK := requirements/dev.txt
+EXTRAS := train,serve,cloud,tune,dev,quantize
+APART := "smdebug==1.0.34" "pyinstrument==3.4.2" "pyinstrument_cext==0.2.4"
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
+# SageMaker Python SDK 3 cannot share a virtualenv with SDK 2 (both own sagemaker/): its own, from a lock.
+SDK3_VENV := .venv-sdk3
+SDK3_STAMP := $(SDK3_VENV)/.installed-$(shell cksum requirements/sdk3.txt | cut -d' ' -f1)
 
-.PHONY: setup demo test coverage test-docker bench bench-quick gpu-check graviton-check reliability reliability-quick lint clean
+.PHONY: setup setup-sdk3 lock demo test coverage test-docker bench bench-quick gpu-check graviton-check reliability reliability-quick lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
 	@command -v javac >/dev/null || { echo "error: javac not found: multi-model-server needs Java 17, and its /execution-parameters plugin a JDK to build (Debian/Ubuntu: apt-get install openjdk-17-jdk-headless)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
-	$(BIN)/python -m pip install -q -e ".[train,serve,cloud,tune,dev,quantize]"
-	$(BIN)/python -m pip install -q --no-deps "smdebug==1.0.34" "pyinstrument==3.4.2" "pyinstrument_cext==0.2.4"
+	$(BIN)/python -m pip install -q --no-deps --no-compile -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	$(BIN)/python -m serve.mms_plugins
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 setup: $(STAMP)
+
+# $(LOCK) again from pyproject.toml's pins, by pip's resolver in a scratch virtualenv (after changing a pin).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q --upgrade "pip>=24"
+	.venv-lock/bin/python -m pip install -q ".[$(EXTRAS)]"
+	.venv-lock/bin/python -m pip install -q --no-deps $(APART)
+	{ sed -n '/^#/p' $(LOCK); .venv-lock/bin/python -m pip freeze --all --exclude-editable \
+	  | grep -v -e '^pip==' -e '^sagemaker-dog-classifier=='; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	rm -rf .venv-lock
+
+# The lock is complete (every package pinned), so pip skips its resolver; --no-compile: bytecode is written on
+# first import instead, which halves the install.
+$(SDK3_STAMP): requirements/sdk3.txt
+	test -x $(SDK3_VENV)/bin/python || $(PYTHON) -m venv $(SDK3_VENV)
+	$(SDK3_VENV)/bin/python -m pip install -q --no-deps --no-compile -r requirements/sdk3.txt
+	rm -f $(SDK3_VENV)/.installed-*
+	touch $@
+
+setup-sdk3: $(SDK3_STAMP)
 
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash demo.sh

@@ -85,3 +85,50 @@ def test_scripts_run_from_any_folder_and_import_no_torch(tmp_path):
             result = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True,
                                     text=True)
             assert result.returncode == 0 and result.stdout.strip(), (script.name, result.stderr[-2000:])
+
+
+def _locked(lock: Path) -> dict[str, str]:
+    """name -> version of a lock file's `name==version` lines."""
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in lock.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def _make_variable(name: str) -> str:
+    line = next(line for line in (REPO / "Makefile").read_text().splitlines() if line.startswith(f"{name} := "))
+    return line.split(":=", 1)[1].strip()
+
+
+def test_the_setup_lock_holds_every_pin_of_the_extras_make_setup_installs():
+    # make setup installs requirements/dev.txt without pip's resolver: a pin changed in pyproject.toml and not in
+    # the lock would install the old version silently (`make lock` writes the lock again).
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    locked = _locked(REPO / _make_variable("LOCK"))
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    apart = [part.strip('"') for part in _make_variable("APART").split()]
+    wanted = [Requirement(text) for extra in _make_variable("EXTRAS").split(",") for text in extras[extra]]
+    wanted += [Requirement(text) for text in apart]
+    assert len(wanted) > 40
+    differs = [f"{requirement} (lock: {locked.get(canonicalize_name(requirement.name), 'missing')})"
+               for requirement in wanted
+               if not requirement.specifier.contains(locked.get(canonicalize_name(requirement.name), "0"),
+                                                     prereleases=True)]
+    assert differs == [], "run `make lock`: " + ", ".join(differs)
+
+
+def test_the_sdk3_lock_pins_sdk3_and_the_versions_it_shares_with_make_setups_environment():
+    sdk3, dev = _locked(REPO / "requirements" / "sdk3.txt"), _locked(REPO / _make_variable("LOCK"))
+    assert sdk3["sagemaker"].startswith("3.") and sdk3["sagemaker-train"] and "smdebug" not in sdk3
+    # resolved against make setup's pins, so the two environments agree wherever both have a package
+    differs = {name: (version, dev[name]) for name, version in sdk3.items()
+               if name in dev and dev[name] != version and not name.startswith("sagemaker")}
+    assert differs == {}
