@@ -67,11 +67,14 @@ build_image() {  # build_image train|serve TAG
   echo "built $2 in $(( $(date +%s) - t0 )) s: $(docker image inspect --format '{{.Size}}' "$2" \
     | awk '{printf "%.2f GB", $1 / 1e9}')"
 }
-# Both at once: each spends most of its time in pip, downloading and unpacking, not on the CPU.
+# Both at once, and SDK 3's virtualenv (its ModelTrainer drives the training image in one test) beside them:
+# each spends most of its time in pip, downloading and unpacking, not on the CPU.
 build_image train "$TRAIN_IMAGE" & train_build=$!
 build_image serve "$SERVE_IMAGE" & serve_build=$!
+make -s setup-sdk3 >/tmp/setup-sdk3.log 2>&1 & sdk3_setup=$!
 wait "$train_build"
 wait "$serve_build"
+wait "$sdk3_setup" || { cat /tmp/setup-sdk3.log; exit 1; }
 
 # worksteal, not make test's loadfile: these tests share no module fixture, and one (pushing the 8.6 GB
 # training image) takes as long as a dozen others, so a worker that is done takes tests from the other.

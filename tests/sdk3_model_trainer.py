@@ -1,0 +1,36 @@
+"""A training job as a user of SageMaker Python SDK 3 starts one locally: ModelTrainer in LOCAL_CONTAINER mode
+with the training image, hyperparameters as Python values, one local folder as the `training` channel.
+
+Run by .venv-sdk3's Python (`make setup-sdk3`): SDK 3 cannot share make setup's environment with SDK 2.
+Usage: sdk3_model_trainer.py IMAGE DATA_DIR CONTAINER_ROOT INSTANCE_COUNT HYPERPARAMETERS_JSON
+Prints `MODEL-DATA <path of model.tar.gz>` when the job succeeded; exits 1 with `LOCAL-FAILURE <reason>` when
+SDK 3 says done but the job failed: like SDK 2's local mode, it judges by docker compose's exit code, which is 0
+whatever the containers' (scripts/estimator.py local_job_failure reads the job's failure file instead).
+"""
+
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+from sagemaker.train import ModelTrainer
+from sagemaker.train.configs import Compute, InputData
+from sagemaker.train.model_trainer import Mode
+
+image, data_dir, container_root, instance_count, hyperparameters = sys.argv[1:6]
+trainer = ModelTrainer(
+    training_image=image,
+    training_mode=Mode.LOCAL_CONTAINER,
+    compute=Compute(instance_type="local_cpu", instance_count=int(instance_count)),
+    # JSON's true, 32 and 0.01 arrive as Python values: ModelTrainer encodes them its own way ("true", "32")
+    hyperparameters=json.loads(hyperparameters),
+    local_container_root=container_root,
+    base_job_name="dog-sdk3",
+)
+trainer.train(input_data_config=[InputData(channel_name="training", data_source=data_dir)], wait=True)
+artifacts = Path(container_root) / "compressed_artifacts"
+with tarfile.open(artifacts / "output.tar.gz") as outputs:
+    failure = next((m for m in outputs.getmembers() if m.isfile() and m.name.lstrip("./") == "failure"), None)
+    if failure is not None:
+        sys.exit(f"LOCAL-FAILURE {outputs.extractfile(failure).read().decode(errors='replace').strip()}")
+print(f"MODEL-DATA {artifacts / 'model.tar.gz'}")
