@@ -25,6 +25,9 @@ that passes against plain moto can still fail on AWS; these are the rules the sc
 - "You must not delete an EndpointConfig in use by an endpoint that is live" (API_DeleteEndpointConfig):
   AWS lets the call through and the endpoint loses track of its instances; here it fails, so a test
   catches a script that does it.
+- DescribeEndpoint's DataCaptureConfig is a DataCaptureConfigSummary whose four fields are all required
+  (API_DescribeEndpoint): AWS leaves it out for an endpoint without data capture, moto answers `{}`,
+  which SDK 3's sagemaker-core refuses to read (Endpoint.get: "Field required").
 """
 
 from __future__ import annotations
@@ -135,6 +138,16 @@ def _create_endpoint_config_without_isolated_serverless_models(self) -> ActionRe
 
 SageMakerResponse.create_model = _create_model_keeping_isolation
 SageMakerResponse.create_endpoint_config = _create_endpoint_config_without_isolated_serverless_models
+
+
+def _describe_endpoint_without_an_empty_capture_summary(self) -> ActionResult:
+    description = dict(self.sagemaker_backend.describe_endpoint(self._get_param("EndpointName")))
+    if not description.get("DataCaptureConfig"):
+        description.pop("DataCaptureConfig", None)
+    return ActionResult(description)
+
+
+SageMakerResponse.describe_endpoint = _describe_endpoint_without_an_empty_capture_summary
 
 
 def _refuse_instance_type_change_under_auto_scaling(backend, name: str, endpoint, config: dict) -> None:
