@@ -272,8 +272,8 @@ def test_sdk3_model_trainer_on_one_and_two_hosts_trains_the_model_sdk2_local_mod
     # SageMaker SDK 2 local mode and SDK 3's ModelTrainer (LOCAL_CONTAINER: no `train` argument, hyperparameters
     # JSON-encoded), instance_count 1 and 2. Two hosts: two containers, one process each, gloo over the compose
     # network, rendezvous on the first host. Head only on fixed features (no BatchNorm in training, no random
-    # crops): 2 hosts x batch 4 see the same images per step as 1 host x batch 8, so all three jobs make one model
-    # (SDK 2 on one host is the same claim once more, SDK 3's one host against SDK 2's two covers it).
+    # crops): 2 hosts x batch 4 see the same images per step as 1 host x batch 8, so all three jobs make one model.
+    # (No SDK 2 job on one host: SDK 3's one host against SDK 2's two already shows one host trains what two do.)
     # The values as a user writes them in Python: SDK 2 sends str(value) ("True", "0.01"), SDK 3 JSON ("true").
     # No int8 model and no rules: neither changes the weights, both cost each job ~20 s.
     hyperparameters = {"arch": "resnet18", "weights": "none", "image-size": 32, "epochs": 2, "num-workers": 0,
