@@ -6,6 +6,10 @@ LOCK := requirements/dev.txt
 EXTRAS := train,serve,cloud,tune,dev,quantize
 APART := "smdebug==1.0.34" "pyinstrument==3.4.2" "pyinstrument_cext==0.2.4"
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
+# Both locks are complete (every package pinned): pip installs them with --no-deps, no resolver run. Bytecode is
+# compiled after, on every core: pip's compile runs on one, and without it every process would compile what it
+# imports again wherever PYTHONDONTWRITEBYTECODE is set (as on these machines; make test took twice as long).
+compile = $(1)/bin/python -m compileall -q -j 0 $(1)
 # SageMaker Python SDK 3 cannot share a virtualenv with SDK 2 (both own sagemaker/): its own, from a lock.
 SDK3_VENV := .venv-sdk3
 SDK3_STAMP := $(SDK3_VENV)/.installed-$(shell cksum requirements/sdk3.txt | cut -d' ' -f1)
@@ -18,6 +22,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
 	$(BIN)/python -m pip install -q --no-deps --no-compile -r $(LOCK)
+	$(call compile,$(VENV))
 	$(BIN)/python -m pip install -q --no-deps -e .
 	$(BIN)/python -m serve.mms_plugins
 	rm -f $(VENV)/.installed-*
@@ -35,11 +40,10 @@ lock:
 	  | grep -v -e '^pip==' -e '^sagemaker-dog-classifier=='; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 	rm -rf .venv-lock
 
-# The lock is complete (every package pinned), so pip skips its resolver; --no-compile: bytecode is written on
-# first import instead, which halves the install.
 $(SDK3_STAMP): requirements/sdk3.txt
 	test -x $(SDK3_VENV)/bin/python || $(PYTHON) -m venv $(SDK3_VENV)
 	$(SDK3_VENV)/bin/python -m pip install -q --no-deps --no-compile -r requirements/sdk3.txt
+	$(call compile,$(SDK3_VENV))
 	rm -f $(SDK3_VENV)/.installed-*
 	touch $@
 
