@@ -36,6 +36,7 @@ from PIL import Image
 from serving import free_port
 
 from scripts import iam_policies
+from scripts.estimator import local_job_failure
 from scripts.invoke import main as invoke_main
 from support.polling import answers, poll_until
 
@@ -309,6 +310,7 @@ def test_sdk3_model_trainer_on_one_and_two_hosts_trains_the_model_sdk2_local_mod
         assert result.returncode == 0, log[-8000:]
         assert f"{count} host(s) x 1 process(es), CPU" in log, log[-8000:]
         model_data = Path(result.stdout.split("MODEL-DATA ")[1].strip())
+        assert local_job_failure(model_data.parent) is None, log[-8000:]  # SDK 3 says done for a failed job too
         models[f"SDK 3, {count} host(s)"] = unpacked_model(model_data, tmp_path / f"sdk3-{count}-model")
 
     for run, (metrics, weights) in models.items():  # SDK 3 on 1 host and on 2 against SDK 2 on 2
