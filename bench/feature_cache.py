@@ -21,17 +21,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import print_table
+from bench.report import SMOKE_HELP, print_table
 from support.photos import make_photos
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_job(data: Path, base: Path, cache: str, image_size: int, epochs: int) -> tuple[float, float]:
+def run_job(data: Path, base: Path, cache: str, image_size: int, epochs: int, arch: str,
+            *flags: str) -> tuple[float, float]:
     """(the job's wall time, its training phase: from the model built to the artifact export starting)."""
-    command = [sys.executable, "-m", "train", "--data-dir", str(data), "--base-dir", str(base), "--arch", "resnet50",
+    command = [sys.executable, "-m", "train", "--data-dir", str(data), "--base-dir", str(base), "--arch", arch,
                "--weights", "none", "--freeze-backbone", "true", "--augment", "false", "--epochs", str(epochs),
-               "--image-size", str(image_size), "--batch-size", "16", "--cache-features", cache]
+               "--image-size", str(image_size), "--batch-size", "16", "--cache-features", cache, *flags]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
@@ -54,18 +55,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.feature_cache", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer, smaller images (CI)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     # dogImages' proportions (6,680 / 835 / 836: 8 to 1 to 1), which set the most the cache can save:
     # 5 epochs x (train + valid) + test backbone passes against one pass over each split, 4.6x.
     per_split = {"train": 32, "valid": 4, "test": 4} if args.quick else {"train": 128, "valid": 16, "test": 16}
     image_size, epochs = (128, 5) if args.quick else (224, 5)
+    # the smoke run, a smaller net and no int8 export: it costs both jobs the same, and the suite tests it elsewhere
+    arch, flags = ("resnet18", ["--quantize", "none"]) if args.smoke else ("resnet50", [])
+    if args.smoke:
+        per_split, image_size, epochs = {"train": 8, "valid": 4, "test": 4}, 64, 1
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         for seed, (split, count) in enumerate(per_split.items()):
             make_photos(data / split, count, classes=4, seed=seed, max_width=1600)
-        cached = run_job(data, Path(tmp) / "cached", "true", image_size, epochs)
-        uncached = run_job(data, Path(tmp) / "uncached", "false", image_size, epochs)
-    print_table(f"feature cache: {epochs}-epoch job, frozen ResNet-50 + head, --augment false, {image_size} px, "
+        cached = run_job(data, Path(tmp) / "cached", "true", image_size, epochs, arch, *flags)
+        uncached = run_job(data, Path(tmp) / "uncached", "false", image_size, epochs, arch, *flags)
+    print_table(f"feature cache: {epochs}-epoch job, frozen {arch} + head, --augment false, {image_size} px, "
                 f"{per_split['train']}/{per_split['valid']}/{per_split['test']} photos, "
                 f"{platform.machine()} x {os.cpu_count()} CPUs (seconds: lower is better)",
                 [("whole job, wall time (s)", cached[0], uncached[0]),

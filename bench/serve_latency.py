@@ -34,12 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import print_table
+from bench.report import SMOKE_HELP, print_table
 from contract import artifact
 from serve import loopback
 from serve.config import read_config
 from serve.server import HANDLER_SERVICE, ModelServer
 from support.artifacts import resnet50_artifact
+from support.live_server import free_port
 from support.photos import photo_jpeg
 
 BASELINE_HANDLER = "sagemaker_inference.default_handler_service"
@@ -126,13 +127,13 @@ def model_only_p50_ms(model_file: Path, threads: int, runs: int) -> float:
     return float(np.percentile(times, 50))
 
 
-def trained_int8_check(root: Path) -> dict:
+def trained_int8_check(root: Path, epochs: int) -> dict:
     """The training job's own int8 check on a model trained on the sample data (the demo's flags)."""
     from train.sample_data import make_sample_dataset
 
     data = make_sample_dataset(root / "sample")
     flags = ["--data-dir", str(data), "--base-dir", str(root / "ml"), "--arch", "resnet18", "--weights", "none",
-             "--freeze-backbone", "false", "--image-size", "64", "--batch-size", "8", "--epochs", "4",
+             "--freeze-backbone", "false", "--image-size", "64", "--batch-size", "8", "--epochs", str(epochs),
              "--diagnostics", "false"]
     subprocess.run([sys.executable, "-m", "train", *flags], check=True, capture_output=True, text=True)
     return artifact.read_metadata(root / "ml" / "model")["int8"]
@@ -150,10 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.serve_latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests (CI)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     parser.add_argument("--requests", type=int, default=100)
-    parser.add_argument("--port", type=int, default=28123)
+    parser.add_argument("--port", type=int, help="loopback port for the servers (default: a free one)")
     args = parser.parse_args(argv)
-    requests = 20 if args.quick else args.requests
+    args.port = args.port or free_port()
+    requests = 2 if args.smoke else 20 if args.quick else args.requests
     concurrency = 8
     body = photo_jpeg(500, 375)
     config = read_config(os.environ)
@@ -163,11 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         fp32 = measure("ours, float32", ours_dir, HANDLER_SERVICE, args.port, body, requests, concurrency, "fp32")
         baseline = measure("baseline (Udacity inference.py)", baseline_dir, BASELINE_HANDLER, args.port, body,
                            requests, concurrency)
-        model_runs = 30 if args.quick else 200
+        model_runs = 2 if args.smoke else 30 if args.quick else 200
         model_fp32 = model_only_p50_ms(ours_dir / artifact.ONNX_FILE, config.threads_per_worker, model_runs)
         model_int8 = model_only_p50_ms(ours_dir / artifact.INT8_FILE, config.threads_per_worker, model_runs)
         sizes = [(ours_dir / name).stat().st_size / 2**20 for name in (artifact.INT8_FILE, artifact.ONNX_FILE)]
-        checked = trained_int8_check(Path(tmp))
+        checked = trained_int8_check(Path(tmp), epochs=1 if args.smoke else 4)
     machine = (f"{config.workers} worker(s) x {config.threads_per_worker} thread(s), {platform.machine()} x "
                f"{os.cpu_count()} CPUs, VNNI {'yes' if has_vnni() else 'no'}")
     rows = [("p50 latency, concurrency 1 (ms)", int8.p50_ms, baseline.p50_ms),

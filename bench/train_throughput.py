@@ -28,7 +28,7 @@ import torchvision
 from torch import nn
 from torchvision import transforms as v1
 
-from bench.report import print_table
+from bench.report import SMOKE_HELP, print_table
 from support.photos import make_photos
 from train.data import EpochSampler, ImageFolderDataset
 from train.engine import Precision, RunningTotals, train_one_epoch
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.train_throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer, smaller runs (CI)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.image_size, args.batch_size = 48, 128, 8
+    if args.smoke:
+        args.images, args.image_size, args.batch_size, args.arch = 8, 64, 4, "resnet18"
     torch.manual_seed(0)
     classes, hidden = 4, 256
     with tempfile.TemporaryDirectory() as tmp:

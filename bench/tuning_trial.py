@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import print_table
+from bench.report import SMOKE_HELP, print_table
 from support.photos import make_photos
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,9 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tuning_trial", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer, smaller photos and trials (CI)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
     per_split, image_size, trials, epochs = ((24, 8), 128, 5, 3) if args.quick else ((96, 32), 224, 10, 5)
-    common = ["--arch", "resnet50", "--weights", "none", "--image-size", str(image_size)]
+    if args.smoke:
+        per_split, image_size, trials, epochs = (8, 4), 64, 2, 1
+    arch = "resnet18" if args.smoke else "resnet50"  # the smoke run's smaller net: its figures measure nothing
+    common = ["--arch", arch, "--weights", "none", "--image-size", str(image_size)]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         for seed, (split, count) in enumerate(zip(("train", "valid"), per_split, strict=True)):
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         tuning = wall_seconds(["-m", "train.tune", "--data-dir", str(data), *common, "--trials", str(trials),
                                "--epochs", str(epochs), "--batch-sizes", "8,16,32"])
         trial = ["-m", "train", *common, "--freeze-backbone", "true", "--augment", "false", "--epochs", str(epochs),
-                 "--batch-size", "16", "--diagnostics", "false"]
+                 "--batch-size", "16", "--diagnostics", "false", *(["--quantize", "none"] if args.smoke else [])]
         job = wall_seconds([*trial, "--data-dir", str(data), "--base-dir", f"{tmp}/job", "--cache-features", "false"])
         featurize = wall_seconds([*trial, "--data-dir", str(data), "--base-dir", f"{tmp}/featurize",
                                   "--featurize", "true"])
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in (Path(tmp) / "featurize" / "model").iterdir():
                 archive.add(path, arcname=path.name)
         on_features = wall_seconds([*trial, "--base-dir", f"{tmp}/trial"])
-    print_table(f"tuning: seconds per trial, {epochs} epochs, frozen ResNet-50, {image_size} px, "
+    print_table(f"tuning: seconds per trial, {epochs} epochs, frozen {arch}, {image_size} px, "
                 f"{per_split[0]}/{per_split[1]} photos, {platform.machine()} x {os.cpu_count()} CPUs "
                 "(lower is better)",
                 [(f"time per trial, {trials} local trials amortised (s)", tuning / trials, job),

@@ -6,7 +6,8 @@ usage() {
   cat <<'EOF'
 Usage: scripts/push_and_tune.sh --role ROLE_ARN --data PATH_OR_S3_URI [options] [-- tune.py options]
 
-Builds the training and serving images, makes sure their ECR repositories exist (created
+Builds the training and serving images (or takes ones built already: --train-image, --serve-image),
+makes sure their ECR repositories exist (created
 with scan on push if missing), logs Docker in with `aws ecr get-login-password`, tags each
 image with the git commit and `latest` and pushes both; uploads the dataset to S3 when
 --data is a local folder (train/ valid/ test/); then starts the tuning job with
@@ -21,6 +22,8 @@ scripts/tune.py. Options after `--` go to tune.py (e.g. -- --max-jobs 4 --spot -
   --train-repository NAME default dog-classifier-train
   --serve-repository NAME default dog-classifier-serve
   --tag TAG               image tag besides latest (default: the git commit, -dirty if changed)
+  --train-image IMAGE     push this local image as the training image instead of building it (one your CI built)
+  --serve-image IMAGE     the same for the serving image (single-platform only)
   --build-arg NAME=VALUE  passed to both docker builds (repeatable), e.g. TORCH_INDEX_URL=...
   --platforms LIST        the serving image's platforms, e.g. linux/amd64,linux/arm64 (arm64: Graviton,
                           ml.c7g/ml.m7g), pushed as one multi-arch manifest (default linux/amd64; arm64 is
@@ -42,6 +45,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo_root=$(dirname "$here")
 PYTHON=${PYTHON:-python3}
 role="" data="" fetch_dir="" dogimages_url="" bucket="" registry="" tag="" tune=true
+train_source="" serve_source=""  # --train-image / --serve-image: local images pushed as they are
 train_repository=dog-classifier-train serve_repository=dog-classifier-serve
 aws_args=() build_args=() tune_args=() arm64_build_args=() platforms=linux/amd64
 
@@ -56,6 +60,8 @@ while [ $# -gt 0 ]; do
     --train-repository) need_value "$@"; train_repository=$2; shift 2 ;;
     --serve-repository) need_value "$@"; serve_repository=$2; shift 2 ;;
     --tag) need_value "$@"; tag=$2; shift 2 ;;
+    --train-image) need_value "$@"; train_source=$2; shift 2 ;;
+    --serve-image) need_value "$@"; serve_source=$2; shift 2 ;;
     --build-arg) need_value "$@"; build_args+=(--build-arg "$2"); shift 2 ;;
     --platforms) need_value "$@"; platforms=$2; shift 2 ;;
     --arm64-build-arg) need_value "$@"; arm64_build_args+=(--build-arg "$2"); shift 2 ;;
@@ -94,7 +100,13 @@ for platform in "${platform_list[@]}"; do
 done
 [ ${#arm64_build_args[@]} -eq 0 ] || [[ ,$platforms, == *,linux/arm64,* ]] \
   || fail "argument --arm64-build-arg: needs --platforms with linux/arm64"
+[ -z "$serve_source" ] || [ "$platforms" = linux/amd64 ] \
+  || fail "argument --serve-image: a single-platform image; build a multi-arch one here with --platforms instead"
 command -v docker >/dev/null || fail "docker not found: install Docker (the images are built here)"
+for source in "$train_source" "$serve_source"; do
+  [ -z "$source" ] || docker image inspect "$source" >/dev/null 2>&1 \
+    || fail "argument --train-image/--serve-image: no local image '$source' (docker images lists them)"
+done
 command -v aws >/dev/null || fail "aws not found: install the AWS CLI (pip install awscli, or AWS CLI v2)"
 
 aws_() { aws "${aws_args[@]}" "$@"; }
@@ -113,14 +125,26 @@ if [ -z "$tag" ]; then
   [ -z "$(git -C "$repo_root" status --porcelain 2>/dev/null)" ] || tag="$tag-dirty"
 fi
 
-echo "== building images ($tag): training for linux/amd64, serving for $platforms"
+echo "== images ($tag): training for linux/amd64, serving for $platforms"
 # SageMaker's instances are x86_64 (Graviton's ml.c7g/m7g: arm64, serving only): an image built for
 # this machine's architecture alone (arm64 on Apple silicon) would fail there with "exec format error".
-docker build --platform linux/amd64 "${build_args[@]}" -f "$repo_root/docker/train.Dockerfile" \
-  -t "$registry/$train_repository:$tag" -t "$registry/$train_repository:latest" "$repo_root"
+if [ -n "$train_source" ]; then
+  echo "training image: $train_source, as built"
+  docker tag "$train_source" "$registry/$train_repository:$tag"
+  docker tag "$train_source" "$registry/$train_repository:latest"
+else
+  docker build --platform linux/amd64 "${build_args[@]}" -f "$repo_root/docker/train.Dockerfile" \
+    -t "$registry/$train_repository:$tag" -t "$registry/$train_repository:latest" "$repo_root"
+fi
 multi_arch=false
 [ "$platforms" = linux/amd64 ] || multi_arch=true
 serve_refs=()  # one image per platform, tagged TAG-ARCH, when the serving image is multi-arch
+if [ -n "$serve_source" ]; then
+  echo "serving image: $serve_source, as built"
+  docker tag "$serve_source" "$registry/$serve_repository:$tag"
+  docker tag "$serve_source" "$registry/$serve_repository:latest"
+  platform_list=()  # nothing to build
+fi
 for platform in "${platform_list[@]}"; do
   arch=${platform#linux/}
   extra=()
