@@ -7,21 +7,15 @@ makes (tests/test_bench.py). Prints numbers; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
-
 from bench import diagnostics_overhead, feature_cache, serve_latency, train_throughput, tuning_trial
-from bench.report import PRINTED, SMOKE_HELP, print_summary
+from bench.cli import benchmark_parser
+from bench.report import PRINTED, print_summary
 
 BENCHMARKS = (train_throughput, feature_cache, tuning_trial, diagnostics_overhead, serve_latency)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="every benchmark's quick mode (a few minutes)")
-    mode.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
-    args = parser.parse_args(argv)
+    args = benchmark_parser("bench", __doc__, "every benchmark's quick mode (a few minutes)").parse_args(argv)
     for benchmark in BENCHMARKS:
         benchmark.main(["--quick"] if args.quick else ["--smoke"] if args.smoke else [])
     print_summary(PRINTED)

@@ -16,14 +16,14 @@ Target: at most 5% fewer images/s. Prints numbers; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
 
 import torch
 
-from bench.report import SMOKE_HELP, print_table
+from bench.cli import benchmark_parser
+from bench.report import print_table
 from train.diagnostics.record import RunRecord
 from train.diagnostics.recorder import Recorder
 from train.diagnostics.settings import DiagnosticsSettings, PoorWeightInitialization
@@ -95,10 +95,7 @@ def measure(name: str, image_size: int, steps: int, rounds: int) -> tuple[float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.diagnostics_overhead", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (CI)")
-    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    parser = benchmark_parser("bench.diagnostics_overhead", __doc__, "fewer steps and rounds (CI)")
     args = parser.parse_args(argv)
     image_size, rounds = (64, 5) if args.quick else (128, 5)
     steps = {"head on cached features": 400 if args.quick else 2000,

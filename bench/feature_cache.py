@@ -11,7 +11,6 @@ Prints numbers; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import platform
@@ -21,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import SMOKE_HELP, print_table
+from bench.cli import benchmark_parser
+from bench.report import print_table
 from support.photos import make_photos
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,10 +52,7 @@ def _seconds_between(log: str, first: str, last: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.feature_cache", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer, smaller images (CI)")
-    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    parser = benchmark_parser("bench.feature_cache", __doc__, "fewer, smaller images (CI)")
     args = parser.parse_args(argv)
     # dogImages' proportions (6,680 / 835 / 836: 8 to 1 to 1), which set the most the cache can save:
     # 5 epochs x (train + valid) + test backbone passes against one pass over each split, 4.6x.

@@ -19,10 +19,6 @@ class Row:
 
 PRINTED: list[Row] = []
 
-# Every benchmark's --smoke: the smallest run that still takes each of its code paths, so the suite
-# (tests/test_bench.py) keeps every benchmark working; the figures such a run prints measure nothing.
-SMOKE_HELP = "the smallest run that takes every code path (tests/test_bench.py); its figures measure nothing"
-
 
 def print_table(heading: str, rows: list[tuple[str, float, float]], baseline: str) -> None:
     width = max(len(what) for what, _, _ in rows)

@@ -20,7 +20,6 @@ float32 on a CPU with VNNI, is reported met or not).
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import dataclasses
 import os
@@ -34,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import SMOKE_HELP, print_table
+from bench.cli import benchmark_parser
+from bench.report import print_table
 from contract import artifact
 from serve import loopback
 from serve.config import read_config
@@ -148,10 +148,7 @@ def has_vnni() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.serve_latency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer requests (CI)")
-    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    parser = benchmark_parser("bench.serve_latency", __doc__, "fewer requests (CI)")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--port", type=int, help="loopback port for the servers (default: a free one)")
     args = parser.parse_args(argv)

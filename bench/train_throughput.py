@@ -16,7 +16,6 @@ fp32 matmul's GFLOP/s measured in the same run. Prints numbers; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import tempfile
@@ -28,7 +27,8 @@ import torchvision
 from torch import nn
 from torchvision import transforms as v1
 
-from bench.report import SMOKE_HELP, print_table
+from bench.cli import benchmark_parser
+from bench.report import print_table
 from support.photos import make_photos
 from train.data import EpochSampler, ImageFolderDataset
 from train.engine import Precision, RunningTotals, train_one_epoch
@@ -158,10 +158,7 @@ def our_epoch(loader, arch: str, num_classes: int, hidden: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.train_throughput", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer, smaller runs (CI)")
-    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    parser = benchmark_parser("bench.train_throughput", __doc__, "fewer, smaller runs (CI)")
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=16)

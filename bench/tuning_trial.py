@@ -15,7 +15,6 @@ asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import subprocess
@@ -25,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import SMOKE_HELP, print_table
+from bench.cli import benchmark_parser
+from bench.report import print_table
 from support.photos import make_photos
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,10 +41,7 @@ def wall_seconds(command: list[str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tuning_trial", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer, smaller photos and trials (CI)")
-    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    parser = benchmark_parser("bench.tuning_trial", __doc__, "fewer, smaller photos and trials (CI)")
     args = parser.parse_args(argv)
     per_split, image_size, trials, epochs = ((24, 8), 128, 5, 3) if args.quick else ((96, 32), 224, 10, 5)
     if args.smoke:
