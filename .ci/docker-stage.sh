@@ -82,8 +82,8 @@ fi
 mkdir -p ~/.docker/cli-plugins
 ln -sf "$PWD/.venv/bin/docker-compose" ~/.docker/cli-plugins/docker-compose
 
-# worksteal, not make test's loadfile: these tests share no module fixture, and one (pushing the 8.6 GB
-# training image) takes as long as a dozen others, so a worker that is done takes tests from the other.
+# worksteal, not make test's loadfile: these tests share no module fixture, and they range from 3 s to ~2 min
+# (local mode train -> deploy -> invoke), so a worker that is done takes tests from the other.
 .venv/bin/python -m pytest -m docker -p no:cacheprovider --dist worksteal
 # Serverless cold start (prints, asserts nothing): docs/benchmarks.md quotes it
 .venv/bin/python -m bench.cold_start --image "$SERVE_IMAGE"

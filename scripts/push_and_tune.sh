@@ -128,10 +128,13 @@ fi
 echo "== images ($tag): training for linux/amd64, serving for $platforms"
 # SageMaker's instances are x86_64 (Graviton's ml.c7g/m7g: arm64, serving only): an image built for
 # this machine's architecture alone (arm64 on Apple silicon) would fail there with "exec format error".
+take_built() {  # take_built KIND SOURCE REPOSITORY: a local image (--train-image/--serve-image) as TAG and latest
+  echo "$1 image: $2, as built"
+  docker tag "$2" "$registry/$3:$tag"
+  docker tag "$2" "$registry/$3:latest"
+}
 if [ -n "$train_source" ]; then
-  echo "training image: $train_source, as built"
-  docker tag "$train_source" "$registry/$train_repository:$tag"
-  docker tag "$train_source" "$registry/$train_repository:latest"
+  take_built training "$train_source" "$train_repository"
 else
   docker build --platform linux/amd64 "${build_args[@]}" -f "$repo_root/docker/train.Dockerfile" \
     -t "$registry/$train_repository:$tag" -t "$registry/$train_repository:latest" "$repo_root"
@@ -140,9 +143,7 @@ multi_arch=false
 [ "$platforms" = linux/amd64 ] || multi_arch=true
 serve_refs=()  # one image per platform, tagged TAG-ARCH, when the serving image is multi-arch
 if [ -n "$serve_source" ]; then
-  echo "serving image: $serve_source, as built"
-  docker tag "$serve_source" "$registry/$serve_repository:$tag"
-  docker tag "$serve_source" "$registry/$serve_repository:latest"
+  take_built serving "$serve_source" "$serve_repository"
   platform_list=()  # nothing to build
 fi
 for platform in "${platform_list[@]}"; do
