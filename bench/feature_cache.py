@@ -58,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     # 5 epochs x (train + valid) + test backbone passes against one pass over each split, 4.6x.
     per_split = {"train": 32, "valid": 4, "test": 4} if args.quick else {"train": 128, "valid": 16, "test": 16}
     image_size, epochs = (128, 5) if args.quick else (224, 5)
-    # the smoke run, a smaller net and no int8 export: it costs both jobs the same, and the suite tests it elsewhere
-    arch, flags = ("resnet18", ["--quantize", "none"]) if args.smoke else ("resnet50", [])
-    if args.smoke:
+    arch, flags = "resnet50", []
+    if args.smoke:  # a smaller net and no int8 export: it costs both jobs the same, and the suite tests it elsewhere
         per_split, image_size, epochs = {"train": 8, "valid": 4, "test": 4}, 64, 1
+        arch, flags = "resnet18", ["--quantize", "none"]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         for seed, (split, count) in enumerate(per_split.items()):

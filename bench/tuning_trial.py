@@ -44,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = benchmark_parser("bench.tuning_trial", __doc__, "fewer, smaller photos and trials (CI)")
     args = parser.parse_args(argv)
     per_split, image_size, trials, epochs = ((24, 8), 128, 5, 3) if args.quick else ((96, 32), 224, 10, 5)
-    if args.smoke:
+    arch, trial_flags = "resnet50", []
+    if args.smoke:  # a smaller net and no int8 export: its figures measure nothing
         per_split, image_size, trials, epochs = (8, 4), 64, 2, 1
-    arch = "resnet18" if args.smoke else "resnet50"  # the smoke run's smaller net: its figures measure nothing
+        arch, trial_flags = "resnet18", ["--quantize", "none"]
     common = ["--arch", arch, "--weights", "none", "--image-size", str(image_size)]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         tuning = wall_seconds(["-m", "train.tune", "--data-dir", str(data), *common, "--trials", str(trials),
                                "--epochs", str(epochs), "--batch-sizes", "8,16,32"])
         trial = ["-m", "train", *common, "--freeze-backbone", "true", "--augment", "false", "--epochs", str(epochs),
-                 "--batch-size", "16", "--diagnostics", "false", *(["--quantize", "none"] if args.smoke else [])]
+                 "--batch-size", "16", "--diagnostics", "false", *trial_flags]
         job = wall_seconds([*trial, "--data-dir", str(data), "--base-dir", f"{tmp}/job", "--cache-features", "false"])
         featurize = wall_seconds([*trial, "--data-dir", str(data), "--base-dir", f"{tmp}/featurize",
                                   "--featurize", "true"])
