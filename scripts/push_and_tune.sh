@@ -104,7 +104,8 @@ done
   || fail "argument --serve-image: a single-platform image; build a multi-arch one here with --platforms instead"
 command -v docker >/dev/null || fail "docker not found: install Docker (the images are built here)"
 for source in "$train_source" "$serve_source"; do
-  [ -z "$source" ] || docker image inspect "$source" >/dev/null 2>&1 \
+  # `--`: a value such as --help is an image name here, never one of docker's own flags
+  [ -z "$source" ] || docker image inspect -- "$source" >/dev/null 2>&1 \
     || fail "argument --train-image/--serve-image: no local image '$source' (docker images lists them)"
 done
 command -v aws >/dev/null || fail "aws not found: install the AWS CLI (pip install awscli, or AWS CLI v2)"
@@ -130,8 +131,8 @@ echo "== images ($tag): training for linux/amd64, serving for $platforms"
 # this machine's architecture alone (arm64 on Apple silicon) would fail there with "exec format error".
 take_built() {  # take_built KIND SOURCE REPOSITORY: a local image (--train-image/--serve-image) as TAG and latest
   echo "$1 image: $2, as built"
-  docker tag "$2" "$registry/$3:$tag"
-  docker tag "$2" "$registry/$3:latest"
+  docker tag -- "$2" "$registry/$3:$tag"
+  docker tag -- "$2" "$registry/$3:latest"
 }
 if [ -n "$train_source" ]; then
   take_built training "$train_source" "$train_repository"

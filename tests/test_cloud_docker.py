@@ -114,11 +114,13 @@ def test_push_and_tune_pushes_uploads_and_starts_tuning(moto, registry, tiny_dat
             "--fetch-dogimages", str(tmp_path / "dogImages"), "--dogimages-url", archive.as_uri(),
             "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", *COMPAT_BUILD_ARG, "--tag", "test-1"]
     calls_before = len(moto.entries())
-    missing = subprocess.run([*push, "--train-image", "no-such-image:anywhere"], capture_output=True, text=True,
-                             env=script_env(), timeout=60)
-    assert (missing.returncode, missing.stderr) == (
-        2, "error: argument --train-image/--serve-image: no local image 'no-such-image:anywhere' "
-           "(docker images lists them)\n")
+    # a missing image, and one of docker's own flags (which `docker image inspect` would answer with its help)
+    for missing_image, flag in (("no-such-image:anywhere", "--train-image"), ("--help", "--serve-image")):
+        missing = subprocess.run([*push, flag, missing_image], capture_output=True, text=True, env=script_env(),
+                                 timeout=60)
+        assert (missing.returncode, missing.stderr) == (
+            2, f"error: argument --train-image/--serve-image: no local image '{missing_image}' "
+               "(docker images lists them)\n")
     assert len(moto.entries()) == calls_before  # refused before any AWS call
     standin = standin_training_image(f"local/train-standin:{os.getpid()}")
     try:
