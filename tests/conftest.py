@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from preloaded_jobs import PRELOADED_JOBS, forkable
+from preloaded_jobs import PRELOADED_JOBS
 
 from contract.booleans import parse_bool
 from contract.cpus import usable_cpus
@@ -21,6 +21,17 @@ MAX_WORKERS = 4  # beyond this, the copies of the session's fixtures (trained mo
 def pytest_xdist_auto_num_workers(config) -> int:
     """`-n auto`: one worker per usable core (affinity and cgroup quota, as the training job counts them)."""
     return min(MAX_WORKERS, usable_cpus())
+
+
+# pytest-xdist hands out one file at a time, in collection order (--no-loadscope-reorder): the files that take
+# longest go first, so that no worker is still in a long one at the end while the others have nothing left to do.
+LONGEST_FIRST = ("test_bench.py", "test_diagnostics.py", "test_training_job.py", "test_readme.py",
+                 "test_training_faults.py", "test_featurize.py", "test_cloud_scripts.py")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: within a file, the file's order
 
 
 def pytest_configure(config) -> None:
@@ -52,7 +63,7 @@ def run_train(args: list[str], base_dir: Path, extra_env: dict | None = None, ti
     (tests/preloaded_jobs.py says what that changes) unless its environment changes how Python starts;
     JOBS_AS_FRESH_INTERPRETERS=1 starts a new interpreter for every job."""
     env = train_env(base_dir, extra_env)
-    if parse_bool(os.environ.get("JOBS_AS_FRESH_INTERPRETERS", "false")) or not forkable(env, REPO):
+    if parse_bool(os.environ.get("JOBS_AS_FRESH_INTERPRETERS", "false")) or not PRELOADED_JOBS.forkable(env):
         command = [str(script)] if script else ["-m", "train"]
         return subprocess.run([sys.executable, *command, *args], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=timeout)

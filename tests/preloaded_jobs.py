@@ -6,7 +6,7 @@ are paid once per test session instead of once per job.
 What a fork cannot give a job, and why the tests do not need it: import-time reads of the environment (torch,
 OpenMP and matplotlib read theirs when this server imports them; no test varies those variables) and
 warnings printed while importing (they reach this server's stderr, not the job's). A job whose environment
-changes how Python starts (its own PYTHONPATH, say) gets a new interpreter (forkable()).
+changes how Python starts (its own PYTHONPATH, say) gets a new interpreter (PreloadedJobs.forkable).
 JOBS_AS_FRESH_INTERPRETERS=1 makes tests/conftest.py's run_train start every job as `python -m train`.
 
 Protocol, one job at a time, one JSON line each way: the client writes {"argv", "env", "cwd", "stdout",
@@ -29,6 +29,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def preload() -> None:
@@ -84,11 +86,9 @@ def serve(answers) -> dict | None:
     return None
 
 
-def forkable(env: dict, repo: Path) -> bool:
-    """Whether a fork can be the job: not when its environment changes how Python starts (a PYTHONPATH of
-    its own, -I-like PYTHON* variables), which only a new interpreter reads."""
-    startup = {k: v for k, v in env.items() if k.startswith("PYTHON") and k != "PYTHONUNBUFFERED"}
-    return startup == {"PYTHONPATH": str(repo)}
+def startup_variables(env: dict) -> dict:
+    """The variables a new interpreter reads as it starts (PYTHONPATH, PYTHONDONTWRITEBYTECODE, -I-like ones)."""
+    return {k: v for k, v in env.items() if k.startswith("PYTHON") and k != "PYTHONUNBUFFERED"}
 
 
 class PreloadedJobs:
@@ -97,8 +97,14 @@ class PreloadedJobs:
 
     def __init__(self) -> None:
         self.server: subprocess.Popen | None = None
+        self.server_env: dict | None = None
         self.pending = b""  # what the server has written past the last answer read
         self.lock = threading.Lock()
+
+    def forkable(self, env: dict) -> bool:
+        """Whether a fork can be the job: not when its environment changes how Python starts differently from
+        the server's (a PYTHONPATH of its own, say), which only a new interpreter reads."""
+        return startup_variables(env) == startup_variables(self.server_env or self._server_environment())
 
     def run(self, argv: list[str], env: dict, cwd: Path, timeout: float,
             script: Path | None = None) -> subprocess.CompletedProcess:
@@ -121,12 +127,15 @@ class PreloadedJobs:
 
     def _started(self) -> subprocess.Popen:
         if self.server is None or self.server.poll() is not None:
-            repo = Path(__file__).resolve().parents[1]
+            self.server_env = self._server_environment()
             self.server = subprocess.Popen([sys.executable, "-u", __file__], stdin=subprocess.PIPE,
-                                           stdout=subprocess.PIPE, bufsize=0, cwd=repo,
-                                           env={**os.environ, "PYTHONPATH": str(repo)})
+                                           stdout=subprocess.PIPE, bufsize=0, cwd=REPO, env=self.server_env)
             self.pending = b""
         return self.server
+
+    @staticmethod
+    def _server_environment() -> dict:
+        return {**os.environ, "PYTHONPATH": str(REPO)}
 
     def _answer(self, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
