@@ -44,6 +44,8 @@ $(SDK3_STAMP): requirements/sdk3.txt
 	test -x $(SDK3_VENV)/bin/python || $(PYTHON) -m venv $(SDK3_VENV)
 	$(SDK3_VENV)/bin/python -m pip install -q --no-deps --no-compile -r requirements/sdk3.txt
 	$(call compile,$(SDK3_VENV))
+	# the project's packages on its path (as make setup's editable install does), without a second egg-info build
+	echo "$(CURDIR)" > "$$($(SDK3_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/dog-classifier.pth"
 	rm -f $(SDK3_VENV)/.installed-*
 	touch $@
 
@@ -52,7 +54,8 @@ setup-sdk3: $(SDK3_STAMP)
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash demo.sh
 
-test: setup
+# SDK 3's environment too: tests/test_sdk_requests.py runs the scripts there.
+test: setup setup-sdk3
 	$(BIN)/python -m pytest
 
 # make test under coverage.py (train/, serve/, imaging/, scripts/, contract/; docs/development.md has the figures).

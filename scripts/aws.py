@@ -237,6 +237,29 @@ def sagemaker_session(boto, local: bool = False, default_bucket: str | None = No
                              default_bucket=default_bucket or f"sagemaker-{boto.region_name}-{account_id(boto)}")
 
 
+def default_bucket(boto) -> str:
+    """SageMaker's default bucket, sagemaker-REGION-ACCOUNT, created where it does not exist yet (as SDK 2's
+    Session.default_bucket() does); refused where the name is taken by a bucket this account does not own."""
+    from botocore.exceptions import ClientError
+
+    account = account_id(boto)
+    bucket = f"sagemaker-{boto.region_name}-{account}"
+    s3 = boto.client("s3")
+    try:
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code in ("403", "AccessDenied"):
+            raise SystemExit(f"error: the default bucket {bucket} is not this account's or this identity may not "
+                             "read it: pass --output-path s3://BUCKET/PREFIX") from None
+        if code not in ("404", "NoSuchBucket"):
+            raise
+        where = {} if boto.region_name == "us-east-1" else {
+            "CreateBucketConfiguration": {"LocationConstraint": boto.region_name}}
+        s3.create_bucket(Bucket=bucket, **where)
+    return bucket
+
+
 def account_id(boto) -> str:
     return boto.client("sts").get_caller_identity()["Account"]
 

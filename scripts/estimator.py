@@ -1,7 +1,9 @@
-"""The one SageMaker Estimator for the training image, used by tuning, debug/profile and local mode.
+"""The SageMaker SDK 2 Estimator for the training image (debug/profile and local mode), and the checks of the
+hyperparameters every script sends.
 
-Its metric definitions are the training program's own (`train/metrics.py`), so the regexes the
-tuner reads with can never drift from the lines the job prints.
+Its metric definitions are the training program's own (`train/metrics.py`), as in the requests
+scripts/training_requests.py builds, so the regexes SageMaker reads with can never drift from the lines the
+job prints.
 """
 
 from __future__ import annotations
@@ -11,15 +13,11 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 from scripts.isolation import network_isolation
+from scripts.training_requests import DEFAULT_MAX_RUN_HOURS, DEFAULT_VOLUME_GB, HOUR
 from train.errors import UsageError
 from train.hyperparameters import PathOverrides
 from train.hyperparameters import parse_args as parse_training_flags
 from train.metrics import metric_definitions
-
-HOUR = 3600
-# What a dogImages job needs on a GPU instance; the images and the model come to ~2 GB.
-DEFAULT_MAX_RUN_HOURS = 6
-DEFAULT_VOLUME_GB = 30
 
 
 def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:

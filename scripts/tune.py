@@ -22,9 +22,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from scripts import aws, aws_errors
-from scripts.estimator import DEFAULT_MAX_RUN_HOURS, check_hyperparameters, parse_hyperparameters, training_estimator
+from scripts.estimator import check_hyperparameters, parse_hyperparameters
+from scripts.training_requests import (
+    DEFAULT_MAX_RUN_HOURS,
+    TUNING_JOB_NAME_LENGTH,
+    SearchSpace,
+    TrainingJobSpec,
+    create_training_job,
+    create_tuning_job,
+    job_name,
+)
 from train.errors import UsageError
 from train.hyperparameters import str_to_bool
 from train.metrics import OBJECTIVE  # the job prints the shipped epoch's value last
@@ -32,6 +42,7 @@ from train.tune import DEFAULT_BATCH_SIZES, DEFAULT_LR_RANGE, batch_sizes  # one
 
 GPU_INSTANCE = "ml.g4dn.xlarge"
 CPU_INSTANCE = "ml.m5.xlarge"  # a trial on fixed features trains a small head: a GPU would idle
+JOB_POLL_SECONDS = 30
 
 
 def parse_args(argv):
@@ -73,6 +84,9 @@ def parse_args(argv):
     low, high = args.lr_range
     if not 0 < low < high:
         parser.error(f"argument --lr-range: expected 0 < MIN < MAX, got {low} {high}")
+    if args.job_name and len(args.job_name) > TUNING_JOB_NAME_LENGTH:
+        parser.error(f"argument --job-name: a tuning job's name has at most {TUNING_JOB_NAME_LENGTH} characters, "
+                     f"got {len(args.job_name)}")
     if args.checkpoint_s3_uri and not args.spot:
         parser.error("argument --checkpoint-s3-uri: only used with --spot")
     args.featurize = args.featurize or args.features is not None
@@ -106,24 +120,24 @@ def features_trial_hyperparameters(static: dict[str, str]) -> dict[str, str]:
     return {**static, **{name: str(value).lower() for name, value in required.items()}}
 
 
-def start_featurize_job(args, session) -> str:
+def start_featurize_job(args, boto, client) -> str:
     """Run the featurize job to the end; the S3 URI of its model.tar.gz (the trials' `features` channel)."""
-    from sagemaker.exceptions import UnexpectedStatusException
+    from botocore.exceptions import WaiterError
 
-    estimator = training_estimator(
-        image_uri=args.image_uri, role=args.role, instance_type=args.featurize_instance_type, session=session,
-        hyperparameters={**args.static_hyperparameters, "featurize": "true"},
-        output_path=f"{args.output_path or default_output(session)}/features", max_run_hours=args.max_run_hours,
-        base_job_name="dog-featurize")
-    estimator.fit({"training": args.data}, wait=False)
-    name = estimator.latest_training_job.name
+    spec = TrainingJobSpec(image_uri=args.image_uri, role=args.role, instance_type=args.featurize_instance_type,
+                           channels={"training": args.data}, output_path=f"{args.output_path}/features",
+                           hyperparameters={**args.static_hyperparameters, "featurize": "true"},
+                           max_run_hours=args.max_run_hours)
+    name = job_name("dog-featurize")
+    client.create_training_job(**create_training_job(spec, name))
     print(f"featurize job: {name} (one backbone pass over {args.data})")
-    print(f"console: {aws.console_url(session.boto_region_name, 'jobs', name)}", flush=True)
+    print(f"console: {aws.console_url(boto.region_name, 'jobs', name)}", flush=True)
     try:
-        estimator.latest_training_job.wait(logs="None")
-    except UnexpectedStatusException:
+        client.get_waiter("training_job_completed_or_stopped").wait(
+            TrainingJobName=name, WaiterConfig={"Delay": JOB_POLL_SECONDS, "MaxAttempts": 100_000})
+    except WaiterError:
         pass  # described below, with SageMaker's reason
-    description = session.sagemaker_client.describe_training_job(TrainingJobName=name)
+    description = client.describe_training_job(TrainingJobName=name)
     if description["TrainingJobStatus"] != "Completed":
         raise SystemExit(f"error: featurize job {name} {description['TrainingJobStatus'].lower()}: "
                          f"{description.get('FailureReason', 'no reason given')}")
@@ -132,33 +146,33 @@ def start_featurize_job(args, session) -> str:
     return features
 
 
-def default_output(session) -> str:
-    return f"s3://{session.default_bucket()}/dog-classifier/tuning"
+def default_locations(args, boto) -> None:
+    """--output-path and, with --spot, --checkpoint-s3-uri where not given: under the default bucket."""
+    if args.output_path and (args.checkpoint_s3_uri or not args.spot):
+        return
+    prefix = f"s3://{aws.default_bucket(boto)}/dog-classifier"
+    args.output_path = args.output_path or f"{prefix}/tuning"
+    if args.spot:
+        args.checkpoint_s3_uri = args.checkpoint_s3_uri or f"{prefix}/checkpoints"
 
 
-def build_tuner(args, session):
-    from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
+def tuning_request(args, channels: dict[str, str]) -> dict:
+    spec = TrainingJobSpec(image_uri=args.image_uri, role=args.role, instance_type=args.instance_type,
+                           channels=channels, output_path=args.output_path, hyperparameters=args.static_hyperparameters,
+                           spot=args.spot, checkpoint_s3_uri=args.checkpoint_s3_uri, max_run_hours=args.max_run_hours)
+    space = SearchSpace(continuous={"lr": tuple(args.lr_range)}, categorical={"batch-size": args.batch_sizes})
+    return create_tuning_job(spec, args.job_name or job_name("dog-tune", TUNING_JOB_NAME_LENGTH), OBJECTIVE, space,
+                             args.max_jobs, args.max_parallel_jobs)
 
-    bucket = f"s3://{session.default_bucket()}/dog-classifier"
-    estimator = training_estimator(
-        image_uri=args.image_uri, role=args.role, instance_type=args.instance_type, session=session,
-        hyperparameters=args.static_hyperparameters, output_path=args.output_path or default_output(session),
-        spot=args.spot, checkpoint_s3_uri=args.checkpoint_s3_uri or (f"{bucket}/checkpoints" if args.spot else None),
-        max_run_hours=args.max_run_hours)
-    return HyperparameterTuner(
-        estimator,
-        objective_metric_name=OBJECTIVE,
-        objective_type="Maximize",
-        hyperparameter_ranges={
-            "lr": ContinuousParameter(*args.lr_range, scaling_type="Logarithmic"),
-            "batch-size": CategoricalParameter(args.batch_sizes),
-        },
-        metric_definitions=estimator.metric_definitions,
-        max_jobs=args.max_jobs,
-        max_parallel_jobs=args.max_parallel_jobs,
-        early_stopping_type="Auto",
-        base_tuning_job_name="dog-tune",
-    )
+
+def wait_for_tuning_job(client, name: str, sleep=time.sleep) -> str:
+    """Poll until the tuning job has ended; its status (boto3 has no waiter for tuning jobs)."""
+    while True:
+        status = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)[
+            "HyperParameterTuningJobStatus"]
+        if status in ("Completed", "Failed", "Stopped"):
+            return status
+        sleep(JOB_POLL_SECONDS)
 
 
 def best_training_job(client, tuning_job_name: str) -> dict | None:
@@ -196,20 +210,21 @@ def print_best(best: dict | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     boto = aws.boto_session(args)
-    session = aws.sagemaker_session(boto)
+    client = boto.client("sagemaker")
+    default_locations(args, boto)
     channels = {"training": args.data}
     if args.featurize:
-        channels = {"features": args.features or start_featurize_job(args, session)}
-    tuner = build_tuner(args, session)
-    tuner.fit(channels, job_name=args.job_name, wait=False)
-    name = tuner.latest_tuning_job.name
+        channels = {"features": args.features or start_featurize_job(args, boto, client)}
+    request = tuning_request(args, channels)
+    client.create_hyper_parameter_tuning_job(**request)
+    name = request["HyperParameterTuningJobName"]
     print(f"tuning job: {name}")
     print(f"console: {aws.console_url(boto.region_name, 'hyper-tuning-jobs', name)}")
     print(f"next: python scripts/debug_profile.py --tuning-job {name} --image-uri {args.image_uri} "
           f"--role {args.role} --data {args.data}")
     if args.wait:
-        tuner.wait()
-        print_best(best_training_job(session.sagemaker_client, name))
+        print(f"tuning job {name}: {wait_for_tuning_job(client, name).lower()}")
+        print_best(best_training_job(client, name))
     return 0
 
 

@@ -183,6 +183,7 @@ def test_tune_reuses_given_features_without_a_featurize_job(moto):
     (["-p", "data-dir=/tmp"], "--data-dir is a path flag, not a hyperparameter"),
     (["-p", "weights=runs/model.pt"], "--weights runs/model.pt: give the file's path inside the container"),
     (["--checkpoint-s3-uri", "s3://bkt/c"], "argument --checkpoint-s3-uri: only used with --spot"),
+    (["--job-name", "dog-tune-" + "x" * 24], "argument --job-name: a tuning job's name has at most 32 characters"),
     (["-p", "featurize=true"], "--featurize is not a trial's hyperparameter: use scripts/tune.py --featurize"),
     (["--featurize", "-p", "augment=true"], "--augment true: trials on fixed features need --augment false"),
     (["--featurize", "-p", "freeze-backbone=no"], "--freeze-backbone no: trials on fixed features need"),
