@@ -221,7 +221,7 @@ def boto_session(args: argparse.Namespace):
 def sagemaker_session(boto, local: bool = False, default_bucket: str | None = None, serving_port: int = 8080):
     """The SDK session for `boto`: SageMaker's API, or local mode (docker compose) for `--local`."""
     if local:
-        from sagemaker.local import LocalSession
+        LocalSession = sdk2_local_mode().LocalSession
 
         # file:// channels and outputs stay on this machine: no bucket is touched, no account looked up;
         # local endpoints listen on serving_port
@@ -235,6 +235,17 @@ def sagemaker_session(boto, local: bool = False, default_bucket: str | None = No
     # AWS_ENDPOINT_URL; naming the same bucket (sagemaker-REGION-ACCOUNT) here avoids that.
     return sagemaker.Session(boto_session=boto,
                              default_bucket=default_bucket or f"sagemaker-{boto.region_name}-{account_id(boto)}")
+
+
+def sdk2_local_mode():
+    """SageMaker Python SDK 2's local mode (sagemaker.local), which the scripts' --local runs on; SDK 3 has none
+    for a custom image (its ModelTrainer's LOCAL_CONTAINER trains, nothing serves)."""
+    try:
+        import sagemaker.local
+    except ImportError:
+        raise SystemExit("error: --local runs on SageMaker Python SDK 2's local mode, which this environment lacks "
+                         "(SDK 3 has none for a custom image): run it from make setup's environment, .venv") from None
+    return sagemaker.local
 
 
 def default_bucket(boto) -> str:

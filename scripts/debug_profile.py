@@ -30,7 +30,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from scripts import aws, aws_errors
+from scripts import aws, aws_errors, training_requests
 from scripts.estimator import (
     DEFAULT_MAX_RUN_HOURS,
     check_hyperparameters,
@@ -38,6 +38,8 @@ from scripts.estimator import (
     parse_hyperparameters,
     training_estimator,
 )
+from scripts.job_logs import wait_for_training_job
+from scripts.training_requests import TrainingJobSpec, create_training_job
 from scripts.tune import require_best_training_job
 from train.errors import UsageError
 
@@ -126,10 +128,19 @@ def tuned_hyperparameters(client, tuning_job_name: str) -> dict[str, str]:
     return {name: value.strip('"') for name, value in merged.items() if not name.startswith(("_", "sagemaker_"))}
 
 
-def every_save_interval(configurations: list[dict]) -> list:
-    from sagemaker.debugger import CollectionConfig
+def debugger():
+    """SageMaker Debugger's configuration classes, the same in both SDKs: sagemaker.debugger in SDK 2,
+    sagemaker.core.debugger in SDK 3. The scripts use them to write the request's Debugger fields only."""
+    try:
+        import sagemaker.core.debugger as module
+    except ImportError:
+        import sagemaker.debugger as module
+    return module
 
-    return [CollectionConfig(c["CollectionName"], {**c.get("CollectionParameters", {}), "save_interval": SAVE_INTERVAL})
+
+def every_save_interval(configurations: list[dict]) -> list:
+    return [debugger().CollectionConfig(c["CollectionName"],
+                                        {**c.get("CollectionParameters", {}), "save_interval": SAVE_INTERVAL})
             for c in configurations]
 
 
@@ -142,9 +153,7 @@ def write_local_hook_config(folder: Path) -> Path:
     """debughookconfig.json as SageMaker writes it into a job's input/config for the DebuggerHookConfig
     above (tensors to LocalPath, the same collections and save interval). Local mode writes no such file:
     this one reaches the job as a channel, named by SMDEBUG_CONFIG_FILE_PATH (LOCAL_HOOK_ENVIRONMENT)."""
-    from sagemaker.debugger import DebuggerHookConfig
-
-    request = DebuggerHookConfig(s3_output_path="s3://unused/debug", collection_configs=hook_collections())
+    request = debugger().DebuggerHookConfig(s3_output_path="s3://unused/debug", collection_configs=hook_collections())
     config = {key: value for key, value in request._to_request_dict().items() if key != "S3OutputPath"}
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "debughookconfig.json"
@@ -152,33 +161,35 @@ def write_local_hook_config(folder: Path) -> Path:
     return path
 
 
-def debugging_configuration(output_path: str, job_name: str) -> dict:
-    from sagemaker.debugger import (
-        DebuggerHookConfig,
-        ProfilerConfig,
-        ProfilerRule,
-        Rule,
-        TensorBoardOutputConfig,
-        rule_configs,
-    )
-
+def debugging_fields(output_path: str, job_name: str, region: str) -> dict:
+    """CreateTrainingJob's Debugger, profiler and TensorBoard fields, as SDK 2's Estimator filled them in from
+    the same configuration (built-in rules on the region's rule image, every collection a rule reads saved by
+    the hook too)."""
+    sdk = debugger()
     rules = []
     for name in DEBUG_RULES:
         # The rules' own collections default to every 500 steps: a 5-epoch dogImages job would save ~1.
-        base = getattr(rule_configs, name)()
+        base = getattr(sdk.rule_configs, name)()
         parameters = {"num_steps": LOSS_CHECK_STEPS} if name == "loss_not_decreasing" else None
-        rules.append(Rule.sagemaker(base, rule_parameters=parameters, collections_to_save=every_save_interval(
+        rules.append(sdk.Rule.sagemaker(base, rule_parameters=parameters, collections_to_save=every_save_interval(
             base.get("CollectionConfigurations", [])) or None))
-    rules.append(ProfilerRule.sagemaker(rule_configs.ProfilerReport()))
+    profiler_rule = sdk.ProfilerRule.sagemaker(sdk.rule_configs.ProfilerReport())
+    for rule in [*rules, profiler_rule]:
+        rule.image_uri = sdk.get_rule_container_image_uri(rule.name, region)
+        rule.instance_type = rule.volume_size_in_gb = None  # a built-in rule runs where SageMaker puts it
+    collections = {collection.name: collection for rule in rules for collection in rule.collection_configs}
+    collections.update((collection.name, collection) for collection in hook_collections())
+    hook = sdk.DebuggerHookConfig(s3_output_path=output_path, collection_configs=list(collections.values()))
     return {
-        "debugger_hook_config": DebuggerHookConfig(s3_output_path=output_path, collection_configs=hook_collections()),
-        "rules": rules,
+        "DebugHookConfig": hook._to_request_dict(),
+        "DebugRuleConfigurations": [rule.to_debugger_rule_config_dict() for rule in rules],
         # System metrics only: framework profiling is deprecated from PyTorch 2.0.
-        "profiler_config": ProfilerConfig(s3_output_path=output_path,
-                                          system_monitor_interval_millis=SYSTEM_MONITOR_MILLIS),
+        "ProfilerConfig": sdk.ProfilerConfig(s3_output_path=output_path,
+                                             system_monitor_interval_millis=SYSTEM_MONITOR_MILLIS)._to_request_dict(),
+        "ProfilerRuleConfigurations": [profiler_rule.to_profiler_rule_config_dict()],
         # The training program writes event files to /opt/ml/output/tensorboard; SageMaker uploads
         # them here while the job runs (under the job's name, so they download with the rest).
-        "tensorboard_output_config": TensorBoardOutputConfig(s3_output_path=f"{output_path}/{job_name}/tensorboard"),
+        "TensorBoardOutputConfig": {"S3OutputPath": f"{output_path}/{job_name}/tensorboard"},
     }
 
 
@@ -251,39 +262,44 @@ def job_hyperparameters(args, client) -> dict[str, str]:
     return hyperparameters
 
 
-def run_job(args, session, hyperparameters: dict, job_name: str, destination: Path) -> dict:
-    """Start the job, stream its log, wait; its description (a failed job is described too)."""
+def run_sagemaker_job(args, boto, hyperparameters: dict, job_name: str) -> dict:
+    """Start the job on SageMaker, print its log, wait; its description (a failed job is described too)."""
+    output_path = args.output_path or f"s3://{aws.default_bucket(boto)}/dog-classifier/debug"
+    channels = {"training": args.data, **({"pretrained": args.start_from} if args.start_from else {})}
+    spec = TrainingJobSpec(image_uri=args.image_uri, role=args.role, instance_type=args.instance_type,
+                           channels=channels, output_path=output_path, hyperparameters=hyperparameters,
+                           max_run_hours=args.max_run_hours)
+    boto.client("sagemaker").create_training_job(
+        **create_training_job(spec, job_name, debugging_fields(output_path, job_name, boto.region_name)))
+    return wait_for_training_job(boto, job_name, show_logs=not args.no_logs)
+
+
+def run_local_job(args, boto, hyperparameters: dict, job_name: str, destination: Path) -> dict:
+    """The same job in SDK 2's local mode (docker compose) on this machine; its description."""
+    session = aws.sagemaker_session(boto, local=True)  # first: it says so where SDK 2 is missing
     from sagemaker.exceptions import UnexpectedStatusException
 
-    if args.local:
-        # Local mode writes model.tar.gz and output.tar.gz straight into a file:// output path.
-        output_path = f"file://{destination.resolve()}"
-        # The hook runs in the job itself, so local mode gets it too; Debugger's rules and the profiler are
-        # SageMaker services (the job's own rules and report stand in for them).
-        hook_folder = write_local_hook_config(destination / LOCAL_HOOK_CHANNEL).parent
-        debugging = {"debugger_hook_config": False, "disable_profiler": True, "environment": LOCAL_HOOK_ENVIRONMENT}
-        channels = {"training": f"file://{args.data}", LOCAL_HOOK_CHANNEL: f"file://{hook_folder.resolve()}"}
-        if args.start_from:
-            channels["pretrained"] = f"file://{args.start_from}"
-    else:
-        output_path = args.output_path or f"s3://{session.default_bucket()}/dog-classifier/debug"
-        debugging = debugging_configuration(output_path, job_name)
-        channels = {"training": args.data}
-        if args.start_from:
-            channels["pretrained"] = args.start_from
+    # Local mode writes model.tar.gz and output.tar.gz straight into a file:// output path.
+    output_path = f"file://{destination.resolve()}"
+    # The hook runs in the job itself, so local mode gets it too; Debugger's rules and the profiler are
+    # SageMaker services (the job's own rules and report stand in for them).
+    hook_folder = write_local_hook_config(destination / LOCAL_HOOK_CHANNEL).parent
+    debugging = {"debugger_hook_config": False, "disable_profiler": True, "environment": LOCAL_HOOK_ENVIRONMENT}
+    channels = {"training": f"file://{args.data}", LOCAL_HOOK_CHANNEL: f"file://{hook_folder.resolve()}"}
+    if args.start_from:
+        channels["pretrained"] = f"file://{args.start_from}"
     estimator = training_estimator(
-        image_uri=args.image_uri, role=args.role, instance_type="local" if args.local else args.instance_type,
-        session=session, hyperparameters=hyperparameters, output_path=output_path,
-        max_run_hours=args.max_run_hours, base_job_name="dog-debug", **debugging)
+        image_uri=args.image_uri, role=args.role, instance_type="local", session=session,
+        hyperparameters=hyperparameters, output_path=output_path, max_run_hours=args.max_run_hours,
+        base_job_name="dog-debug", **debugging)
     try:
         estimator.fit(channels, job_name=job_name, wait=True, logs="None" if args.no_logs else "All")
     except UnexpectedStatusException:
         pass  # a failed job's tensors and rule results are the most useful ones: read them all the same
     description = session.sagemaker_client.describe_training_job(TrainingJobName=job_name)
-    if args.local:  # local mode calls every job Completed (scripts/estimator.py local_job_failure)
-        reason = local_job_failure(destination)
-        if reason is not None:
-            description = {**description, "TrainingJobStatus": "Failed", "FailureReason": reason}
+    reason = local_job_failure(destination)  # local mode calls every job Completed (scripts/estimator.py)
+    if reason is not None:
+        description = {**description, "TrainingJobStatus": "Failed", "FailureReason": reason}
     return description
 
 
@@ -330,23 +346,24 @@ def print_results(destination: Path, description: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sagemaker.utils import name_from_base
-
     args = parse_args(argv)
     boto = aws.boto_session(args)
-    session = aws.sagemaker_session(boto, local=args.local)
-    hyperparameters = job_hyperparameters(args, session.sagemaker_client)
+    client = boto.client("sagemaker")
+    hyperparameters = job_hyperparameters(args, client)
     print("hyperparameters: " + " ".join(f"{name}={value}" for name, value in sorted(hyperparameters.items())))
-    job_name = args.job_name or name_from_base("dog-debug")
+    job_name = args.job_name or training_requests.job_name("dog-debug")
     destination = (args.download_dir or Path("runs/debug")) / job_name
-    description = run_job(args, session, hyperparameters, job_name, destination)
+    if args.local:
+        description = run_local_job(args, boto, hyperparameters, job_name, destination)
+    else:
+        description = run_sagemaker_job(args, boto, hyperparameters, job_name)
     status = description["TrainingJobStatus"]
     print(f"training job: {job_name} ({status})")
     if args.local:
         print(f"model: {destination / 'model.tar.gz'}")
     else:
         print(f"console: {aws.console_url(boto.region_name, 'jobs', job_name)}")
-        description = wait_for_rules(session.sagemaker_client, job_name, description, args.rules_timeout_minutes * 60)
+        description = wait_for_rules(client, job_name, description, args.rules_timeout_minutes * 60)
         output_path = description["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         files = download_job_outputs(boto.client("s3"), output_path, job_name, destination)
         print(f"downloaded {len(files)} files to {destination}")

@@ -158,9 +158,7 @@ def parse_args(argv):
 
 def runtime_client(args):
     if args.local:
-        from sagemaker.local import LocalSagemakerRuntimeClient
-
-        return LocalSagemakerRuntimeClient(config={"local": {"serving_port": args.local_port}})
+        return aws.sdk2_local_mode().LocalSagemakerRuntimeClient(config={"local": {"serving_port": args.local_port}})
     import boto3
 
     return boto3.Session(profile_name=args.profile, region_name=args.region).client("sagemaker-runtime")

@@ -23,7 +23,7 @@ from botocore.awsrequest import AWSResponse
 from conftest import REPO
 from moto_aws import ACCOUNT, REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
-from scripts import aws, aws_errors, cleanup, debug_profile, deploy, iam_policies, transform, tune
+from scripts import aws, aws_errors, cleanup, debug_profile, deploy, iam_policies, job_logs, transform, tune
 from train.metrics import metric_definitions
 
 DATA = "s3://dog-data/dogImages"
@@ -334,6 +334,25 @@ def test_debug_profile_configures_debugger_rules_and_profiler_and_reads_the_resu
     assert "  Overfit            IssuesFound  epoch 2: validation loss 1.2 is 50% above\n" in out  # in-job rules
     assert "  LowGPUUtilization  NotApplicable  no GPU in this run\n" in out
     assert not list(job_dir.rglob("model.tar.gz"))  # the model stays in S3
+
+
+def test_debug_profile_prints_the_jobs_log_from_every_host(moto, tmp_path, capsys):
+    # Where SageMaker writes a job's log: one stream per host under /aws/sagemaker/TrainingJobs.
+    logs = client("logs")
+    logs.create_log_group(logGroupName="/aws/sagemaker/TrainingJobs")
+    for host, lines in (("algo-1", ["epoch 1/2 train", "METRIC epoch=1 valid:accuracy=0.5;"]), ("algo-2", ["ready"])):
+        stream = f"dog-debug-logs/{host}-1796350000"
+        logs.create_log_stream(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream)
+        events = [{"timestamp": 1796350000000 + i, "message": line} for i, line in enumerate(lines)]
+        logs.put_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream, logEvents=events)
+    assert debug_profile.main(["-p", "lr=0.01", "--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA,
+                               "--job-name", "dog-debug-logs", "--download-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "[algo-1] epoch 1/2 train\n[algo-1] METRIC epoch=1 valid:accuracy=0.5;\n[algo-2] ready\n" in out
+    positions = {}  # a poll prints what came since the last one: nothing twice
+    for _ in range(2):
+        job_logs.print_new_events(logs, "dog-debug-logs", positions)
+    assert capsys.readouterr().out.count("[algo-1] epoch 1/2 train") == 1
 
 
 def test_debug_profile_fine_tunes_a_finished_jobs_model(moto):
@@ -1135,12 +1154,14 @@ def test_an_s3_uri_is_refused_naming_the_bucket_rule_it_breaks(uri, rule):
 
 
 def test_local_mode_gets_the_hook_configuration_sagemaker_would(tmp_path):
-    # debughookconfig.json is what SageMaker writes into input/config from the job's DebuggerHookConfig: the same
-    # collections and save interval as the cloud job's request, tensors to SageMaker's default LocalPath.
+    # debughookconfig.json is what SageMaker writes into input/config from the job's DebugHookConfig: the cloud
+    # job's collections with the same save interval, tensors to SageMaker's default LocalPath; not the ones only
+    # Debugger's rules read (relu_input): the rules run on SageMaker, never in local mode.
     written = json.loads(debug_profile.write_local_hook_config(tmp_path / "hook").read_text())
-    cloud = debug_profile.debugging_configuration("s3://bucket/debug", "job")["debugger_hook_config"]
-    request = cloud._to_request_dict()
-    assert written["CollectionConfigurations"] == request["CollectionConfigurations"]
+    cloud = debug_profile.debugging_fields("s3://bucket/debug", "job", REGION)["DebugHookConfig"]
+    cloud_collections = {c["CollectionName"]: c for c in cloud["CollectionConfigurations"]}
+    assert set(cloud_collections) == {"losses", "weights", "gradients", "relu_input"}
+    assert all(c == cloud_collections[c["CollectionName"]] for c in written["CollectionConfigurations"])
     assert {c["CollectionName"] for c in written["CollectionConfigurations"]} == {"losses", "weights", "gradients"}
     assert written["LocalPath"] == "/opt/ml/output/tensors" and "S3OutputPath" not in written
     assert debug_profile.LOCAL_HOOK_ENVIRONMENT["SMDEBUG_CONFIG_FILE_PATH"].endswith(

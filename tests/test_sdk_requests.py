@@ -13,11 +13,12 @@ import os
 import re
 import subprocess
 
+import boto3
 import pytest
 from conftest import REPO
-from moto_aws import ROLE, TRAIN_IMAGE
+from moto_aws import REGION, ROLE, TRAIN_IMAGE
 
-from scripts import aws, tune
+from scripts import aws, debug_profile, tune
 from scripts.estimator import training_estimator
 
 DATA = "s3://dog-data/dogImages"
@@ -111,3 +112,82 @@ def test_tune_runs_under_sdk3_and_sends_the_same_requests(moto, tmp_path):
     assert version.startswith("3."), version
     featurize_name = re.compile(r"dog-featurize-[\d-]+")
     assert featurize_name.sub("NAME", json.dumps(sent)) == featurize_name.sub("NAME", json.dumps(expected))
+
+
+def sdk2_debug_request(argv: list[str], moto) -> dict:
+    """CreateTrainingJob as SDK 2's Estimator sent it for debug_profile.py's Debugger hook, rules and profiler."""
+    from sagemaker.debugger import (
+        DebuggerHookConfig,
+        ProfilerConfig,
+        ProfilerRule,
+        Rule,
+        TensorBoardOutputConfig,
+        rule_configs,
+    )
+
+    args = debug_profile.parse_args(argv)
+    session = aws.sagemaker_session(aws.boto_session(args))
+    output = args.output_path or f"s3://{session.default_bucket()}/dog-classifier/debug"
+    rules = []
+    for name in debug_profile.DEBUG_RULES:
+        base = getattr(rule_configs, name)()
+        parameters = {"num_steps": debug_profile.LOSS_CHECK_STEPS} if name == "loss_not_decreasing" else None
+        collections = debug_profile.every_save_interval(base.get("CollectionConfigurations", [])) or None
+        rules.append(Rule.sagemaker(base, rule_parameters=parameters, collections_to_save=collections))
+    rules.append(ProfilerRule.sagemaker(rule_configs.ProfilerReport()))
+    estimator = training_estimator(
+        image_uri=args.image_uri, role=args.role, instance_type=args.instance_type, session=session,
+        hyperparameters=args.overrides, output_path=output, max_run_hours=args.max_run_hours, base_job_name="dog-debug",
+        debugger_hook_config=DebuggerHookConfig(s3_output_path=output,
+                                                collection_configs=debug_profile.hook_collections()),
+        rules=rules, profiler_config=ProfilerConfig(s3_output_path=output, system_monitor_interval_millis=500),
+        tensorboard_output_config=TensorBoardOutputConfig(s3_output_path=f"{output}/{args.job_name}/tensorboard"))
+    channels = {"training": args.data, **({"pretrained": args.start_from} if args.start_from else {})}
+    moto.reset_recording()
+    estimator.fit(channels, job_name=args.job_name, wait=False)
+    return moto.request("CreateTrainingJob")
+
+
+def with_collections_as_a_set(request: dict) -> dict:
+    hook = request["DebugHookConfig"]
+    hook["CollectionConfigurations"] = sorted(hook["CollectionConfigurations"], key=json.dumps)
+    return request
+
+
+@pytest.mark.parametrize("flags", [
+    ["-p", "lr=0.01", "-p", "batch-size=64", "--instance-type", "ml.p3.2xlarge", "--max-run-hours", "3"],
+    ["-p", "lr=0.0001", "--start-from", "s3://dog-models/m/output/model.tar.gz", "--output-path", "s3://my-bucket/dbg"],
+], ids=["hyperparameters and limits", "fine-tuning a finished model into a given output"])
+def test_debug_profile_sends_what_sdk2s_estimator_sent_for_the_same_flags(flags, moto, tmp_path):
+    argv = [*BASE, *flags, "--job-name", "dog-debug-same", "--no-logs", "--download-dir", str(tmp_path)]
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="my-bucket")  # the given output's bucket
+    expected = with_collections_as_a_set(sdk2_debug_request(argv, moto))
+    moto.reset_recording()
+    assert debug_profile.main(argv) == 0
+    assert with_collections_as_a_set(moto.request("CreateTrainingJob")) == expected
+
+
+def test_debug_profile_runs_under_sdk3_and_sends_the_same_request(moto, tmp_path):
+    assert SDK3_PYTHON.is_file(), f"{SDK3_PYTHON} is missing: run make setup-sdk3"
+    flags = [*BASE, "-p", "lr=0.01", "--job-name", "dog-debug-sdk3", "--no-logs", "--rules-timeout-minutes", "0"]
+    assert debug_profile.main([*flags, "--download-dir", str(tmp_path / "sdk2")]) == 0
+    expected = with_collections_as_a_set(moto.request("CreateTrainingJob"))
+    moto.reset()
+    result = subprocess.run([str(SDK3_PYTHON), "scripts/debug_profile.py", *flags, "--download-dir",
+                             str(tmp_path / "sdk3")], cwd=REPO, capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "training job: dog-debug-sdk3 (Completed)" in result.stdout
+    assert with_collections_as_a_set(moto.request("CreateTrainingJob")) == expected
+
+
+def test_local_mode_under_sdk3_says_in_one_line_where_it_runs(tmp_path):
+    # --local is SDK 2's local mode; SDK 3 has none for a custom image. One line, no traceback.
+    result = subprocess.run([str(SDK3_PYTHON), "scripts/debug_profile.py", "-p", "lr=0.01", "--local",
+                             "--image-uri", "dog-classifier-train:local", "--role", ROLE, "--data", str(tmp_path),
+                             "--region", REGION], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("error: --local runs on SageMaker Python SDK 2's local mode, which this "
+                                     "environment lacks (SDK 3 has none for a custom image): run it from make "
+                                     "setup's environment, .venv")
