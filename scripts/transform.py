@@ -35,6 +35,7 @@ from scripts.isolation import network_isolation
 
 MAX_PAYLOAD_MB = 100  # CreateTransformJob's MaxPayloadInMB limit
 CONTENT_TYPE = "application/x-image"
+ACCEPT = "application/json"
 
 
 def payload_mb(value: str) -> int:
@@ -108,35 +109,62 @@ def _files_in_subfolders(uri: str) -> int:
     return sum(1 for path in folder.glob("*/**/*") if path.is_file()) if folder.is_dir() else 0
 
 
-def transformer(args, session):
-    """The SDK's Transformer: on a model made from --model-data (named after the job), or on --model-name."""
+def local_transformer(args, session):
+    """SDK 2's Transformer in local mode, on a model made from the local --model-data."""
     from sagemaker.model import Model
-    from sagemaker.transformer import Transformer
 
-    settings = dict(instance_count=args.instance_count, instance_type="local" if args.local else args.instance_type,
-                    output_path=args.output, accept="application/json",
-                    max_concurrent_transforms=args.max_concurrent, max_payload=args.max_payload)
-    if args.model_name:
-        return Transformer(model_name=args.model_name, sagemaker_session=session, **settings)
     model = Model(image_uri=args.image_uri, model_data=args.model_data, role=args.role,
                   name=f"{args.job_name}-model"[:63], sagemaker_session=session,
                   enable_network_isolation=network_isolation())
-    built = model.transformer(**settings)
-    print(f"model: {model.name} (reuse it with --model-name {model.name})")
-    return built
+    return model.transformer(instance_count=args.instance_count, instance_type="local", output_path=args.output,
+                             accept=ACCEPT, max_concurrent_transforms=args.max_concurrent,
+                             max_payload=args.max_payload)
 
 
-def run_job(args, session) -> dict:
+def create_model(args, client) -> str:
+    """A model on the serving image for --model-data, named after the job; its name."""
+    name = f"{args.job_name}-model"[:63]
+    client.create_model(ModelName=name, ExecutionRoleArn=args.role,
+                        PrimaryContainer={"Image": args.image_uri, "ModelDataUrl": args.model_data, "Environment": {}},
+                        EnableNetworkIsolation=network_isolation())
+    print(f"model: {name} (reuse it with --model-name {name})")
+    return name
+
+
+def transform_job_request(args, model_name: str) -> dict:
+    """CreateTransformJob's request: every object under --input one request (no SplitType); where no limit is
+    given, SageMaker asks the container (GET /execution-parameters)."""
+    limits = {"MaxConcurrentTransforms": args.max_concurrent, "MaxPayloadInMB": args.max_payload}
+    return {
+        "TransformJobName": args.job_name,
+        "ModelName": model_name,
+        # the prefix as a folder: s3://b/photos would also take s3://b/photos-old/...
+        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"{args.input}/"}},
+                           "ContentType": CONTENT_TYPE},
+        "TransformOutput": {"S3OutputPath": args.output, "Accept": ACCEPT},
+        "TransformResources": {"InstanceType": args.instance_type, "InstanceCount": args.instance_count},
+        **{field: value for field, value in limits.items() if value is not None},
+    }
+
+
+def run_job(args, boto) -> dict:
     """Start the job; with --wait (or --local) return DescribeTransformJob once it has ended."""
-    job = transformer(args, session)
-    print(f"transform job: {args.job_name} ({args.instance_count} x "
-          f"{'local' if args.local else args.instance_type}), {args.input} -> {args.output}", flush=True)
-    # the prefix as a folder: s3://b/photos would also take s3://b/photos-old/... (local mode runs the
-    # whole job in this call)
-    job.transform(f"{args.input}/", data_type="S3Prefix", content_type=CONTENT_TYPE, split_type=None,
-                  job_name=args.job_name, wait=False, logs=False)
-    client = session.sagemaker_client
-    if args.wait and not args.local:
+    where = "local" if args.local else args.instance_type
+    if args.local:  # SDK 2's local mode runs the whole job in transform()
+        session = aws.sagemaker_session(boto, local=True, serving_port=args.local_port)
+        job = local_transformer(args, session)
+        print(f"model: {job.model_name}")
+        print(f"transform job: {args.job_name} ({args.instance_count} x {where}), {args.input} -> {args.output}",
+              flush=True)
+        job.transform(f"{args.input}/", data_type="S3Prefix", content_type=CONTENT_TYPE, split_type=None,
+                      job_name=args.job_name, wait=False, logs=False)
+        return session.sagemaker_client.describe_transform_job(TransformJobName=args.job_name)
+    client = boto.client("sagemaker")
+    model_name = create_model(args, client) if args.model_data else args.model_name
+    print(f"transform job: {args.job_name} ({args.instance_count} x {where}), {args.input} -> {args.output}",
+          flush=True)
+    client.create_transform_job(**transform_job_request(args, model_name))
+    if args.wait:
         from botocore.exceptions import WaiterError
 
         try:
@@ -152,16 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     boto = aws.boto_session(args)
     status = 0
     if not args.summarize_only:
-        session = aws.sagemaker_session(boto, local=args.local, serving_port=args.local_port)
         args.job_name = args.job_name or versioned_name("dog-transform")
         if args.local and args.model_data:
             args.model_data = aws.model_for_local_mode(boto.client("s3"), args.model_data)
-        if args.model_name and not aws.describe_or_none(session.sagemaker_client.describe_model,
+        if args.model_name and not aws.describe_or_none(boto.client("sagemaker").describe_model,
                                                         ModelName=args.model_name):
             print(f"error: argument --model-name: no model {args.model_name} in {boto.region_name} (deploy.py and "
                   "transform.py print the models they create)", file=sys.stderr)
             return 1
-        described = run_job(args, session)
+        if not args.local and aws.describe_or_none(boto.client("sagemaker").describe_transform_job,
+                                                   TransformJobName=args.job_name):
+            print(f"error: argument --job-name: a transform job {args.job_name} exists already (AWS keeps a name "
+                  "for good): give another, or leave --job-name out", file=sys.stderr)
+            return 1
+        described = run_job(args, boto)
         state = described["TransformJobStatus"]
         if state in ("InProgress", "Stopping"):
             if not args.local:

@@ -179,8 +179,16 @@ def test_the_local_aws_refuses_a_job_of_a_missing_model_and_a_reused_job_name(mo
                 "S3DataType": "S3Prefix", "S3Uri": PHOTOS}}}, TransformOutput={"S3OutputPath": PREDICTIONS},
             TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
     assert start("--job-name", "dog-once") == 0
-    with pytest.raises(Exception, match="must be unique"):
-        start("--job-name", "dog-once")
+    with pytest.raises(Exception, match="must be unique"):  # what AWS answers a second job of one name
+        boto3.client("sagemaker", region_name=REGION).create_transform_job(
+            TransformJobName="dog-once", ModelName="dog-once-model", TransformInput={"DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": PHOTOS}}}, TransformOutput={"S3OutputPath": PREDICTIONS},
+            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
+    capsys.readouterr()
+    moto.reset_recording()
+    assert start("--job-name", "dog-once") == 1  # the script asks first, and creates nothing
+    assert "argument --job-name: a transform job dog-once exists already" in capsys.readouterr().err
+    assert [r["operation"] for r in moto.requests()] == ["DescribeTransformJob"]
 
 
 def upload(prefix: str, files: dict[str, bytes]) -> None:

@@ -16,9 +16,9 @@ import subprocess
 import boto3
 import pytest
 from conftest import REPO
-from moto_aws import REGION, ROLE, TRAIN_IMAGE
+from moto_aws import REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
-from scripts import aws, debug_profile, tune
+from scripts import aws, debug_profile, transform, tune
 from scripts.estimator import training_estimator
 
 DATA = "s3://dog-data/dogImages"
@@ -93,27 +93,6 @@ def test_the_featurize_job_is_the_training_job_sdk2s_estimator_started(moto):
     assert sent == expected
 
 
-def test_tune_runs_under_sdk3_and_sends_the_same_requests(moto, tmp_path):
-    # .venv-sdk3 holds SageMaker Python SDK 3 (sagemaker-core 2, no Estimator) and, through a .pth file, this project:
-    # make test makes it (make setup-sdk3), as a user runs the scripts there.
-    assert SDK3_PYTHON.is_file(), f"{SDK3_PYTHON} is missing: run make setup-sdk3"
-    flags = [*BASE, "--featurize", "-p", "epochs=10", "--job-name", "dog-tune-sdk3", "--wait"]
-    assert tune.main(flags) == 0
-    expected = [(r["operation"], r["body"]) for r in moto.requests()]
-    moto.reset()
-    result = subprocess.run([str(SDK3_PYTHON), "scripts/tune.py", *flags], cwd=REPO, capture_output=True, text=True,
-                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "best training job:" in result.stdout
-    sent = [(r["operation"], r["body"]) for r in moto.requests()]
-    assert [operation for operation, _ in sent] == [operation for operation, _ in expected]
-    version = subprocess.run([str(SDK3_PYTHON), "-c", "import importlib.metadata as m; print(m.version('sagemaker'))"],
-                             capture_output=True, text=True, check=True).stdout
-    assert version.startswith("3."), version
-    featurize_name = re.compile(r"dog-featurize-[\d-]+")
-    assert featurize_name.sub("NAME", json.dumps(sent)) == featurize_name.sub("NAME", json.dumps(expected))
-
-
 def sdk2_debug_request(argv: list[str], moto) -> dict:
     """CreateTrainingJob as SDK 2's Estimator sent it for debug_profile.py's Debugger hook, rules and profiler."""
     from sagemaker.debugger import (
@@ -167,20 +146,6 @@ def test_debug_profile_sends_what_sdk2s_estimator_sent_for_the_same_flags(flags,
     assert with_collections_as_a_set(moto.request("CreateTrainingJob")) == expected
 
 
-def test_debug_profile_runs_under_sdk3_and_sends_the_same_request(moto, tmp_path):
-    assert SDK3_PYTHON.is_file(), f"{SDK3_PYTHON} is missing: run make setup-sdk3"
-    flags = [*BASE, "-p", "lr=0.01", "--job-name", "dog-debug-sdk3", "--no-logs", "--rules-timeout-minutes", "0"]
-    assert debug_profile.main([*flags, "--download-dir", str(tmp_path / "sdk2")]) == 0
-    expected = with_collections_as_a_set(moto.request("CreateTrainingJob"))
-    moto.reset()
-    result = subprocess.run([str(SDK3_PYTHON), "scripts/debug_profile.py", *flags, "--download-dir",
-                             str(tmp_path / "sdk3")], cwd=REPO, capture_output=True, text=True,
-                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "training job: dog-debug-sdk3 (Completed)" in result.stdout
-    assert with_collections_as_a_set(moto.request("CreateTrainingJob")) == expected
-
-
 def test_local_mode_under_sdk3_says_in_one_line_where_it_runs(tmp_path):
     # --local is SDK 2's local mode; SDK 3 has none for a custom image. One line, no traceback.
     result = subprocess.run([str(SDK3_PYTHON), "scripts/debug_profile.py", "-p", "lr=0.01", "--local",
@@ -191,3 +156,86 @@ def test_local_mode_under_sdk3_says_in_one_line_where_it_runs(tmp_path):
     assert result.stderr.strip() == ("error: --local runs on SageMaker Python SDK 2's local mode, which this "
                                      "environment lacks (SDK 3 has none for a custom image): run it from make "
                                      "setup's environment, .venv")
+
+
+TRANSFORM_BASE = ["--input", "s3://dog-data/photos", "--output", "s3://dog-data/predictions"]
+MODEL_DATA = "s3://dog-models/dog-classifier-v1/model.tar.gz"
+REUSED_MODEL = "dog-transform-first-model"
+
+
+def sdk2_transform_requests(argv: list[str], moto) -> list[dict]:
+    """CreateModel (for --model-data) and CreateTransformJob as SDK 2's Model and Transformer sent them."""
+    from sagemaker.model import Model
+    from sagemaker.transformer import Transformer
+
+    args = transform.parse_args(argv)
+    session = aws.sagemaker_session(aws.boto_session(args))
+    settings = dict(instance_count=args.instance_count, instance_type=args.instance_type, output_path=args.output,
+                    accept="application/json", max_concurrent_transforms=args.max_concurrent,
+                    max_payload=args.max_payload)
+    moto.reset_recording()
+    if args.model_name:
+        job = Transformer(model_name=args.model_name, sagemaker_session=session, **settings)
+    else:
+        job = Model(image_uri=args.image_uri, model_data=args.model_data, role=args.role,
+                    name=f"{args.job_name}-model", sagemaker_session=session,
+                    enable_network_isolation=True).transformer(**settings)
+    job.transform(f"{args.input}/", data_type="S3Prefix", content_type=transform.CONTENT_TYPE, split_type=None,
+                  job_name=args.job_name, wait=False, logs=False)
+    return model_and_job_requests(moto)
+
+
+def model_and_job_requests(moto) -> list[dict]:
+    return [r for r in moto.requests() if r["operation"] in ("CreateModel", "CreateTransformJob")]
+
+
+def reused_model() -> None:
+    assert transform.main([*TRANSFORM_BASE, "--image-uri", SERVE_IMAGE, "--role", ROLE, "--model-data", MODEL_DATA,
+                           "--job-name", "dog-transform-first"]) == 0
+
+
+@pytest.mark.parametrize("flags", [
+    ["--image-uri", SERVE_IMAGE, "--role", ROLE, "--model-data", MODEL_DATA, "--instance-count", "2",
+     "--instance-type", "ml.c5.xlarge"],
+    ["--model-name", REUSED_MODEL, "--max-payload", "20", "--max-concurrent", "4"],
+], ids=["a new model from --model-data", "an existing model with limits"])
+def test_transform_sends_what_sdk2s_transformer_sent_for_the_same_flags(flags, moto):
+    argv = [*TRANSFORM_BASE, *flags, "--job-name", "dog-transform-same"]
+    if REUSED_MODEL in flags:
+        reused_model()
+    expected = sdk2_transform_requests(argv, moto)
+    moto.reset()
+    if REUSED_MODEL in flags:
+        reused_model()
+    moto.reset_recording()
+    assert transform.main(argv) == 0
+    assert model_and_job_requests(moto) == expected
+
+
+SDK3_RUNS = {
+    "tune": (tune, [*BASE, "--featurize", "-p", "epochs=10", "--job-name", "dog-tune-sdk3", "--wait"]),
+    "debug_profile": (debug_profile, [*BASE, "-p", "lr=0.01", "--job-name", "dog-debug-sdk3", "--no-logs",
+                                      "--rules-timeout-minutes", "0", "--download-dir", "{tmp}"]),
+    "transform": (transform, [*TRANSFORM_BASE, "--image-uri", SERVE_IMAGE, "--role", ROLE, "--model-data",
+                              MODEL_DATA, "--job-name", "dog-transform-sdk3", "--wait"]),
+}
+
+
+@pytest.mark.parametrize("script, flags", SDK3_RUNS.values(), ids=SDK3_RUNS.keys())
+def test_the_script_runs_under_sdk3_and_sends_the_same_requests(script, flags, moto, tmp_path):
+    # .venv-sdk3 holds SageMaker Python SDK 3 (sagemaker-core 2, no Estimator) and, through a .pth file, this project:
+    # make test makes it (make setup-sdk3), and a user runs the scripts there as here.
+    assert SDK3_PYTHON.is_file(), f"{SDK3_PYTHON} is missing: run make setup-sdk3"
+    version = subprocess.run([str(SDK3_PYTHON), "-c", "import importlib.metadata as m; print(m.version('sagemaker'))"],
+                             capture_output=True, text=True, check=True).stdout
+    assert version.startswith("3."), version
+    flags = [flag.replace("{tmp}", str(tmp_path)) for flag in flags]
+    assert script.main(flags) == 0
+    expected = moto.requests()
+    moto.reset()
+    result = subprocess.run([str(SDK3_PYTHON), f"scripts/{script.__name__.split('.')[-1]}.py", *flags], cwd=REPO,
+                            capture_output=True, text=True, timeout=120,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    generated = re.compile(r"dog-featurize-[\d-]+")  # a job name with the time in it
+    assert generated.sub("NAME", json.dumps(moto.requests())) == generated.sub("NAME", json.dumps(expected))
