@@ -1,5 +1,5 @@
-"""What every AWS script shares: the session (standard credential chain, --region, --profile),
-SageMaker SDK sessions (real or local mode), and input checks that run before any AWS call.
+"""What every AWS script shares: the session (standard credential chain, --region, --profile), the default
+bucket, SDK 2's local-mode session for --local, and input checks that run before any AWS call.
 
 Each check is an argparse `type=`, so a bad value ends the script with
 `argument --role: ...`, naming the flag, before anything is sent to AWS.
@@ -29,9 +29,8 @@ INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[0-9]*(?:nano|micro|small|medium|l
 NAME = re.compile(r"^[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62}$")  # SageMaker job/endpoint/model names
 
 
-# Before the SDK is imported: it prints "Not applying SDK defaults from location ..." lines at INFO,
-# and warns that v2 is deprecated (pinned on purpose: 3.x dropped Estimator, HyperparameterTuner
-# and the Debugger fields).
+# Before the SDK is imported: it prints "Not applying SDK defaults from location ..." lines at INFO, and
+# SDK 2 warns that it is deprecated (the scripts run on SDK 3 too; --local is SDK 2's local mode).
 logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
@@ -218,23 +217,14 @@ def boto_session(args: argparse.Namespace):
     return session
 
 
-def sagemaker_session(boto, local: bool = False, default_bucket: str | None = None, serving_port: int = 8080):
-    """The SDK session for `boto`: SageMaker's API, or local mode (docker compose) for `--local`."""
-    if local:
-        LocalSession = sdk2_local_mode().LocalSession
-
-        # file:// channels and outputs stay on this machine: no bucket is touched, no account looked up;
-        # local endpoints listen on serving_port
-        session = LocalSession(boto_session=boto,
-                               default_bucket=default_bucket or f"sagemaker-{boto.region_name}-local")
-        session.config = {"local": {"local_code": True, "serving_port": serving_port}}
-        return session
-    import sagemaker
-
-    # The SDK's own default bucket lookup calls STS at a hard-coded regional endpoint, past
-    # AWS_ENDPOINT_URL; naming the same bucket (sagemaker-REGION-ACCOUNT) here avoids that.
-    return sagemaker.Session(boto_session=boto,
-                             default_bucket=default_bucket or f"sagemaker-{boto.region_name}-{account_id(boto)}")
+def local_session(boto, serving_port: int = 8080):
+    """SDK 2's local-mode session (docker compose on this machine) for `--local`."""
+    LocalSession = sdk2_local_mode().LocalSession
+    # file:// channels and outputs stay on this machine: no bucket is touched, no account looked up;
+    # local endpoints listen on serving_port
+    session = LocalSession(boto_session=boto, default_bucket=f"sagemaker-{boto.region_name}-local")
+    session.config = {"local": {"local_code": True, "serving_port": serving_port}}
+    return session
 
 
 def sdk2_local_mode():

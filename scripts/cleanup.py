@@ -63,7 +63,7 @@ def endpoint_resources(client, endpoint_name: str) -> dict[str, list[str]]:
         if config:
             found["endpoint config"].append(config_name)
             models |= {variant["ModelName"] for variant in config["ProductionVariants"]}
-    found["model"] = sorted(name for name in models if exists(client.describe_model, ModelName=name))
+    found["model"] = [name for name in sorted(models) if exists(client.describe_model, ModelName=name)]
     return found
 
 

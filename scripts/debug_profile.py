@@ -276,7 +276,7 @@ def run_sagemaker_job(args, boto, hyperparameters: dict, job_name: str) -> dict:
 
 def run_local_job(args, boto, hyperparameters: dict, job_name: str, destination: Path) -> dict:
     """The same job in SDK 2's local mode (docker compose) on this machine; its description."""
-    session = aws.sagemaker_session(boto, local=True)  # first: it says so where SDK 2 is missing
+    session = aws.local_session(boto)  # first: it says so where SDK 2 is missing
     from sagemaker.exceptions import UnexpectedStatusException
 
     # Local mode writes model.tar.gz and output.tar.gz straight into a file:// output path.

@@ -268,9 +268,10 @@ def is_versioned_name(name: str, endpoint_name: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     boto = aws.boto_session(args)
-    session = aws.sagemaker_session(boto, local=args.local, serving_port=args.local_port)
+    session = aws.local_session(boto, args.local_port) if args.local else None
+    client = session.sagemaker_client if args.local else boto.client("sagemaker")
     if args.tuning_job:
-        args.model_data = best_model_data(session.sagemaker_client, args.tuning_job)
+        args.model_data = best_model_data(client, args.tuning_job)
     if args.multi_model:
         args.model_data = f"{args.model_prefix}/"  # ModelDataUrl: the prefix, as a folder
     print(f"model data: {args.model_data}")
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         model.deploy(initial_instance_count=args.instance_count, instance_type="local",
                      endpoint_name=args.endpoint_name, wait=True)
         return serve_locally(model, args)
-    status = deploy_to_sagemaker(session.sagemaker_client, boto.client("application-autoscaling"), args)
+    status = deploy_to_sagemaker(client, boto.client("application-autoscaling"), args)
     if status:
         return status
     print(f"endpoint: {args.endpoint_name} (InService)")

@@ -151,7 +151,7 @@ def run_job(args, boto) -> dict:
     """Start the job; with --wait (or --local) return DescribeTransformJob once it has ended."""
     where = "local" if args.local else args.instance_type
     if args.local:  # SDK 2's local mode runs the whole job in transform()
-        session = aws.sagemaker_session(boto, local=True, serving_port=args.local_port)
+        session = aws.local_session(boto, args.local_port)
         job = local_transformer(args, session)
         print(f"model: {job.model_name}")
         print(f"transform job: {args.job_name} ({args.instance_count} x {where}), {args.input} -> {args.output}",

@@ -247,7 +247,7 @@ def report_each_host(self, compose_data, output_data_config, job_name):
 local_image._SageMakerContainer.retrieve_artifacts = report_each_host
 
 image, role, data, output, hyperparameters, job_name, instance_count = sys.argv[1:8]
-session = aws.sagemaker_session(boto3.Session(), local=True)
+session = aws.local_session(boto3.Session())
 estimator = training_estimator(image_uri=image, role=role, instance_type="local", instance_count=int(instance_count),
                                session=session, hyperparameters=json.loads(hyperparameters), output_path=output)
 estimator.fit({"training": data}, job_name=job_name, wait=True)  # "Completed" even for a failed job

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 
 import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from conftest import REPO
 from PIL import Image
 from serving import running_server
 
@@ -22,13 +25,18 @@ def jpeg(tmp_path):
     return path
 
 
-def test_url_against_the_serving_stack(trained_model_dir, jpeg, tmp_path, capsys):
+def test_url_against_the_serving_stack_here_and_under_sdk3(trained_model_dir, jpeg, tmp_path, capsys):
     broken = tmp_path / "broken.jpg"
     broken.write_text("not an image")
     with running_server(trained_model_dir) as server:
         assert invoke_main([str(jpeg), "--url", server.base, "--top-k", "2"]) == 0
         out = capsys.readouterr().out
         assert out.startswith(f"{jpeg}: ") and out.count("\n    ") == 2
+        # SDK 3's environment (make setup-sdk3) answers the same: invoke.py needs no SageMaker SDK but for --local
+        sdk3 = subprocess.run([str(REPO / ".venv-sdk3" / "bin" / "python"), "scripts/invoke.py", str(jpeg), "--url",
+                               server.base, "--top-k", "2"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        assert (sdk3.returncode, sdk3.stdout) == (0, out), sdk3.stderr
         assert invoke_main([str(jpeg), str(broken), "--url", f"{server.base}/invocations"]) == 1
         captured = capsys.readouterr()
         assert f"{jpeg}: " in captured.out

@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO
 from moto_aws import REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
-from scripts import aws, debug_profile, transform, tune
+from scripts import aws, cleanup, debug_profile, deploy, transform, tune
 from scripts.estimator import training_estimator
 
 DATA = "s3://dog-data/dogImages"
@@ -37,12 +37,20 @@ FLAG_SETS = {
 }
 
 
+def sdk2_session(args):
+    """SDK 2's Session as the scripts made it before they built their requests themselves."""
+    import sagemaker
+
+    boto = aws.boto_session(args)
+    return sagemaker.Session(boto_session=boto, default_bucket=f"sagemaker-{boto.region_name}-{aws.account_id(boto)}")
+
+
 def sdk2_tuning_request(argv: list[str], moto) -> dict:
     """CreateHyperParameterTuningJob as SDK 2's HyperparameterTuner sent it for these flags."""
     from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
 
     args = tune.parse_args(argv)
-    session = aws.sagemaker_session(aws.boto_session(args))
+    session = sdk2_session(args)
     bucket = f"s3://{session.default_bucket()}/dog-classifier"
     estimator = training_estimator(
         image_uri=args.image_uri, role=args.role, instance_type=args.instance_type, session=session,
@@ -77,7 +85,7 @@ def test_tune_sends_what_sdk2s_tuner_sent_for_the_same_flags(flags, moto):
 
 def test_the_featurize_job_is_the_training_job_sdk2s_estimator_started(moto):
     args = tune.parse_args([*BASE, "--featurize", "-p", "epochs=10"])
-    session = aws.sagemaker_session(aws.boto_session(args))
+    session = sdk2_session(args)
     estimator = training_estimator(
         image_uri=args.image_uri, role=args.role, instance_type=args.featurize_instance_type, session=session,
         hyperparameters={**args.static_hyperparameters, "featurize": "true"},
@@ -105,7 +113,7 @@ def sdk2_debug_request(argv: list[str], moto) -> dict:
     )
 
     args = debug_profile.parse_args(argv)
-    session = aws.sagemaker_session(aws.boto_session(args))
+    session = sdk2_session(args)
     output = args.output_path or f"s3://{session.default_bucket()}/dog-classifier/debug"
     rules = []
     for name in debug_profile.DEBUG_RULES:
@@ -169,7 +177,7 @@ def sdk2_transform_requests(argv: list[str], moto) -> list[dict]:
     from sagemaker.transformer import Transformer
 
     args = transform.parse_args(argv)
-    session = aws.sagemaker_session(aws.boto_session(args))
+    session = sdk2_session(args)
     settings = dict(instance_count=args.instance_count, instance_type=args.instance_type, output_path=args.output,
                     accept="application/json", max_concurrent_transforms=args.max_concurrent,
                     max_payload=args.max_payload)
@@ -212,17 +220,35 @@ def test_transform_sends_what_sdk2s_transformer_sent_for_the_same_flags(flags, m
     assert model_and_job_requests(moto) == expected
 
 
-SDK3_RUNS = {
-    "tune": (tune, [*BASE, "--featurize", "-p", "epochs=10", "--job-name", "dog-tune-sdk3", "--wait"]),
+DEPLOY = ["--image-uri", SERVE_IMAGE, "--role", ROLE, "--endpoint-name", "dogs"]
+
+
+def deployed() -> None:
+    assert deploy.main([*DEPLOY, "--model-data", MODEL_DATA]) == 0
+
+
+SDK3_RUNS = {  # script, its flags, what is there before it runs (made in this process)
+    "tune": (tune, [*BASE, "--featurize", "-p", "epochs=10", "--job-name", "dog-tune-sdk3", "--wait"], None),
     "debug_profile": (debug_profile, [*BASE, "-p", "lr=0.01", "--job-name", "dog-debug-sdk3", "--no-logs",
-                                      "--rules-timeout-minutes", "0", "--download-dir", "{tmp}"]),
+                                      "--rules-timeout-minutes", "0", "--download-dir", "{tmp}"], None),
     "transform": (transform, [*TRANSFORM_BASE, "--image-uri", SERVE_IMAGE, "--role", ROLE, "--model-data",
-                              MODEL_DATA, "--job-name", "dog-transform-sdk3", "--wait"]),
+                              MODEL_DATA, "--job-name", "dog-transform-sdk3", "--wait"], None),
+    "deploy, real-time with auto scaling and data capture": (
+        deploy, [*DEPLOY, "--model-data", MODEL_DATA, "--min-instances", "1", "--max-instances", "4",
+                 "--target-invocations-per-instance", "70", "--data-capture", "s3://dog-models/capture"], None),
+    "deploy, an update in place": (deploy, [*DEPLOY, "--model-data", "s3://dog-models/v2/model.tar.gz"], deployed),
+    "deploy, serverless": (deploy, [*DEPLOY, "--model-data", MODEL_DATA, "--serverless-memory", "3072"], None),
+    "deploy, asynchronous": (deploy, [*DEPLOY, "--model-data", MODEL_DATA, "--async", "--output",
+                                      "s3://dog-models/async-answers"], None),
+    "deploy, multi-model": (deploy, [*DEPLOY, "--multi-model", "--model-prefix", "s3://dog-models/kennels"], None),
+    "cleanup": (cleanup, ["--endpoint-name", "dogs", "--yes"], deployed),
 }
+# a name with the time in it: a featurize job's, a deploy's model and endpoint config
+GENERATED_NAME = re.compile(r"dog-featurize-[\d-]+|-\d{8}-\d{6}-\d{3}")
 
 
-@pytest.mark.parametrize("script, flags", SDK3_RUNS.values(), ids=SDK3_RUNS.keys())
-def test_the_script_runs_under_sdk3_and_sends_the_same_requests(script, flags, moto, tmp_path):
+@pytest.mark.parametrize("script, flags, before", SDK3_RUNS.values(), ids=SDK3_RUNS.keys())
+def test_the_script_runs_under_sdk3_and_sends_the_same_requests(script, flags, before, moto, tmp_path):
     # .venv-sdk3 holds SageMaker Python SDK 3 (sagemaker-core 2, no Estimator) and, through a .pth file, this project:
     # make test makes it (make setup-sdk3), and a user runs the scripts there as here.
     assert SDK3_PYTHON.is_file(), f"{SDK3_PYTHON} is missing: run make setup-sdk3"
@@ -230,12 +256,18 @@ def test_the_script_runs_under_sdk3_and_sends_the_same_requests(script, flags, m
                              capture_output=True, text=True, check=True).stdout
     assert version.startswith("3."), version
     flags = [flag.replace("{tmp}", str(tmp_path)) for flag in flags]
-    assert script.main(flags) == 0
-    expected = moto.requests()
-    moto.reset()
-    result = subprocess.run([str(SDK3_PYTHON), f"scripts/{script.__name__.split('.')[-1]}.py", *flags], cwd=REPO,
-                            capture_output=True, text=True, timeout=120,
-                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-    assert result.returncode == 0, result.stdout + result.stderr
-    generated = re.compile(r"dog-featurize-[\d-]+")  # a job name with the time in it
-    assert generated.sub("NAME", json.dumps(moto.requests())) == generated.sub("NAME", json.dumps(expected))
+    sent = []
+    for run in ("in this environment", "under SDK 3"):
+        moto.reset()
+        if before:
+            before()
+            moto.reset_recording()
+        if run == "under SDK 3":
+            result = subprocess.run([str(SDK3_PYTHON), f"scripts/{script.__name__.split('.')[-1]}.py", *flags],
+                                    cwd=REPO, capture_output=True, text=True, timeout=120,
+                                    env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+            assert result.returncode == 0, result.stdout + result.stderr
+        else:
+            assert script.main(flags) == 0
+        sent.append(GENERATED_NAME.sub("-NAME", json.dumps(moto.requests())))
+    assert sent[0] == sent[1]
