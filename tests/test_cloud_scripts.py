@@ -117,6 +117,33 @@ def test_tune_wait_prints_the_best_trial(moto, capsys):
     assert "best training job: FakeTrainingJobName" in out
 
 
+class JobsInProgress:
+    """A SageMaker client whose tuning and training jobs are InProgress for `polls` describes, then Completed (moto
+    completes every job at once, so the scripts' waits never loop against it)."""
+
+    def __init__(self, polls: int):
+        self.answers = ["InProgress"] * polls + ["Completed"]
+
+    def describe_hyper_parameter_tuning_job(self, **_):
+        return {"HyperParameterTuningJobStatus": self.answers.pop(0)}
+
+    def describe_training_job(self, **_):
+        return {"TrainingJobStatus": self.answers.pop(0)}
+
+    def client(self, service: str):  # as a boto3 session: this for sagemaker, no log streams
+        return self
+
+
+def test_the_waits_poll_until_the_job_has_ended():
+    sleeps = []
+    assert tune.wait_for_tuning_job(JobsInProgress(3), "dog-tune-x", sleep=sleeps.append) == "Completed"
+    assert sleeps == [tune.JOB_POLL_SECONDS] * 3
+    sleeps.clear()
+    description = job_logs.wait_for_training_job(JobsInProgress(2), "dog-debug-x", show_logs=False,
+                                                 sleep=sleeps.append)
+    assert description["TrainingJobStatus"] == "Completed" and sleeps == [job_logs.POLL_SECONDS] * 2
+
+
 def test_tune_featurize_runs_one_featurize_job_then_trials_on_its_features(moto, capsys):
     assert tune.main(["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA, "--featurize", "-p", "epochs=10",
                       "-p", "image-size=160", "--job-name", "dog-tune-features"]) == 0
