@@ -18,7 +18,7 @@ import argparse
 import re
 import sys
 
-from scripts import autoscaling, aws, aws_errors, deploy
+from scripts import autoscaling, aws, aws_errors, naming
 
 ECR_REPOSITORY = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
 
@@ -70,8 +70,8 @@ def endpoint_resources(client, endpoint_name: str) -> dict[str, list[str]]:
 def _versioned(client, operation: str, key: str, field: str, endpoint_name: str) -> list[str]:
     """Names deploy.py gives this endpoint's models and configs, through every page of a List* call."""
     names = []
-    for page in client.get_paginator(operation).paginate(NameContains=deploy.name_base(endpoint_name)):
-        names += [item[field] for item in page[key] if deploy.is_versioned_name(item[field], endpoint_name)]
+    for page in client.get_paginator(operation).paginate(NameContains=naming.name_base(endpoint_name)):
+        names += [item[field] for item in page[key] if naming.is_timestamped(item[field], endpoint_name)]
     return names
 
 

@@ -30,7 +30,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from scripts import aws, aws_errors, training_requests
+from scripts import aws, aws_errors, naming
 from scripts.estimator import (
     DEFAULT_MAX_RUN_HOURS,
     check_hyperparameters,
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     client = boto.client("sagemaker")
     hyperparameters = job_hyperparameters(args, client)
     print("hyperparameters: " + " ".join(f"{name}={value}" for name, value in sorted(hyperparameters.items())))
-    job_name = args.job_name or training_requests.job_name("dog-debug")
+    job_name = args.job_name or naming.timestamped("dog-debug")
     destination = (args.download_dir or Path("runs/debug")) / job_name
     if args.local:
         description = run_local_job(args, boto, hyperparameters, job_name, destination)

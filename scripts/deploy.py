@@ -51,13 +51,12 @@ until Ctrl-C, then removes the container. `scripts/invoke.py --local` reaches it
 from __future__ import annotations
 
 import argparse
-import datetime
 import re
 import signal
 import sys
 from pathlib import Path
 
-from scripts import autoscaling, aws, aws_errors
+from scripts import autoscaling, aws, aws_errors, naming
 from scripts.isolation import SERVERLESS, network_isolation
 from scripts.tune import require_best_training_job
 
@@ -248,23 +247,6 @@ def build_model(args, session):
                  enable_network_isolation=network_isolation())
 
 
-# A new model and endpoint config per deploy: <endpoint>-<UTC time to the millisecond>, within SageMaker's 63.
-_STAMP_LENGTH = len("20261130-091500-123")
-
-
-def name_base(endpoint_name: str) -> str:
-    return endpoint_name[:63 - _STAMP_LENGTH - 1].rstrip("-")
-
-
-def versioned_name(endpoint_name: str, now: datetime.datetime | None = None) -> str:
-    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%d-%H%M%S-%f")[:-3]
-    return f"{name_base(endpoint_name)}-{stamp}"
-
-
-def is_versioned_name(name: str, endpoint_name: str) -> bool:
-    return re.fullmatch(rf"{re.escape(name_base(endpoint_name))}-\d{{8}}-\d{{6}}-\d{{3}}", name) is not None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     boto = aws.boto_session(args)
@@ -342,7 +324,7 @@ def deploy_to_sagemaker(client, scaling_client, args) -> int:
               f"endpoint: deploy under another --endpoint-name, or delete it first (scripts/cleanup.py)",
               file=sys.stderr)
         return 1
-    name = versioned_name(args.endpoint_name)
+    name = naming.timestamped(args.endpoint_name)  # a new model and endpoint config per deploy
     environment = dict(args.env)
     if args.serverless_memory:  # one worker, one copy of the model (AWS's advice for serverless)
         environment.setdefault("SAGEMAKER_MODEL_SERVER_WORKERS", "1")

@@ -12,7 +12,6 @@ environments and sends exactly this. The fields and their values are the ones SD
 from __future__ import annotations
 
 import dataclasses
-import datetime
 
 from scripts.isolation import network_isolation
 from train.metrics import metric_definitions
@@ -38,15 +37,6 @@ class TrainingJobSpec:
     spot: bool = False
     checkpoint_s3_uri: str | None = None
     max_run_hours: float = DEFAULT_MAX_RUN_HOURS
-
-
-def job_name(base: str, max_length: int = 63, now: datetime.datetime | None = None) -> str:
-    """<base>-<UTC time to the millisecond>, as SDK 2 named its jobs; shortened to fit max_length."""
-    moment = now or datetime.datetime.now(datetime.UTC)
-    stamp = moment.strftime("%Y-%m-%d-%H-%M-%S-%f")[:-3]
-    if max_length < 63:  # a tuning job: 32 characters leave room for the second, not the millisecond
-        stamp = moment.strftime("%y%m%d-%H%M%S")
-    return f"{base[:max_length - len(stamp) - 1].rstrip('-')}-{stamp}"
 
 
 def _channels(channels: dict[str, str]) -> list[dict]:

@@ -29,8 +29,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts import aws, aws_errors, transform_results
-from scripts.deploy import model_data, versioned_name
+from scripts import aws, aws_errors, naming, transform_results
+from scripts.deploy import model_data
 from scripts.isolation import network_isolation
 
 MAX_PAYLOAD_MB = 100  # CreateTransformJob's MaxPayloadInMB limit
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     boto = aws.boto_session(args)
     status = 0
     if not args.summarize_only:
-        args.job_name = args.job_name or versioned_name("dog-transform")
+        args.job_name = args.job_name or naming.timestamped("dog-transform")
         if args.local and args.model_data:
             args.model_data = aws.model_for_local_mode(boto.client("s3"), args.model_data)
         if args.model_name and not aws.describe_or_none(boto.client("sagemaker").describe_model,

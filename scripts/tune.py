@@ -24,7 +24,7 @@ import argparse
 import sys
 import time
 
-from scripts import aws, aws_errors
+from scripts import aws, aws_errors, naming
 from scripts.estimator import check_hyperparameters, parse_hyperparameters
 from scripts.training_requests import (
     DEFAULT_MAX_RUN_HOURS,
@@ -33,7 +33,6 @@ from scripts.training_requests import (
     TrainingJobSpec,
     create_training_job,
     create_tuning_job,
-    job_name,
 )
 from train.errors import UsageError
 from train.hyperparameters import str_to_bool
@@ -128,7 +127,7 @@ def start_featurize_job(args, boto, client) -> str:
                            channels={"training": args.data}, output_path=f"{args.output_path}/features",
                            hyperparameters={**args.static_hyperparameters, "featurize": "true"},
                            max_run_hours=args.max_run_hours)
-    name = job_name("dog-featurize")
+    name = naming.timestamped("dog-featurize")
     client.create_training_job(**create_training_job(spec, name))
     print(f"featurize job: {name} (one backbone pass over {args.data})")
     print(f"console: {aws.console_url(boto.region_name, 'jobs', name)}", flush=True)
@@ -161,8 +160,8 @@ def tuning_request(args, channels: dict[str, str]) -> dict:
                            channels=channels, output_path=args.output_path, hyperparameters=args.static_hyperparameters,
                            spot=args.spot, checkpoint_s3_uri=args.checkpoint_s3_uri, max_run_hours=args.max_run_hours)
     space = SearchSpace(continuous={"lr": tuple(args.lr_range)}, categorical={"batch-size": args.batch_sizes})
-    return create_tuning_job(spec, args.job_name or job_name("dog-tune", TUNING_JOB_NAME_LENGTH), OBJECTIVE, space,
-                             args.max_jobs, args.max_parallel_jobs)
+    name = args.job_name or naming.timestamped("dog-tune", TUNING_JOB_NAME_LENGTH)
+    return create_tuning_job(spec, name, OBJECTIVE, space, args.max_jobs, args.max_parallel_jobs)
 
 
 def wait_for_tuning_job(client, name: str, sleep=time.sleep) -> str:

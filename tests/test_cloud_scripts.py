@@ -23,7 +23,7 @@ from botocore.awsrequest import AWSResponse
 from conftest import REPO
 from moto_aws import ACCOUNT, REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
-from scripts import aws, aws_errors, cleanup, debug_profile, deploy, iam_policies, job_logs, transform, tune
+from scripts import aws, aws_errors, cleanup, debug_profile, deploy, iam_policies, job_logs, naming, transform, tune
 from train.metrics import metric_definitions
 
 DATA = "s3://dog-data/dogImages"
@@ -482,7 +482,7 @@ def test_deploy_creates_model_config_and_endpoint_on_the_serving_image(moto, cap
                         "--endpoint-name", "dogs", "--env", "SAGEMAKER_MODEL_SERVER_WORKERS=2"]) == 0
     out = capsys.readouterr().out
     model = moto.request("CreateModel")
-    assert deploy.is_versioned_name(model["ModelName"], "dogs") and model["ExecutionRoleArn"] == ROLE
+    assert naming.is_timestamped(model["ModelName"], "dogs") and model["ExecutionRoleArn"] == ROLE
     assert model["PrimaryContainer"]["Image"] == SERVE_IMAGE
     assert model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
     assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
