@@ -40,11 +40,12 @@ lock:
 	  | grep -v -e '^pip==' -e '^sagemaker-dog-classifier=='; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 	rm -rf .venv-lock
 
+# The .pth file puts the project's packages on its path (as make setup's editable install does) without a second
+# egg-info build, which would race make setup's under `make -j2 setup setup-sdk3`.
 $(SDK3_STAMP): requirements/sdk3.txt
 	test -x $(SDK3_VENV)/bin/python || $(PYTHON) -m venv $(SDK3_VENV)
 	$(SDK3_VENV)/bin/python -m pip install -q --no-deps --no-compile -r requirements/sdk3.txt
 	$(call compile,$(SDK3_VENV))
-	# the project's packages on its path (as make setup's editable install does), without a second egg-info build
 	echo "$(CURDIR)" > "$$($(SDK3_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/dog-classifier.pth"
 	rm -f $(SDK3_VENV)/.installed-*
 	touch $@
