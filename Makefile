@@ -61,7 +61,7 @@ test: setup setup-sdk3
 
 # make test under coverage.py (train/, serve/, imaging/, scripts/, contract/; docs/development.md has the figures).
 coverage: export COVERAGE_DATA = $(CURDIR)/.coverage-data/run
-coverage: setup
+coverage: setup setup-sdk3
 	rm -rf .coverage-data && mkdir .coverage-data
 	$(BIN)/python -m coverage run -m pytest -p no:cacheprovider
 	$(BIN)/python -m coverage combine -q
