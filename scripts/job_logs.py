@@ -16,7 +16,7 @@ ENDED = ("Completed", "Failed", "Stopped")
 
 def wait_for_training_job(boto, name: str, show_logs: bool = True, sleep=time.sleep) -> dict:
     """DescribeTrainingJob's answer once the job has ended; its log lines printed on the way if show_logs."""
-    sagemaker, logs = boto.client("sagemaker"), boto.client("logs")
+    sagemaker, logs = boto.client("sagemaker"), boto.client("logs") if show_logs else None
     positions: dict[str, str] = {}  # stream -> the token after the last event printed
     while True:
         description = sagemaker.describe_training_job(TrainingJobName=name)

@@ -26,6 +26,7 @@ import time
 
 from scripts import aws, aws_errors, naming
 from scripts.estimator import check_hyperparameters, parse_hyperparameters
+from scripts.job_logs import wait_for_training_job
 from scripts.training_requests import (
     DEFAULT_MAX_RUN_HOURS,
     TUNING_JOB_NAME_LENGTH,
@@ -121,8 +122,6 @@ def features_trial_hyperparameters(static: dict[str, str]) -> dict[str, str]:
 
 def start_featurize_job(args, boto, client) -> str:
     """Run the featurize job to the end; the S3 URI of its model.tar.gz (the trials' `features` channel)."""
-    from botocore.exceptions import WaiterError
-
     spec = TrainingJobSpec(image_uri=args.image_uri, role=args.role, instance_type=args.featurize_instance_type,
                            channels={"training": args.data}, output_path=f"{args.output_path}/features",
                            hyperparameters={**args.static_hyperparameters, "featurize": "true"},
@@ -131,12 +130,7 @@ def start_featurize_job(args, boto, client) -> str:
     client.create_training_job(**create_training_job(spec, name))
     print(f"featurize job: {name} (one backbone pass over {args.data})")
     print(f"console: {aws.console_url(boto.region_name, 'jobs', name)}", flush=True)
-    try:
-        client.get_waiter("training_job_completed_or_stopped").wait(
-            TrainingJobName=name, WaiterConfig={"Delay": JOB_POLL_SECONDS, "MaxAttempts": 100_000})
-    except WaiterError:
-        pass  # described below, with SageMaker's reason
-    description = client.describe_training_job(TrainingJobName=name)
+    description = wait_for_training_job(boto, name, show_logs=False)
     if description["TrainingJobStatus"] != "Completed":
         raise SystemExit(f"error: featurize job {name} {description['TrainingJobStatus'].lower()}: "
                          f"{description.get('FailureReason', 'no reason given')}")
