@@ -1,5 +1,5 @@
 """What every AWS script shares: the session (standard credential chain, --region, --profile), the default
-bucket, SDK 2's local-mode session for --local, and input checks that run before any AWS call.
+bucket, and input checks that run before any AWS call.
 
 Each check is an argparse `type=`, so a bad value ends the script with
 `argument --role: ...`, naming the flag, before anything is sent to AWS.
@@ -30,7 +30,7 @@ NAME = re.compile(r"^[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62}$")  # SageMaker job/endp
 
 
 # Before the SDK is imported: it prints "Not applying SDK defaults from location ..." lines at INFO, and
-# SDK 2 warns that it is deprecated (the scripts run on SDK 3 too; --local is SDK 2's local mode).
+# SDK 2 warns that it is deprecated (the scripts run on either SDK).
 logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
@@ -133,6 +133,14 @@ def positive_int(value: str) -> int:
     return number
 
 
+def port(value: str) -> int:
+    """A TCP port for --local-port (1-65535)."""
+    number = positive_int(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is at most 65535, got {number}")
+    return number
+
+
 def split_s3_uri(uri: str) -> tuple[str, str]:
     match = S3_URI.match(uri)
     if not match:
@@ -150,24 +158,17 @@ def s3_keys(s3, uri: str) -> tuple[str, str, list[str]]:
     return bucket, prefix, keys
 
 
-def model_for_local_mode(s3, uri: str) -> str:
-    """A file:// copy of a model.tar.gz (s3:// or file://) alone in a folder others may read, removed when the
-    script ends. SageMaker SDK local mode unpacks a file:// model beside itself and mounts that folder (a home
-    folder is often 0750, and the unpacked files would stay there), and an S3 one in a private 0700 temporary
-    folder: either way the serving image's unprivileged model-server user could not read it."""
+def local_model_tarball(s3, uri: str) -> Path:
+    """A model.tar.gz on this machine for --local: a file:// one as it is, an S3 one downloaded into a private
+    temporary folder removed when the script ends (scripts/local_serving.py unpacks it for the container)."""
+    if not uri.startswith("s3://"):
+        return Path(uri.removeprefix("file://"))
     folder = Path(tempfile.mkdtemp(prefix="dog-local-model-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    folder.chmod(0o755)
-    if uri.startswith("s3://"):
-        bucket, key = split_s3_uri(uri)
-        path = folder / PurePosixPath(key).name
-        s3.download_file(bucket, key, str(path))
-    else:
-        source = Path(uri.removeprefix("file://"))
-        path = folder / source.name
-        shutil.copyfile(source, path)
-    path.chmod(0o644)
-    return f"file://{path}"
+    bucket, key = split_s3_uri(uri)
+    path = folder / "model.tar.gz"
+    s3.download_file(bucket, key, str(path))
+    return path
 
 
 def local_path(destination: Path, relative_key: str, key: str) -> Path:
@@ -215,27 +216,6 @@ def boto_session(args: argparse.Namespace):
         raise SystemExit("error: no AWS region: pass --region or set AWS_DEFAULT_REGION (or a region in your "
                          "profile)")
     return session
-
-
-def local_session(boto, serving_port: int = 8080):
-    """SDK 2's local-mode session (docker compose on this machine) for `--local`."""
-    LocalSession = sdk2_local_mode().LocalSession
-    # file:// channels and outputs stay on this machine: no bucket is touched, no account looked up;
-    # local endpoints listen on serving_port
-    session = LocalSession(boto_session=boto, default_bucket=f"sagemaker-{boto.region_name}-local")
-    session.config = {"local": {"local_code": True, "serving_port": serving_port}}
-    return session
-
-
-def sdk2_local_mode():
-    """SageMaker Python SDK 2's local mode (sagemaker.local), which the scripts' --local runs on; SDK 3 has none
-    for a custom image (its ModelTrainer's LOCAL_CONTAINER trains, nothing serves)."""
-    try:
-        import sagemaker.local
-    except ImportError:
-        raise SystemExit("error: --local runs on SageMaker Python SDK 2's local mode, which this environment lacks "
-                         "(SDK 3 has none for a custom image): run it from make setup's environment, .venv") from None
-    return sagemaker.local
 
 
 def default_bucket(boto) -> str:

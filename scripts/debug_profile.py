@@ -30,14 +30,8 @@ import tarfile
 import time
 from pathlib import Path
 
-from scripts import aws, aws_errors, naming
-from scripts.estimator import (
-    DEFAULT_MAX_RUN_HOURS,
-    check_hyperparameters,
-    local_job_failure,
-    parse_hyperparameters,
-    training_estimator,
-)
+from scripts import aws, aws_errors, local_training, naming
+from scripts.estimator import DEFAULT_MAX_RUN_HOURS, check_hyperparameters, parse_hyperparameters
 from scripts.job_logs import wait_for_training_job
 from scripts.training_requests import TrainingJobSpec, create_training_job
 from scripts.tune import require_best_training_job
@@ -275,32 +269,17 @@ def run_sagemaker_job(args, boto, hyperparameters: dict, job_name: str) -> dict:
 
 
 def run_local_job(args, boto, hyperparameters: dict, job_name: str, destination: Path) -> dict:
-    """The same job in SDK 2's local mode (docker compose) on this machine; its description."""
-    session = aws.local_session(boto)  # first: it says so where SDK 2 is missing
-    from sagemaker.exceptions import UnexpectedStatusException
-
-    # Local mode writes model.tar.gz and output.tar.gz straight into a file:// output path.
-    output_path = f"file://{destination.resolve()}"
-    # The hook runs in the job itself, so local mode gets it too; Debugger's rules and the profiler are
-    # SageMaker services (the job's own rules and report stand in for them).
+    """The same job in the SDK's local mode (docker compose) on this machine; its description. The hook runs
+    in the job itself, so local mode gets it too, through a channel (write_local_hook_config); Debugger's rules
+    and the profiler are SageMaker services (the job's own rules and report stand in for them)."""
     hook_folder = write_local_hook_config(destination / LOCAL_HOOK_CHANNEL).parent
-    debugging = {"debugger_hook_config": False, "disable_profiler": True, "environment": LOCAL_HOOK_ENVIRONMENT}
-    channels = {"training": f"file://{args.data}", LOCAL_HOOK_CHANNEL: f"file://{hook_folder.resolve()}"}
+    channels = {"training": Path(args.data), LOCAL_HOOK_CHANNEL: hook_folder}
     if args.start_from:
-        channels["pretrained"] = f"file://{args.start_from}"
-    estimator = training_estimator(
-        image_uri=args.image_uri, role=args.role, instance_type="local", session=session,
-        hyperparameters=hyperparameters, output_path=output_path, max_run_hours=args.max_run_hours,
-        base_job_name="dog-debug", **debugging)
-    try:
-        estimator.fit(channels, job_name=job_name, wait=True, logs="None" if args.no_logs else "All")
-    except UnexpectedStatusException:
-        pass  # a failed job's tensors and rule results are the most useful ones: read them all the same
-    description = session.sagemaker_client.describe_training_job(TrainingJobName=job_name)
-    reason = local_job_failure(destination)  # local mode calls every job Completed (scripts/estimator.py)
-    if reason is not None:
-        description = {**description, "TrainingJobStatus": "Failed", "FailureReason": reason}
-    return description
+        channels["pretrained"] = Path(args.start_from)
+    job = local_training.LocalJob(image_uri=args.image_uri, role=args.role, hyperparameters=hyperparameters,
+                                  channels=channels, environment=LOCAL_HOOK_ENVIRONMENT, job_name=job_name,
+                                  destination=destination, max_run_hours=args.max_run_hours, logs=not args.no_logs)
+    return local_training.run(job, boto)
 
 
 def wait_for_rules(client, job_name: str, description: dict, timeout: float) -> dict:

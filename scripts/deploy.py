@@ -43,9 +43,10 @@ prefix from one endpoint (Mode MultiModel; the image's SAGEMAKER_MULTI_MODEL mod
 loads a model on its first request (`invoke.py --target-model NAME.tar.gz`) and unloads the least
 used when memory is short. Adding a model is copying its model.tar.gz under the prefix.
 
-`--local` deploys the same Model object in SageMaker local mode (docker compose on this machine,
-the locally built image, a file:// or local model.tar.gz) on 127.0.0.1:--local-port and serves
-until Ctrl-C, then removes the container. `scripts/invoke.py --local` reaches it.
+`--local` runs the serving image on this machine as SageMaker runs it on an instance (Docker; the
+locally built image; an S3, file:// or local model.tar.gz, unpacked at /opt/ml/model) on
+127.0.0.1:--local-port, streams its log and serves until Ctrl-C, then removes the container
+(scripts/local_serving.py; the same under SDK 2 and SDK 3). `scripts/invoke.py --local` reaches it.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ import signal
 import sys
 from pathlib import Path
 
-from scripts import autoscaling, aws, aws_errors, naming
+from scripts import autoscaling, aws, aws_errors, local_serving, naming
 from scripts.isolation import SERVERLESS, network_isolation
 from scripts.tune import require_best_training_job
 
@@ -180,13 +181,16 @@ def parse_args(argv):
     capture = parser.add_argument_group("data capture")
     capture.add_argument("--data-capture", type=aws.s3_uri, help="S3 prefix for captured requests and responses")
     capture.add_argument("--capture-percent", type=percent, help="share of requests captured (default 100)")
-    parser.add_argument("--local", action="store_true", help="SageMaker local mode (docker compose), until Ctrl-C")
-    parser.add_argument("--local-port", type=aws.positive_int, default=8080, help="with --local (default 8080)")
+    parser.add_argument("--local", action="store_true", help="the serving container on this machine (Docker), "
+                                                               "until Ctrl-C")
+    parser.add_argument("--local-port", type=aws.port, default=8080, help="with --local (default 8080)")
     aws.add_aws_arguments(parser)
     args = parser.parse_args(argv)
     aws.require_registry_image_unless_local(parser, args)
     if args.local and args.tuning_job:
         parser.error("argument --tuning-job: not with --local; pass --model-data (a local model.tar.gz)")
+    if args.local and args.instance_count != 1:
+        parser.error("argument --instance-count: --local serves one container")
     scaling = [args.min_instances, args.max_instances, args.target_invocations_per_instance]
     if any(value is not None for value in scaling) and None in scaling:
         parser.error("arguments --min-instances, --max-instances, --target-invocations-per-instance: give all three "
@@ -239,30 +243,18 @@ def best_model_data(client, tuning_job_name: str) -> str:
     return f"{best['output_path']}/{best['name']}/output/model.tar.gz"
 
 
-def build_model(args, session):
-    from sagemaker.model import Model
-
-    return Model(image_uri=args.image_uri, model_data=args.model_data, role=args.role, name=args.endpoint_name,
-                 env=dict(args.env) or None, sagemaker_session=session,
-                 enable_network_isolation=network_isolation())
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     boto = aws.boto_session(args)
-    session = aws.local_session(boto, args.local_port) if args.local else None
-    client = session.sagemaker_client if args.local else boto.client("sagemaker")
+    if args.local:
+        print(f"model data: {args.model_data}")
+        return serve_locally(aws.local_model_tarball(boto.client("s3"), args.model_data), args)
+    client = boto.client("sagemaker")
     if args.tuning_job:
         args.model_data = best_model_data(client, args.tuning_job)
     if args.multi_model:
         args.model_data = f"{args.model_prefix}/"  # ModelDataUrl: the prefix, as a folder
     print(f"model data: {args.model_data}")
-    if args.local:
-        args.model_data = aws.model_for_local_mode(boto.client("s3"), args.model_data)
-        model = build_model(args, session)
-        model.deploy(initial_instance_count=args.instance_count, instance_type="local",
-                     endpoint_name=args.endpoint_name, wait=True)
-        return serve_locally(model, args)
     status = deploy_to_sagemaker(client, boto.client("application-autoscaling"), args)
     if status:
         return status
@@ -428,22 +420,25 @@ def delete_config_and_models(client, config_name: str) -> list[str]:
     return [config_name, *models] if config else []
 
 
-def serve_locally(model, args) -> int:
-    print(f"endpoint: {args.endpoint_name} (local mode, http://127.0.0.1:{args.local_port}/invocations)", flush=True)
-    print(f"try it: python scripts/invoke.py dog.jpg --endpoint-name {args.endpoint_name} --local "
-          f"--local-port {args.local_port}", flush=True)
-    print("serving until Ctrl-C", flush=True)
+def serve_locally(model_tarball: Path, args) -> int:
+    """The serving container on 127.0.0.1:--local-port with its log on stdout, until Ctrl-C or SIGTERM."""
     signal.signal(signal.SIGTERM, _interrupt)  # `docker stop`-style shutdown ends it like Ctrl-C
+    stopped = []
     try:
-        signal.pause()
+        with local_serving.serving_container(args.image_uri, model_tarball, args.local_port, args.endpoint_name,
+                                             dict(args.env), on_stopped=stopped.append) as url:
+            print(f"endpoint: {args.endpoint_name} (local, {url}/invocations)", flush=True)
+            print(f"try it: python scripts/invoke.py dog.jpg --endpoint-name {args.endpoint_name} --local "
+                  f"--local-port {args.local_port}", flush=True)
+            print("serving until Ctrl-C", flush=True)
+            signal.pause()
     except KeyboardInterrupt:
         pass
-    finally:
-        model.sagemaker_session.delete_endpoint(args.endpoint_name)  # stops the container
-        model.sagemaker_session.delete_endpoint_config(args.endpoint_name)
-        model.delete_model()
-        print(f"local endpoint {args.endpoint_name} removed", flush=True)
-    return 0
+    except local_serving.LocalServingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"local endpoint {args.endpoint_name} removed (its container exited {stopped[0]})", flush=True)
+    return 0 if stopped[0] == 0 else 1
 
 
 def _interrupt(*_):

@@ -3,7 +3,7 @@
 
     python scripts/invoke.py dog.jpg --endpoint-name dog-classifier         # a SageMaker endpoint (boto3)
     python scripts/invoke.py dog.jpg cat.png --url http://127.0.0.1:8080    # a local container (docker compose)
-    python scripts/invoke.py dog.jpg --endpoint-name dog-classifier --local  # SageMaker local mode (deploy.py --local)
+    python scripts/invoke.py dog.jpg --endpoint-name dog-classifier --local  # deploy.py --local's endpoint
     python scripts/invoke.py photos/ --endpoint-name dog-classifier         # every image in a folder, one line each
     python scripts/invoke.py big.png --endpoint-name dog-async --async      # an asynchronous endpoint (via S3)
     python scripts/invoke.py dog.jpg --endpoint-name kennels --target-model kennel-a.tar.gz  # a multi-model endpoint
@@ -70,10 +70,6 @@ def invoke_endpoint(client, endpoint_name: str, body: bytes, content_type: str, 
                           f"{_error_message(error.response['Error'].get('Message', ''))}") from None
     body = response["Body"]
     payload = body.read()
-    # Local mode's runtime client hands back the container's raw HTTP response, error statuses included.
-    status = getattr(body, "status", 200)
-    if status >= 400:
-        raise InvokeError(f"HTTP {status}: {_error_message(payload)}")
     return json.loads(payload)
 
 
@@ -110,8 +106,8 @@ def parse_args(argv):
     target.add_argument("--url", help="a serving container instead, e.g. http://127.0.0.1:8080")
     parser.add_argument("--top-k", type=int, default=5, help="classes to print per image (default 5)")
     parser.add_argument("--local", action="store_true",
-                        help="with --endpoint-name: a SageMaker local-mode endpoint (scripts/deploy.py --local)")
-    parser.add_argument("--local-port", type=int, default=8080, help="the local-mode endpoint's port (default 8080)")
+                        help="with --endpoint-name: a local endpoint (scripts/deploy.py --local) on 127.0.0.1")
+    parser.add_argument("--local-port", type=aws.port, default=8080, help="the local endpoint's port (default 8080)")
     parser.add_argument("--target-model", help="a multi-model endpoint's model: its .tar.gz name under the endpoint's "
                                                "prefix (with --url: a model name loaded by POST /models)")
     queued = parser.add_argument_group("asynchronous endpoints")
@@ -157,8 +153,6 @@ def parse_args(argv):
 
 
 def runtime_client(args):
-    if args.local:
-        return aws.sdk2_local_mode().LocalSagemakerRuntimeClient(config={"local": {"serving_port": args.local_port}})
     import boto3
 
     return boto3.Session(profile_name=args.profile, region_name=args.region).client("sagemaker-runtime")
@@ -166,6 +160,8 @@ def runtime_client(args):
 
 def main(argv: list[str] | None = None, client=None) -> int:
     args = parse_args(argv)
+    if args.local:  # a local endpoint is its container on this machine's port (scripts/local_serving.py)
+        args.url, args.endpoint_name = f"http://127.0.0.1:{args.local_port}", None
     if args.endpoint_name and client is None:
         client = runtime_client(args)
     queue = AsyncQueue(args, client) if args.async_ else None

@@ -15,9 +15,9 @@ and the payload limit (GET /execution-parameters) unless --max-concurrent / --ma
 
 A file that is not an image, or is corrupt, gets HTTP 400 from the container. SageMaker then writes
 no .out for it, goes on with the other files and marks the job Failed at the end (AWS's
-TransformOutput reference); --summarize lists it with the reason. SageMaker local mode (--local: a
-folder in, a folder out, docker compose here) writes the container's JSON error into that .out,
-and reads only the files directly in the folder (SageMaker takes every key under the prefix).
+TransformOutput reference); --summarize lists it with the reason. --local runs the job on this
+machine (a folder in, a folder out, the serving image under Docker: scripts/local_transform.py) and
+writes the container's JSON error into that .out, as SDK 2's local mode did.
 
 With --model-data a model <job>-model... is created for the job (AWS refuses a second model of one
 name, so each gets a new name) and printed: pass it as --model-name to reuse it.
@@ -29,7 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts import aws, aws_errors, naming, transform_results
+from scripts import aws, aws_errors, local_serving, local_transform, naming, transform_results
 from scripts.deploy import model_data
 from scripts.isolation import network_isolation
 
@@ -75,8 +75,8 @@ def parse_args(argv):
     parser.add_argument("--wait", action="store_true", help="wait for the job to end (--local always does)")
     parser.add_argument("--summarize", type=Path, metavar="CSV",
                         help="after the job (or alone, for a finished one): one row per input file")
-    parser.add_argument("--local", action="store_true", help="SageMaker local mode (docker compose) on folders")
-    parser.add_argument("--local-port", type=aws.positive_int, default=8080, help="with --local (default 8080)")
+    parser.add_argument("--local", action="store_true", help="the job on this machine (Docker), folders in and out")
+    parser.add_argument("--local-port", type=aws.port, default=8080, help="with --local (default 8080)")
     aws.add_aws_arguments(parser)
     args = parser.parse_args(argv)
     args.summarize_only = args.model_data is None and args.model_name is None
@@ -90,10 +90,8 @@ def parse_args(argv):
         value = getattr(args, flag)
         if not args.local and not value.startswith("s3://"):
             parser.error(f"argument --{flag}: a transform job needs an S3 URI, got {value!r} (or add --local)")
-    nested = _files_in_subfolders(args.input) if args.local and not args.summarize_only else 0
-    if nested:
-        parser.error(f"argument --input: SageMaker local mode sends only the files directly in the folder, and "
-                     f"{nested} lie in subfolders: move them up, or use an S3 prefix (SageMaker takes every key)")
+    if args.local and args.instance_count != 1:
+        parser.error("argument --instance-count: --local runs one container")
     if args.local and args.model_name:
         parser.error("argument --model-name: not with --local; pass --model-data (a local model.tar.gz)")
     if args.model_data and not args.local and not args.model_data.startswith("s3://"):
@@ -102,23 +100,6 @@ def parse_args(argv):
     if args.summarize and not (args.wait or args.local or args.summarize_only):
         parser.error("argument --summarize: needs --wait (the .out files exist once the job has ended)")
     return args
-
-
-def _files_in_subfolders(uri: str) -> int:
-    folder = Path(uri.removeprefix("file://"))
-    return sum(1 for path in folder.glob("*/**/*") if path.is_file()) if folder.is_dir() else 0
-
-
-def local_transformer(args, session):
-    """SDK 2's Transformer in local mode, on a model made from the local --model-data."""
-    from sagemaker.model import Model
-
-    model = Model(image_uri=args.image_uri, model_data=args.model_data, role=args.role,
-                  name=f"{args.job_name}-model"[:63], sagemaker_session=session,
-                  enable_network_isolation=network_isolation())
-    return model.transformer(instance_count=args.instance_count, instance_type="local", output_path=args.output,
-                             accept=ACCEPT, max_concurrent_transforms=args.max_concurrent,
-                             max_payload=args.max_payload)
 
 
 def create_model(args, client) -> str:
@@ -147,22 +128,39 @@ def transform_job_request(args, model_name: str) -> dict:
     }
 
 
+def batch_environment(args) -> dict[str, str]:
+    """What SageMaker sets in a transform job's container: the job's limits where it gives them."""
+    limits = (("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", args.max_concurrent),
+              ("SAGEMAKER_MAX_PAYLOAD_IN_MB", args.max_payload))
+    return {"SAGEMAKER_BATCH": "true", "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD",
+            **{name: str(value) for name, value in limits if value is not None}}
+
+
+def run_local_job(args, boto) -> dict:
+    """The whole job on this machine (scripts/local_transform.py); a description as DescribeTransformJob's."""
+    model_tarball = aws.local_model_tarball(boto.client("s3"), args.model_data)
+    source, target = (Path(getattr(args, flag).removeprefix("file://")) for flag in ("input", "output"))
+    print(f"transform job: {args.job_name} (1 x local), {args.input} -> {args.output}", flush=True)
+    try:
+        with local_serving.serving_container(args.image_uri, model_tarball, args.local_port, args.job_name,
+                                             batch_environment(args)) as url:
+            ran = local_transform.run(url, source, target, CONTENT_TYPE, ACCEPT, args.max_concurrent,
+                                      args.max_payload)
+    except local_serving.LocalServingError as error:
+        return {"TransformJobStatus": "Failed", "FailureReason": str(error)}
+    print(f"sent {ran['files']} files, {ran['MaxConcurrentTransforms']} at once, up to {ran['MaxPayloadInMB']} MB "
+          "each", flush=True)
+    return {"TransformJobStatus": "Completed"}
+
+
 def run_job(args, boto) -> dict:
     """Start the job; with --wait (or --local) return DescribeTransformJob once it has ended."""
-    where = "local" if args.local else args.instance_type
-    if args.local:  # SDK 2's local mode runs the whole job in transform()
-        session = aws.local_session(boto, args.local_port)
-        job = local_transformer(args, session)
-        print(f"model: {job.model_name}")
-        print(f"transform job: {args.job_name} ({args.instance_count} x {where}), {args.input} -> {args.output}",
-              flush=True)
-        job.transform(f"{args.input}/", data_type="S3Prefix", content_type=CONTENT_TYPE, split_type=None,
-                      job_name=args.job_name, wait=False, logs=False)
-        return session.sagemaker_client.describe_transform_job(TransformJobName=args.job_name)
+    if args.local:
+        return run_local_job(args, boto)
     client = boto.client("sagemaker")
     model_name = create_model(args, client) if args.model_data else args.model_name
-    print(f"transform job: {args.job_name} ({args.instance_count} x {where}), {args.input} -> {args.output}",
-          flush=True)
+    print(f"transform job: {args.job_name} ({args.instance_count} x {args.instance_type}), {args.input} -> "
+          f"{args.output}", flush=True)
     client.create_transform_job(**transform_job_request(args, model_name))
     if args.wait:
         from botocore.exceptions import WaiterError
@@ -181,8 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     if not args.summarize_only:
         args.job_name = args.job_name or naming.timestamped("dog-transform")
-        if args.local and args.model_data:
-            args.model_data = aws.model_for_local_mode(boto.client("s3"), args.model_data)
         if args.model_name and not aws.describe_or_none(boto.client("sagemaker").describe_model,
                                                         ModelName=args.model_name):
             print(f"error: argument --model-name: no model {args.model_name} in {boto.region_name} (deploy.py and "

@@ -1,8 +1,9 @@
 """Batch transform: what the container answers SageMaker (GET /execution-parameters, the SAGEMAKER_*
 batch variables), scripts/transform.py against a local AWS (moto), and its summary of .out files.
 
-The end-to-end run, SageMaker local mode's Transformer on the serving image with a corrupt file and
-a non-image among the photos, is in tests/test_cloud_docker.py (CI's Docker stage).
+The end-to-end run, transform.py --local on the serving image with a corrupt file and a non-image
+among the photos, is in tests/test_cloud_docker.py (CI's Docker stage); its job loop
+(scripts/local_transform.py) runs here against the live server.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import zipfile
 import boto3
 import pytest
 from moto_aws import REGION, ROLE, SERVE_IMAGE
+from PIL import Image
 from serving import request, running_server
 
-from scripts import transform, transform_results
+from scripts import local_transform, transform, transform_results
 from serve import server
 from serve.config import ConfigError, execution_parameters, read_config
 from serve.mms_plugins import build
@@ -76,9 +78,10 @@ def test_without_a_jdk_a_batch_job_refuses_to_start_and_an_endpoint_warns(monkey
         server.find_plugins(read_config({"SAGEMAKER_MULTI_MODEL": "true"}))
 
 
-def test_the_live_server_answers_execution_parameters_as_the_job_set_them(trained_model_dir):
+def test_the_live_server_answers_execution_parameters_as_the_job_set_them(trained_model_dir, tmp_path):
     env = {"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "3", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20"}
     with running_server(trained_model_dir, env) as batch:
+        local_job_sends_every_file_under_its_input(batch.base, tmp_path)
         status, headers, body = request(f"{batch.base}/execution-parameters")
         assert status == 200 and headers["content-type"] == "application/json"
         assert json.loads(body) == {"MaxConcurrentTransforms": 3, "BatchStrategy": "SingleRecord", "MaxPayloadInMB": 20}
@@ -86,6 +89,28 @@ def test_the_live_server_answers_execution_parameters_as_the_job_set_them(traine
         assert status == 405 and headers["allow"] == "GET" and "GET only" in json.loads(body)["error"]
         assert request(f"{batch.base}/ping")[0] == 200
         assert "batch transform: GET /execution-parameters answers" in batch.log()
+
+
+def local_job_sends_every_file_under_its_input(url: str, tmp_path) -> None:
+    """transform.py --local's job loop: every file under the folder (subfolders too, links not followed), the
+    container's limits where the job gives none, a refused file's JSON error in its .out, a file over the payload
+    limit not sent."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    (photos / "kennel").mkdir(parents=True)
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(photos / "a.jpg", "JPEG")
+    Image.new("RGB", (64, 48), (40, 200, 40)).save(photos / "kennel" / "b.png", "PNG")
+    (photos / "notes.txt").write_text("not a photo\n")
+    (photos / "big.jpg").write_bytes(b"\xff\xd8" + bytes(2 << 20))  # over the 1 MB this job allows
+    (tmp_path / "secret.jpg").write_bytes(b"outside the input folder")
+    (photos / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    ran = local_transform.run(url, photos, out, transform.CONTENT_TYPE, transform.ACCEPT, max_payload_mb=1)
+    assert ran == {"MaxConcurrentTransforms": 3, "MaxPayloadInMB": 1, "files": 4}  # 3: the container's answer
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.out")) == [
+        "a.jpg.out", "big.jpg.out", "kennel/b.png.out", "notes.txt.out"]
+    rows = {row.file: row for row in transform_results.gather(str(photos), str(out))}
+    assert rows["a.jpg"].label and rows["kennel/b.png"].label and not rows["a.jpg"].error
+    assert "is not a decodable image" in rows["notes.txt"].error
+    assert "more than the job's MaxPayloadInMB of 1: not sent" in rows["big.jpg"].error
 
 
 # ---------------------------------------------------------------- the summary of .out files
@@ -239,14 +264,16 @@ def test_transform_refuses_bad_input_before_calling_aws(args, message, moto, cap
     _refused(args, message, moto, capsys)
 
 
-def test_local_mode_refuses_a_folder_with_subfolders_it_would_skip(moto, tmp_path, capsys):
-    (tmp_path / "photos" / "kennel").mkdir(parents=True)
-    (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
-    (tmp_path / "photos" / "kennel" / "b.jpg").write_bytes(b"x")
+@pytest.mark.parametrize("flags, message", [
+    (["--instance-count", "2"], "argument --instance-count: --local runs one container"),
+    (["--local-port", "70000"], "a TCP port is at most 65535"),
+])
+def test_local_mode_refuses_what_one_container_here_cannot_do(flags, message, moto, tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
     (tmp_path / "model.tar.gz").write_bytes(b"x")
     _refused(["--local", "--image-uri", "dog-classifier-serve:local", "--role", ROLE, "--model-data",
-              str(tmp_path / "model.tar.gz"), "--input", str(tmp_path / "photos"), "--output", str(tmp_path / "out")],
-             "SageMaker local mode sends only the files directly in the folder, and 1 lie in subfolders", moto, capsys)
+              str(tmp_path / "model.tar.gz"), "--input", str(tmp_path / "photos"), "--output", str(tmp_path / "out"),
+              *flags], message, moto, capsys)
 
 
 def _refused(args, message, moto, capsys):

@@ -46,12 +46,19 @@ BASE_IMAGE = os.environ.get("BASE_IMAGE", "python:3.11-slim-bookworm")
 # CI's stand-in for NVIDIA's CUDA image (.ci/docker-stage.sh); unset, the Dockerfile's default
 COMPAT_BUILD_ARG = (["--build-arg", f"CUDA_COMPAT_IMAGE={os.environ['CUDA_COMPAT_IMAGE']}"]
                     if os.environ.get("CUDA_COMPAT_IMAGE") else [])
+# Each SDK's environment (they cannot share one): this one (make setup) with SDK 3, make setup-sdk2's with SDK 2
+SDK3_PYTHON = Path(sys.executable)
+SDK2_PYTHON = Path(os.environ.get("SDK2_PYTHON", REPO / ".venv-sdk2" / "bin" / "python"))
 TINY = ["-p", "arch=resnet18", "-p", "weights=none", "-p", "image-size=32", "-p", "epochs=1", "-p", "batch-size=8",
         "-p", "num-workers=0", "-p", "hidden-units=16", "-p", "freeze-backbone=false"]
 
 
-def script_env() -> dict:
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHON": sys.executable,
+def script_env(python: Path = Path(sys.executable)) -> dict:
+    """The environment a script runs in under `python`: its venv's tools first (docker compose), no PYTHONPATH
+    (the other venv finds this project through its .pth file)."""
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    return {**environment, "PATH": f"{python.parent}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "PYTHON": str(python),
             "PYTHONUNBUFFERED": "1"}
 
 
@@ -161,28 +168,42 @@ def test_push_and_tune_pushes_uploads_and_starts_tuning(moto, registry, tiny_dat
     assert "tuning job: dog-tune-" in result.stdout
 
 
-@pytest.mark.docker
-def test_sagemaker_local_mode_train_deploy_invoke(moto, tiny_dataset, tmp_path):
-    downloads = tmp_path / "runs"
+def local_training_job(python: Path, downloads: Path, job_name: str) -> Path:
+    """debug_profile.py --local under the SDK that `python`'s environment has; the model.tar.gz it leaves."""
     train = subprocess.run(
-        [sys.executable, "scripts/debug_profile.py", "--local", *TINY, "--image-uri", TRAIN_IMAGE, "--role", ROLE,
-         "--data", str(tiny_dataset), "--download-dir", str(downloads), "--job-name", "dog-local-test"],
-        cwd=REPO, capture_output=True, text=True, env=script_env(), timeout=900)
-    assert train.returncode == 0, train.stdout[-5000:] + train.stderr[-5000:]
-    assert "training job: dog-local-test (Completed)" in train.stdout
-    assert "valid:accuracy=" in train.stdout + train.stderr  # the job's own log, streamed by local mode
-    model_data = downloads / "dog-local-test" / "model.tar.gz"
+        [str(python), "scripts/debug_profile.py", "--local", *TINY, "--image-uri", TRAIN_IMAGE, "--role", ROLE,
+         "--data", str(tiny_dataset_of(downloads)), "--download-dir", str(downloads), "--job-name", job_name],
+        cwd=REPO, capture_output=True, text=True, env=script_env(python), timeout=900)
+    log = train.stdout + train.stderr
+    assert train.returncode == 0, log[-5000:]
+    assert f"training job: {job_name} (Completed)" in train.stdout
+    assert "valid:accuracy=" in log  # the job's own log, streamed by the SDK's local mode
+    model_data = downloads / job_name / "model.tar.gz"
     assert model_data.is_file() and "test accuracy: " in train.stdout
     # The Debugger hook SageMaker would configure, in local mode too: tensors saved, the loss plot drawn from them.
-    assert "SageMaker Debugger: hook created" in train.stdout + train.stderr
-    assert "loss plot: " in train.stdout and (downloads / "dog-local-test" / "loss.png").is_file(), train.stdout[-3000:]
+    assert "SageMaker Debugger: hook created" in log
+    assert "loss plot: " in train.stdout and (downloads / job_name / "loss.png").is_file(), train.stdout[-3000:]
+    return model_data
+
+
+def tiny_dataset_of(downloads: Path) -> Path:
+    return downloads.parent / "dataset"
+
+
+@pytest.mark.docker
+def test_local_mode_train_deploy_invoke_under_sdk3_and_sdk2(moto, tiny_dataset, tmp_path):
+    # Training in each SDK's own local mode (SDK 3's ModelTrainer, SDK 2's Estimator); serving is the scripts' own
+    # `docker run` (scripts/local_serving.py), the same under both.
+    downloads = tmp_path / "runs"
+    shutil.copytree(tiny_dataset, tiny_dataset_of(downloads))
+    local_training_job(SDK2_PYTHON, downloads, "dog-local-sdk2")
+    model_data = local_training_job(SDK3_PYTHON, downloads, "dog-local-sdk3")
 
     port = free_port()
-    earlier = set(serving_containers())
     deploy = subprocess.Popen(
-        [sys.executable, "scripts/deploy.py", "--local", "--local-port", str(port), "--image-uri", SERVE_IMAGE,
+        [str(SDK3_PYTHON), "scripts/deploy.py", "--local", "--local-port", str(port), "--image-uri", SERVE_IMAGE,
          "--role", ROLE, "--model-data", str(model_data), "--endpoint-name", "dogs-local"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=script_env())
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=script_env(SDK3_PYTHON))
     lines = []
     try:
         deadline = time.monotonic() + 300
@@ -203,24 +224,16 @@ def test_sagemaker_local_mode_train_deploy_invoke(moto, tiny_dataset, tmp_path):
         rest, _ = deploy.communicate(timeout=120)
         lines.append(rest)
     assert deploy.returncode == 0, "".join(lines)
-    assert "local endpoint dogs-local removed" in "".join(lines)
-    assert_serving_containers_stop_cleanly(since=earlier)
+    # the server shut down cleanly on docker stop's SIGTERM, and the container is gone
+    assert "local endpoint dogs-local removed (its container exited 0)" in "".join(lines)
+    assert "ready: POST" in "".join(lines)  # the container's own log, streamed
+    assert_no_container("dog-local-dogs-local")
     shutil.rmtree(downloads, ignore_errors=True)  # root-owned files from the container
 
 
-def serving_containers() -> list[str]:
-    """IDs of every container of the serving image, running or not."""
-    return subprocess.run(["docker", "ps", "-aq", "--filter", f"ancestor={SERVE_IMAGE}"], capture_output=True,
-                          text=True).stdout.split()
-
-
-def assert_serving_containers_stop_cleanly(since: set[str]) -> None:
-    """The serving containers started after `since` end with 0. SDK local mode stops its compose process and
-    returns while the container is still stopping: wait for it instead of looking once."""
-    containers = [c for c in serving_containers() if c not in since]
-    assert containers
-    ended = subprocess.run(["docker", "wait", *containers], capture_output=True, text=True, timeout=120)
-    assert ended.stdout.split() == ["0"] * len(containers), ended
+def assert_no_container(name: str) -> None:
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"name=^{name}$"], capture_output=True, text=True)
+    assert left.returncode == 0 and left.stdout.split() == [], left
 
 
 SDK2_LOCAL_JOB = """
@@ -228,7 +241,7 @@ import json, sys
 from pathlib import Path
 import boto3
 from sagemaker.local import image as local_image
-from scripts import aws
+from scripts import local_training
 from scripts.estimator import local_job_failure, training_estimator
 
 # Before the SDK merges every host's /opt/ml/model and /opt/ml/output, say what each host wrote.
@@ -247,7 +260,7 @@ def report_each_host(self, compose_data, output_data_config, job_name):
 local_image._SageMakerContainer.retrieve_artifacts = report_each_host
 
 image, role, data, output, hyperparameters, job_name, instance_count = sys.argv[1:8]
-session = aws.local_session(boto3.Session())
+session = local_training.sdk2_session(boto3.Session())
 estimator = training_estimator(image_uri=image, role=role, instance_type="local", instance_count=int(instance_count),
                                session=session, hyperparameters=json.loads(hyperparameters), output_path=output)
 estimator.fit({"training": data}, job_name=job_name, wait=True)  # "Completed" even for a failed job
@@ -255,7 +268,6 @@ reason = local_job_failure(Path(output.removeprefix("file://")))
 if reason is not None:
     sys.exit(f"LOCAL-FAILURE {reason}")
 """
-SDK3_PYTHON = Path(os.environ.get("SDK3_PYTHON", REPO / ".venv-sdk3" / "bin" / "python"))
 
 
 def host_reports(stdout: str, kind: str) -> list[dict]:
@@ -266,14 +278,13 @@ def sdk2_local_job(instance_count: int, hyperparameters: dict, data: Path, outpu
                    ) -> subprocess.CompletedProcess:
     """SDK 2's Estimator in local mode (scripts/estimator.py's), `training` channel on file://DATA."""
     return subprocess.run(
-        [sys.executable, "-c", SDK2_LOCAL_JOB, TRAIN_IMAGE, ROLE, f"file://{data}", f"file://{output}",
+        [str(SDK2_PYTHON), "-c", SDK2_LOCAL_JOB, TRAIN_IMAGE, ROLE, f"file://{data}", f"file://{output}",
          json.dumps(hyperparameters), job_name, str(instance_count)],
-        cwd=REPO, capture_output=True, text=True, env={**script_env(), "PYTHONPATH": str(REPO)}, timeout=900)
+        cwd=REPO, capture_output=True, text=True, env=script_env(SDK2_PYTHON), timeout=900)
 
 
 def sdk3_local_job(instance_count: int, hyperparameters: dict, data: Path, root: Path) -> subprocess.CompletedProcess:
-    """SDK 3's ModelTrainer in LOCAL_CONTAINER mode (tests/sdk3_model_trainer.py, in .venv-sdk3)."""
-    assert SDK3_PYTHON.is_file(), f"{SDK3_PYTHON}: run `make setup-sdk3` (SDK 3 has a virtualenv of its own)"
+    """SDK 3's ModelTrainer in LOCAL_CONTAINER mode (tests/sdk3_model_trainer.py)."""
     root.mkdir()
     return subprocess.run(
         [str(SDK3_PYTHON), str(REPO / "tests" / "sdk3_model_trainer.py"), TRAIN_IMAGE, str(data), str(root),
@@ -367,11 +378,10 @@ def test_two_instances_a_program_killed_on_the_second_host_ends_the_job_with_fai
                        "hidden-units": "16", "freeze-backbone": "true", "augment": "false", "batch-size": "4",
                        "diagnostics": "false"}
     job = subprocess.Popen(
-        [sys.executable, "-c", SDK2_LOCAL_JOB, TRAIN_IMAGE, ROLE, f"file://{tiny_dataset}",
+        [str(SDK2_PYTHON), "-c", SDK2_LOCAL_JOB, TRAIN_IMAGE, ROLE, f"file://{tiny_dataset}",
          f"file://{tmp_path / 'out'}",
          json.dumps(hyperparameters), "dog-two-hosts-killed", "2"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**script_env(), "PYTHONPATH": str(REPO)})
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=script_env(SDK2_PYTHON))
     lines, killed_at = [], None
     try:
         deadline = time.monotonic() + 600
@@ -426,23 +436,23 @@ def test_batch_transform_in_local_mode_classifies_a_folder_and_names_the_files_i
     photos = tmp_path / "photos"
     images = [path for split in ("test", "valid", "train") for path in sorted(tiny_dataset.glob(f"{split}/*/*"))][:20]
     assert len(images) == 20 and len({path.suffix for path in images}) > 1  # JPEG and PNG
-    photos.mkdir()
-    for index, image in enumerate(images):  # (local mode reads no subfolders: transform.py refuses them)
-        shutil.copy(image, photos / f"{index:02d}-{image.name}")
+    (photos / "more").mkdir(parents=True)
+    for index, image in enumerate(images):  # half in a subfolder: a job takes every file under its input
+        shutil.copy(image, photos / ("more" if index % 2 else "") / f"{index:02d}-{image.name}")
     (photos / "corrupt.jpg").write_bytes(images[0].read_bytes()[:300])  # a photo cut off mid-upload
     (photos / "notes.txt").write_text("not a photo\n")
     output, summary = tmp_path / "predictions", tmp_path / "predictions.csv"
-    earlier = set(serving_containers())
     result = subprocess.run(
-        [sys.executable, "scripts/transform.py", "--local", "--local-port", str(free_port()), "--image-uri",
+        [str(SDK3_PYTHON), "scripts/transform.py", "--local", "--local-port", str(free_port()), "--image-uri",
          SERVE_IMAGE, "--role", ROLE, "--model-data", str(model_data), "--input", str(photos), "--output", str(output),
          "--job-name", "dog-transform-local", "--summarize", str(summary)],
-        cwd=REPO, capture_output=True, text=True, env=script_env(), timeout=600)
+        cwd=REPO, capture_output=True, text=True, env=script_env(SDK3_PYTHON), timeout=600)
     log = result.stdout + result.stderr
-    # the container told the job its limits (local mode asks GET /execution-parameters too)
+    # the container told the job its limits (asked, as SageMaker asks, since the job set none)
     assert "batch transform: GET /execution-parameters answers" in log, log[-5000:]
     assert result.returncode == 1, log[-5000:]  # two files could not be classified: the script says so
     assert "transform job: dog-transform-local (Completed)" in log
+    assert "sent 22 files, " in log
     assert "(22 files, 20 classified, 2 not)" in result.stdout, log[-5000:]
     with open(summary) as handle:
         rows = {row["file"]: row for row in csv.DictReader(handle)}
@@ -460,7 +470,7 @@ def test_batch_transform_in_local_mode_classifies_a_folder_and_names_the_files_i
         assert row["error"] == "" and row["label"] == classifier.classes[int(expected.argmax())], name
         assert abs(float(row["probability"]) - float(expected.max())) < 1e-3, name
         assert (output / f"{name}.out").is_file()
-    assert_serving_containers_stop_cleanly(since=earlier)
+    assert_no_container("dog-local-dog-transform-local")
 
 
 def runtime_stand_in(container: str) -> http.server.ThreadingHTTPServer:
@@ -514,7 +524,6 @@ def test_the_notebooks_query_on_sdk3_names_the_class_the_serving_container_answe
         runtime = runtime_stand_in(container)
         image = io.BytesIO()
         Image.new("RGB", (320, 240), (40, 170, 60)).save(image, "JPEG")
-        assert SDK3_PYTHON.is_file(), f"{SDK3_PYTHON}: run `make setup-sdk3`"
         result = subprocess.run(
             [str(SDK3_PYTHON), str(REPO / "tests" / "sdk3_invoke.py"), "dog-sdk3"], input=image.getvalue(),
             capture_output=True, timeout=300,

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -23,7 +24,19 @@ from botocore.awsrequest import AWSResponse
 from conftest import REPO
 from moto_aws import ACCOUNT, REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
-from scripts import aws, aws_errors, cleanup, debug_profile, deploy, iam_policies, job_logs, naming, transform, tune
+from scripts import (
+    aws,
+    aws_errors,
+    cleanup,
+    debug_profile,
+    deploy,
+    iam_policies,
+    job_logs,
+    local_serving,
+    naming,
+    transform,
+    tune,
+)
 from train.metrics import metric_definitions
 
 DATA = "s3://dog-data/dogImages"
@@ -1240,17 +1253,60 @@ def test_job_outputs_keep_their_folders(tmp_path):
     assert files == [tmp_path / "d" / "rule-output" / "ProfilerReport" / "report.html"]
 
 
-def test_local_mode_gets_its_model_alone_in_a_folder_the_serving_user_can_read(moto, tmp_path):
-    # SDK local mode unpacks a file:// model beside itself (pytest's folders are 0700, home folders often 0750) and
-    # an S3 one in a 0700 temporary folder: neither readable by the serving image's model-server user
+def test_local_mode_serves_an_s3_or_local_model_unpacked_where_the_serving_user_can_read_it(moto, tmp_path):
+    # pytest's folders are 0700 and home folders often 0750: the serving image's unprivileged model-server user
+    # reads /opt/ml/model from a folder of its own, 0755 with 0644 files
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for name, data in (("model.json", b"{}"), ("code/inference.py", b"# handler")):
+            member = tarfile.TarInfo(name)
+            member.size, member.mode = len(data), 0o600
+            tar.addfile(member, io.BytesIO(data))
     client("s3").create_bucket(Bucket="dog-models")
-    client("s3").put_object(Bucket="dog-models", Key="runs/model.tar.gz", Body=b"archive")
-    (tmp_path / "mine.tar.gz").write_bytes(b"local archive")
+    client("s3").put_object(Bucket="dog-models", Key="runs/model.tar.gz", Body=archive.getvalue())
+    (tmp_path / "mine.tar.gz").write_bytes(archive.getvalue())
     tmp_path.chmod(0o700)
-    for given, expected in (("s3://dog-models/runs/model.tar.gz", b"archive"),
-                            (f"file://{tmp_path / 'mine.tar.gz'}", b"local archive")):
-        uri = aws.model_for_local_mode(client("s3"), given)
-        path = Path(uri.removeprefix("file://"))
-        assert uri.startswith("file:///") and path.read_bytes() == expected and path.parent != tmp_path
-        assert list(path.parent.iterdir()) == [path]  # the SDK unpacks it there: nothing else is mounted
-        assert path.stat().st_mode & 0o777 == 0o644 and path.parent.stat().st_mode & 0o777 == 0o755
+    for given in ("s3://dog-models/runs/model.tar.gz", f"file://{tmp_path / 'mine.tar.gz'}"):
+        folder = local_serving.unpacked_model(aws.local_model_tarball(client("s3"), given))
+        try:
+            assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == [
+                "code", "code/inference.py", "model.json"]
+            assert folder.stat().st_mode & 0o777 == 0o755 and (folder / "code").stat().st_mode & 0o777 == 0o755
+            assert (folder / "code" / "inference.py").stat().st_mode & 0o777 == 0o644
+        finally:
+            shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("member, refused", [
+    (lambda: _link("model.json", "/etc/shadow"), "only plain files inside the archive"),
+    (lambda: _file("../../outside.txt", b"x"), "only plain files inside the archive"),
+])
+def test_local_mode_refuses_a_model_archive_that_reaches_outside_its_folder(member, refused, tmp_path):
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info, data = member()
+        tar.addfile(info, data)
+    with pytest.raises(local_serving.LocalServingError, match=refused):
+        local_serving.unpacked_model(archive)
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def _link(name: str, target: str):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info, None
+
+
+def _file(name: str, data: bytes):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, io.BytesIO(data)
+
+
+def test_the_local_serving_container_is_published_on_loopback_alone_with_the_model_read_only():
+    command = local_serving.run_command("dog-classifier-serve:local", "dog-local-dogs", Path("/tmp/m"), 8085,
+                                        {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    assert command == ["docker", "run", "-d", "--name", "dog-local-dogs", "-p", "127.0.0.1:8085:8080",
+                       "-v", "/tmp/m:/opt/ml/model:ro", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2", "--",
+                       "dog-classifier-serve:local", "serve"]
+    assert local_serving.container_name("dogs/../x y") == "dog-local-dogs-..-x-y"

@@ -25,18 +25,18 @@ def jpeg(tmp_path):
     return path
 
 
-def test_url_against_the_serving_stack_here_and_under_sdk3(trained_model_dir, jpeg, tmp_path, capsys):
+def test_url_against_the_serving_stack_here_and_under_sdk2(trained_model_dir, jpeg, tmp_path, capsys):
     broken = tmp_path / "broken.jpg"
     broken.write_text("not an image")
     with running_server(trained_model_dir) as server:
         assert invoke_main([str(jpeg), "--url", server.base, "--top-k", "2"]) == 0
         out = capsys.readouterr().out
         assert out.startswith(f"{jpeg}: ") and out.count("\n    ") == 2
-        # SDK 3's environment (make setup-sdk3) answers the same: invoke.py needs no SageMaker SDK but for --local
-        sdk3 = subprocess.run([str(REPO / ".venv-sdk3" / "bin" / "python"), "scripts/invoke.py", str(jpeg), "--url",
+        # SDK 2's environment (make setup-sdk2) answers the same: invoke.py needs no SageMaker SDK
+        sdk2 = subprocess.run([str(REPO / ".venv-sdk2" / "bin" / "python"), "scripts/invoke.py", str(jpeg), "--url",
                                server.base, "--top-k", "2"], cwd=REPO, capture_output=True, text=True, timeout=120,
                               env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-        assert (sdk3.returncode, sdk3.stdout) == (0, out), sdk3.stderr
+        assert (sdk2.returncode, sdk2.stdout) == (0, out), sdk2.stderr
         assert invoke_main([str(jpeg), str(broken), "--url", f"{server.base}/invocations"]) == 1
         captured = capsys.readouterr()
         assert f"{jpeg}: " in captured.out
@@ -54,9 +54,9 @@ def test_url_against_the_serving_stack_here_and_under_sdk3(trained_model_dir, jp
                                                            ("001.Red/a.jpg", "001.Red/b.png", "002.Green/c.JPG")]
 
 
-def test_local_mode_endpoint_through_the_sagemaker_local_runtime_client(trained_model_dir, jpeg, tmp_path, capsys):
-    # SageMaker local mode serves the container on localhost:<serving_port>; the real serving stack
-    # on that port is what the SDK's LocalSagemakerRuntimeClient reaches (Docker is not needed here).
+def test_a_local_endpoint_is_its_container_on_the_local_port(trained_model_dir, jpeg, tmp_path, capsys):
+    # deploy.py --local publishes the serving container on 127.0.0.1:<--local-port>; the real serving stack
+    # on that port stands in for it here (Docker is not needed; CI's Docker stage runs the container).
     broken = tmp_path / "broken.jpg"
     broken.write_text("not an image")
     with running_server(trained_model_dir) as server:
