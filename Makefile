@@ -10,11 +10,12 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d'
 # compiled after, on every core: pip's compile runs on one, and without it every process would compile what it
 # imports again wherever PYTHONDONTWRITEBYTECODE is set (as on these machines; make test took twice as long).
 compile = $(1)/bin/python -m compileall -q -j 0 $(1)
-# SageMaker Python SDK 3 cannot share a virtualenv with SDK 2 (both own sagemaker/): its own, from a lock.
-SDK3_VENV := .venv-sdk3
-SDK3_STAMP := $(SDK3_VENV)/.installed-$(shell cksum requirements/sdk3.txt | cut -d' ' -f1)
+# make setup's environment has SageMaker Python SDK 3. SDK 2 cannot share a virtualenv with it (both own
+# sagemaker/): its own, from a lock, until AWS ends its support (2027-07-06).
+SDK2_VENV := .venv-sdk2
+SDK2_STAMP := $(SDK2_VENV)/.installed-$(shell cksum requirements/sdk2.txt | cut -d' ' -f1)
 
-.PHONY: setup setup-sdk3 lock demo test coverage test-docker bench bench-quick gpu-check graviton-check reliability reliability-quick lint clean
+.PHONY: setup setup-sdk2 lock demo test coverage test-docker bench bench-quick gpu-check graviton-check reliability reliability-quick lint clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -41,27 +42,27 @@ lock:
 	rm -rf .venv-lock
 
 # The .pth file puts the project's packages on its path (as make setup's editable install does) without a second
-# egg-info build, which would race make setup's under `make -j2 setup setup-sdk3`.
-$(SDK3_STAMP): requirements/sdk3.txt
-	test -x $(SDK3_VENV)/bin/python || $(PYTHON) -m venv $(SDK3_VENV)
-	$(SDK3_VENV)/bin/python -m pip install -q --no-deps --no-compile -r requirements/sdk3.txt
-	$(call compile,$(SDK3_VENV))
-	echo "$(CURDIR)" > "$$($(SDK3_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/dog-classifier.pth"
-	rm -f $(SDK3_VENV)/.installed-*
+# egg-info build, which would race make setup's under `make -j2 setup setup-sdk2`.
+$(SDK2_STAMP): requirements/sdk2.txt
+	test -x $(SDK2_VENV)/bin/python || $(PYTHON) -m venv $(SDK2_VENV)
+	$(SDK2_VENV)/bin/python -m pip install -q --no-deps --no-compile -r requirements/sdk2.txt
+	$(call compile,$(SDK2_VENV))
+	echo "$(CURDIR)" > "$$($(SDK2_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/dog-classifier.pth"
+	rm -f $(SDK2_VENV)/.installed-*
 	touch $@
 
-setup-sdk3: $(SDK3_STAMP)
+setup-sdk2: $(SDK2_STAMP)
 
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash demo.sh
 
-# SDK 3's environment too: tests/test_sdk_requests.py runs the scripts there.
-test: setup setup-sdk3
+# SDK 2's environment too: tests/test_sdk_requests.py runs the scripts there and compares with SDK 2's requests.
+test: setup setup-sdk2
 	$(BIN)/python -m pytest
 
 # make test under coverage.py (train/, serve/, imaging/, scripts/, contract/; docs/development.md has the figures).
 coverage: export COVERAGE_DATA = $(CURDIR)/.coverage-data/run
-coverage: setup setup-sdk3
+coverage: setup setup-sdk2
 	rm -rf .coverage-data && mkdir .coverage-data
 	$(BIN)/python -m coverage run -m pytest -p no:cacheprovider
 	$(BIN)/python -m coverage combine -q

@@ -3,7 +3,7 @@
 # with that base, then the `docker` tests (SageMaker-style training runs, the serving
 # container, docker compose end to end). Machine-specific workarounds live here and in
 # docker-base.sh, never in the Dockerfiles. The engine is stopped at the end, pass or fail.
-# DOCKER_STAGE_GO=FILE (.ci/run): prepare (engine, base, both builds, SDK 3's venv) while CI's other
+# DOCKER_STAGE_GO=FILE (.ci/run): prepare (engine, base, both builds, SDK 2's venv) while CI's other
 # stages run, then wait until FILE says `go` before the tests (anything else in it: stop, exit 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,16 +64,16 @@ build_image() {  # build_image train|serve TAG
   echo "built $2 in $(( $(date +%s) - t0 )) s: $(docker image inspect --format '{{.Size}}' "$2" \
     | awk '{printf "%.2f GB", $1 / 1e9}')"
 }
-# Both at once, and SDK 3's virtualenv (its ModelTrainer drives the training image in one test) beside them:
+# Both at once, and SDK 2's virtualenv (its local mode drives the training image in three tests) beside them:
 # each spends most of its time in pip, downloading and unpacking, not on the CPU. Under .ci/run (DOCKER_STAGE_GO)
 # make test makes that virtualenv before it says go; two makes of it at once would write over each other.
 build_image train "$TRAIN_IMAGE" & train_build=$!
 build_image serve "$SERVE_IMAGE" & serve_build=$!
-sdk3_setup=
-[ -n "${DOCKER_STAGE_GO:-}" ] || { make -s setup-sdk3 >/tmp/setup-sdk3.log 2>&1 & sdk3_setup=$!; }
+sdk2_setup=
+[ -n "${DOCKER_STAGE_GO:-}" ] || { make -s setup-sdk2 >/tmp/setup-sdk2.log 2>&1 & sdk2_setup=$!; }
 wait "$train_build"
 wait "$serve_build"
-[ -z "$sdk3_setup" ] || wait "$sdk3_setup" || { cat /tmp/setup-sdk3.log; exit 1; }
+[ -z "$sdk2_setup" ] || wait "$sdk2_setup" || { cat /tmp/setup-sdk2.log; exit 1; }
 echo "docker stage: ready for its tests in $(( $(date +%s) - started )) s"
 if [ -n "${DOCKER_STAGE_GO:-}" ]; then
   until [ -s "$DOCKER_STAGE_GO" ]; do sleep 2; done

@@ -111,10 +111,9 @@ def moto_server(tmp_path_factory):
 @pytest.fixture
 def moto(moto_server, tmp_path, monkeypatch):
     """A clean moto for each test, with this process's (and its children's) AWS clients pointed at it."""
-    from moto_aws import aws_environment, quick_sdk
+    from moto_aws import aws_environment
 
     moto_server.reset()
-    quick_sdk(monkeypatch)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     for name, value in aws_environment(moto_server, tmp_path).items():

@@ -128,26 +128,3 @@ class _QuickPolls:
         time.sleep(min(seconds, 0.05))
 
 
-def quick_sdk(monkeypatch) -> None:
-    """Two costs of SageMaker SDK 2 that say nothing about the requests a script sends, taken out for the tests
-    against moto: the waits above, and the SDK defaults config (aws_environment's telemetry opt-out) checked
-    against its JSON schema at every config lookup with jsonschema.validate, which checks the schema itself
-    each time (0.17 s here, ~500 lookups in the cloud-script tests). One validator built once gives the same
-    verdict, raising the same best_match error."""
-    import jsonschema
-    import sagemaker.config
-    import sagemaker.config.config
-    import sagemaker.session
-    import sagemaker.utils
-    from sagemaker.config.config_schema import SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA as schema
-
-    validator = jsonschema.validators.validator_for(schema)(schema)
-
-    def validate_sagemaker_config(sagemaker_config: dict | None = None) -> None:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(sagemaker_config))
-        if error is not None:
-            raise error
-
-    for module in (sagemaker.config, sagemaker.config.config, sagemaker.session, sagemaker.utils):
-        monkeypatch.setattr(module, "validate_sagemaker_config", validate_sagemaker_config)
-    monkeypatch.setattr(sagemaker.session, "time", _QuickPolls())

@@ -1,7 +1,7 @@
 """The original notebook's query as a user of SageMaker Python SDK 3 writes it: sagemaker-core's Endpoint with
 an IdentitySerializer and a NumpyDeserializer, then np.argmax(response, 1).
 
-Run by .venv-sdk3's Python (`make setup-sdk3`). Usage: sdk3_invoke.py ENDPOINT_NAME < image.jpg
+Run by make setup's Python (SDK 3). Usage: sdk3_invoke.py ENDPOINT_NAME < image.jpg
 Prints {"index": ..., "probability": ..., "shape": [...]} as JSON.
 """
 

@@ -1,7 +1,7 @@
 """A training job as a user of SageMaker Python SDK 3 starts one locally: ModelTrainer in LOCAL_CONTAINER mode
 with the training image, hyperparameters as Python values, one local folder as the `training` channel.
 
-Run by .venv-sdk3's Python (`make setup-sdk3`): SDK 3 cannot share make setup's environment with SDK 2.
+Run by make setup's Python (SDK 3); SDK 2's local mode runs in .venv-sdk2 (make setup-sdk2).
 Usage: sdk3_model_trainer.py IMAGE DATA_DIR CONTAINER_ROOT INSTANCE_COUNT HYPERPARAMETERS_JSON
 Prints `MODEL-DATA <path of model.tar.gz>` when SDK 3 says the job is done. Like SDK 2's local mode, it judges
 by docker compose's exit code, which is 0 whatever the containers' are: the caller reads the job's failure file
@@ -11,8 +11,8 @@ beside it (scripts/estimator.py local_job_failure).
 import json
 import sys
 
+from sagemaker.core.training.configs import Compute, InputData
 from sagemaker.train import ModelTrainer
-from sagemaker.train.configs import Compute, InputData
 from sagemaker.train.model_trainer import Mode
 
 image, data_dir, container_root, instance_count, hyperparameters = sys.argv[1:6]

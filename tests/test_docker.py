@@ -140,9 +140,10 @@ def sdk3_serialize(value) -> str:
 
 @pytest.mark.docker
 def test_sdk2_and_sdk3_hyperparameter_encodings_reach_the_job_as_the_same_flags(tmp_path):
-    # What a user passes either SDK as Python values; SDK 2's Estimator sends str(value) ("True"), SDK 3's
-    # ModelTrainer JSON ("true"); the image's toolkit JSON-decodes each value and turns it back into flags.
-    from sagemaker.utils import to_string
+    # What a user passes either SDK as Python values; SDK 2's Estimator sends str(value) ("True": its
+    # sagemaker.utils.to_string), SDK 3's ModelTrainer JSON ("true"); the image's toolkit JSON-decodes each value
+    # and turns it back into flags.
+    to_string = str
 
     values = {"arch": "resnet18", "weights": "none", "epochs": 3, "lr": 0.003, "batch-size": 8,
               "freeze-backbone": False, "augment": True, "image-size": 32, "hidden-units": 16,

@@ -125,10 +125,12 @@ def test_the_setup_lock_holds_every_pin_of_the_extras_make_setup_installs():
     assert differs == [], "run `make lock`: " + ", ".join(differs)
 
 
-def test_the_sdk3_lock_pins_sdk3_and_the_versions_it_shares_with_make_setups_environment():
-    sdk3, dev = _locked(REPO / "requirements" / "sdk3.txt"), _locked(REPO / _make_variable("LOCK"))
-    assert sdk3["sagemaker"].startswith("3.") and sdk3["sagemaker-train"] and "smdebug" not in sdk3
-    # resolved against make setup's pins, so the two environments agree wherever both have a package
-    differs = {name: (version, dev[name]) for name, version in sdk3.items()
+def test_the_sdk2_lock_pins_sdk2_and_the_versions_it_shares_with_make_setups_environment():
+    sdk2, dev = _locked(REPO / "requirements" / "sdk2.txt"), _locked(REPO / _make_variable("LOCK"))
+    assert sdk2["sagemaker"].startswith("2.") and dev["sagemaker"].startswith("3.") and "sagemaker-train" not in sdk2
+    assert sdk2["smdebug"] == dev["smdebug"]  # debug_profile.py's loss plot reads trials there too
+    # resolved against make setup's pins, so the two environments agree wherever both have a package, but for
+    # what SDK 2 caps (attrs<26, packaging<25)
+    differs = {name: (version, dev[name]) for name, version in sdk2.items()
                if name in dev and dev[name] != version and not name.startswith("sagemaker")}
-    assert differs == {}
+    assert set(differs) <= {"attrs", "packaging"}, differs

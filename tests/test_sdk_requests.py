@@ -1,9 +1,10 @@
 """The requests the scripts build themselves (scripts/training_requests.py, sent with boto3) against what SageMaker
-Python SDK 2 sent for the same flags, and the same scripts under SDK 3 (`.venv-sdk3`, `make setup-sdk3`).
+Python SDK 2 sent for the same flags, and the same scripts under SDK 2 (`.venv-sdk2`, `make setup-sdk2`); this
+environment has SDK 3 (make setup).
 
-SDK 2's side is its Estimator and HyperparameterTuner set up as scripts/tune.py set them up until it built its
-requests itself (scripts/estimator.py's training_estimator), sending to the same moto. Job names with a timestamp
-differ by construction and are compared by their form.
+SDK 2's side (tests/sdk2_requests.py, run in .venv-sdk2) is its Estimator, HyperparameterTuner, Model and
+Transformer set up as the scripts set them up until they built their requests themselves, sending to the same
+moto. Job names with a timestamp differ by construction and are compared by their form.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import pytest
 from conftest import REPO
 from moto_aws import REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
-from scripts import aws, cleanup, debug_profile, deploy, transform, tune
-from scripts.estimator import training_estimator
+from scripts import cleanup, debug_profile, deploy, local_training, transform, tune
 
 DATA = "s3://dog-data/dogImages"
-SDK3_PYTHON = REPO / ".venv-sdk3" / "bin" / "python"
+SDK2_PYTHON = REPO / ".venv-sdk2" / "bin" / "python"
 BASE = ["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA]
 FLAG_SETS = {
     "the defaults": [],
@@ -37,35 +37,29 @@ FLAG_SETS = {
 }
 
 
-def sdk2_session(args):
-    """SDK 2's Session as the scripts made it before they built their requests themselves."""
-    import sagemaker
+def sdk2_env() -> dict:
+    # .venv-sdk2 finds this project through its .pth file: no PYTHONPATH from this environment
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
-    boto = aws.boto_session(args)
-    return sagemaker.Session(boto_session=boto, default_bucket=f"sagemaker-{boto.region_name}-{aws.account_id(boto)}")
+
+def run_under_sdk2(argv: list[str]) -> subprocess.CompletedProcess:
+    assert SDK2_PYTHON.is_file(), f"{SDK2_PYTHON} is missing: run make setup-sdk2"
+    result = subprocess.run([str(SDK2_PYTHON), *argv], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env=sdk2_env())
+    return result
+
+
+def sdk2_sent(kind: str, argv: list[str], moto) -> list[dict]:
+    """The requests SDK 2 sent for a script's flags (tests/sdk2_requests.py), as moto recorded them."""
+    moto.reset_recording()
+    result = run_under_sdk2([str(REPO / "tests" / "sdk2_requests.py"), kind, json.dumps(argv)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    return moto.requests()
 
 
 def sdk2_tuning_request(argv: list[str], moto) -> dict:
     """CreateHyperParameterTuningJob as SDK 2's HyperparameterTuner sent it for these flags."""
-    from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner
-
-    args = tune.parse_args(argv)
-    session = sdk2_session(args)
-    bucket = f"s3://{session.default_bucket()}/dog-classifier"
-    estimator = training_estimator(
-        image_uri=args.image_uri, role=args.role, instance_type=args.instance_type, session=session,
-        hyperparameters=args.static_hyperparameters, output_path=args.output_path or f"{bucket}/tuning",
-        spot=args.spot, checkpoint_s3_uri=args.checkpoint_s3_uri or (f"{bucket}/checkpoints" if args.spot else None),
-        max_run_hours=args.max_run_hours)
-    tuner = HyperparameterTuner(
-        estimator, objective_metric_name=tune.OBJECTIVE, objective_type="Maximize",
-        hyperparameter_ranges={"lr": ContinuousParameter(*args.lr_range, scaling_type="Logarithmic"),
-                               "batch-size": CategoricalParameter(args.batch_sizes)},
-        metric_definitions=estimator.metric_definitions, max_jobs=args.max_jobs,
-        max_parallel_jobs=args.max_parallel_jobs, early_stopping_type="Auto", base_tuning_job_name="dog-tune")
-    channels = {"features": args.features} if args.features else {"training": args.data}
-    moto.reset_recording()
-    tuner.fit(channels, job_name=args.job_name, wait=False)
+    sdk2_sent("tune", argv, moto)
     return moto.request("CreateHyperParameterTuningJob")
 
 
@@ -85,14 +79,7 @@ def test_tune_sends_what_sdk2s_tuner_sent_for_the_same_flags(flags, moto):
 
 
 def test_the_featurize_job_is_the_training_job_sdk2s_estimator_started(moto):
-    args = tune.parse_args([*BASE, "--featurize", "-p", "epochs=10"])
-    session = sdk2_session(args)
-    estimator = training_estimator(
-        image_uri=args.image_uri, role=args.role, instance_type=args.featurize_instance_type, session=session,
-        hyperparameters={**args.static_hyperparameters, "featurize": "true"},
-        output_path=f"s3://{session.default_bucket()}/dog-classifier/tuning/features", base_job_name="dog-featurize")
-    moto.reset_recording()
-    estimator.fit({"training": args.data}, wait=False)
+    sdk2_sent("featurize", [*BASE, "--featurize", "-p", "epochs=10"], moto)
     expected = moto.request("CreateTrainingJob")
     moto.reset_recording()
     assert tune.main([*BASE, "--featurize", "-p", "epochs=10"]) == 0
@@ -101,40 +88,6 @@ def test_the_featurize_job_is_the_training_job_sdk2s_estimator_started(moto):
         name = request.pop("TrainingJobName")
         assert re.fullmatch(r"dog-featurize-(\d{4}(-\d\d){5}-\d{3}|\d{8}-\d{6}-\d{3})", name), name
     assert sent == expected
-
-
-def sdk2_debug_request(argv: list[str], moto) -> dict:
-    """CreateTrainingJob as SDK 2's Estimator sent it for debug_profile.py's Debugger hook, rules and profiler."""
-    from sagemaker.debugger import (
-        DebuggerHookConfig,
-        ProfilerConfig,
-        ProfilerRule,
-        Rule,
-        TensorBoardOutputConfig,
-        rule_configs,
-    )
-
-    args = debug_profile.parse_args(argv)
-    session = sdk2_session(args)
-    output = args.output_path or f"s3://{session.default_bucket()}/dog-classifier/debug"
-    rules = []
-    for name in debug_profile.DEBUG_RULES:
-        base = getattr(rule_configs, name)()
-        parameters = {"num_steps": debug_profile.LOSS_CHECK_STEPS} if name == "loss_not_decreasing" else None
-        collections = debug_profile.every_save_interval(base.get("CollectionConfigurations", [])) or None
-        rules.append(Rule.sagemaker(base, rule_parameters=parameters, collections_to_save=collections))
-    rules.append(ProfilerRule.sagemaker(rule_configs.ProfilerReport()))
-    estimator = training_estimator(
-        image_uri=args.image_uri, role=args.role, instance_type=args.instance_type, session=session,
-        hyperparameters=args.overrides, output_path=output, max_run_hours=args.max_run_hours, base_job_name="dog-debug",
-        debugger_hook_config=DebuggerHookConfig(s3_output_path=output,
-                                                collection_configs=debug_profile.hook_collections()),
-        rules=rules, profiler_config=ProfilerConfig(s3_output_path=output, system_monitor_interval_millis=500),
-        tensorboard_output_config=TensorBoardOutputConfig(s3_output_path=f"{output}/{args.job_name}/tensorboard"))
-    channels = {"training": args.data, **({"pretrained": args.start_from} if args.start_from else {})}
-    moto.reset_recording()
-    estimator.fit(channels, job_name=args.job_name, wait=False)
-    return moto.request("CreateTrainingJob")
 
 
 def with_collections_as_a_set(request: dict) -> dict:
@@ -150,49 +103,24 @@ def with_collections_as_a_set(request: dict) -> dict:
 def test_debug_profile_sends_what_sdk2s_estimator_sent_for_the_same_flags(flags, moto, tmp_path):
     argv = [*BASE, *flags, "--job-name", "dog-debug-same", "--no-logs", "--download-dir", str(tmp_path)]
     boto3.client("s3", region_name=REGION).create_bucket(Bucket="my-bucket")  # the given output's bucket
-    expected = with_collections_as_a_set(sdk2_debug_request(argv, moto))
+    sdk2_sent("debug_profile", argv, moto)
+    expected = with_collections_as_a_set(moto.request("CreateTrainingJob"))
     moto.reset_recording()
     assert debug_profile.main(argv) == 0
     assert with_collections_as_a_set(moto.request("CreateTrainingJob")) == expected
 
 
-def test_local_mode_under_sdk3_says_in_one_line_where_it_runs(tmp_path):
-    # --local is SDK 2's local mode; SDK 3 has none for a custom image. One line, no traceback.
-    result = subprocess.run([str(SDK3_PYTHON), "scripts/debug_profile.py", "-p", "lr=0.01", "--local",
-                             "--image-uri", "dog-classifier-train:local", "--role", ROLE, "--data", str(tmp_path),
-                             "--region", REGION], cwd=REPO, capture_output=True, text=True, timeout=120,
-                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-    assert result.returncode == 1
-    assert result.stderr.strip() == ("error: --local runs on SageMaker Python SDK 2's local mode, which this "
-                                     "environment lacks (SDK 3 has none for a custom image): run it from make "
-                                     "setup's environment, .venv")
+def test_local_mode_runs_on_the_sdk_each_environment_has():
+    # debug_profile.py --local trains in the installed SDK's own local mode: ModelTrainer here, the Estimator there
+    # (both run in CI's Docker stage, tests/test_cloud_docker.py)
+    assert local_training.installed_sdk() == 3
+    found = run_under_sdk2(["-c", "from scripts.local_training import installed_sdk; print(installed_sdk())"])
+    assert found.returncode == 0 and found.stdout.split()[-1] == "2", found.stdout + found.stderr
 
 
 TRANSFORM_BASE = ["--input", "s3://dog-data/photos", "--output", "s3://dog-data/predictions"]
 MODEL_DATA = "s3://dog-models/dog-classifier-v1/model.tar.gz"
 REUSED_MODEL = "dog-transform-first-model"
-
-
-def sdk2_transform_requests(argv: list[str], moto) -> list[dict]:
-    """CreateModel (for --model-data) and CreateTransformJob as SDK 2's Model and Transformer sent them."""
-    from sagemaker.model import Model
-    from sagemaker.transformer import Transformer
-
-    args = transform.parse_args(argv)
-    session = sdk2_session(args)
-    settings = dict(instance_count=args.instance_count, instance_type=args.instance_type, output_path=args.output,
-                    accept="application/json", max_concurrent_transforms=args.max_concurrent,
-                    max_payload=args.max_payload)
-    moto.reset_recording()
-    if args.model_name:
-        job = Transformer(model_name=args.model_name, sagemaker_session=session, **settings)
-    else:
-        job = Model(image_uri=args.image_uri, model_data=args.model_data, role=args.role,
-                    name=f"{args.job_name}-model", sagemaker_session=session,
-                    enable_network_isolation=True).transformer(**settings)
-    job.transform(f"{args.input}/", data_type="S3Prefix", content_type=transform.CONTENT_TYPE, split_type=None,
-                  job_name=args.job_name, wait=False, logs=False)
-    return model_and_job_requests(moto)
 
 
 def model_and_job_requests(moto) -> list[dict]:
@@ -213,7 +141,8 @@ def test_transform_sends_what_sdk2s_transformer_sent_for_the_same_flags(flags, m
     argv = [*TRANSFORM_BASE, *flags, "--job-name", "dog-transform-same"]
     if REUSED_MODEL in flags:
         reused_model()
-    expected = sdk2_transform_requests(argv, moto)
+    sdk2_sent("transform", argv, moto)
+    expected = model_and_job_requests(moto)
     moto.reset()
     if REUSED_MODEL in flags:
         reused_model()
@@ -229,7 +158,7 @@ def deployed() -> None:
     assert deploy.main([*DEPLOY, "--model-data", MODEL_DATA]) == 0
 
 
-SDK3_RUNS = {  # script, its flags, what is there before it runs (made in this process)
+SDK2_RUNS = {  # script, its flags, what is there before it runs (made in this process)
     "tune": (tune, [*BASE, "--featurize", "-p", "epochs=10", "--job-name", "dog-tune-sdk3", "--wait"], None),
     "debug_profile": (debug_profile, [*BASE, "-p", "lr=0.01", "--job-name", "dog-debug-sdk3", "--no-logs",
                                       "--rules-timeout-minutes", "0", "--download-dir", "{tmp}"], None),
@@ -249,25 +178,24 @@ SDK3_RUNS = {  # script, its flags, what is there before it runs (made in this p
 GENERATED_NAME = re.compile(r"-\d{8}-\d{6}-\d{3}")
 
 
-@pytest.mark.parametrize("script, flags, before", SDK3_RUNS.values(), ids=SDK3_RUNS.keys())
-def test_the_script_runs_under_sdk3_and_sends_the_same_requests(script, flags, before, moto, tmp_path):
-    # .venv-sdk3 holds SageMaker Python SDK 3 (sagemaker-core 2, no Estimator) and, through a .pth file, this project:
-    # make test makes it (make setup-sdk3), and a user runs the scripts there as here.
-    assert SDK3_PYTHON.is_file(), f"{SDK3_PYTHON} is missing: run make setup-sdk3"
-    version = subprocess.run([str(SDK3_PYTHON), "-c", "import importlib.metadata as m; print(m.version('sagemaker'))"],
-                             capture_output=True, text=True, check=True).stdout
-    assert version.startswith("3."), version
+@pytest.mark.parametrize("script, flags, before", SDK2_RUNS.values(), ids=SDK2_RUNS.keys())
+def test_the_script_runs_under_sdk2_and_sends_the_same_requests(script, flags, before, moto, tmp_path):
+    # .venv-sdk2 holds SageMaker Python SDK 2 (sagemaker-core 1, the Estimator) and, through a .pth file, this
+    # project: make test makes it (make setup-sdk2), and a user runs the scripts there as here (SDK 3).
+    version = run_under_sdk2(["-c", "import importlib.metadata as m; print(m.version('sagemaker'))"]).stdout
+    assert version.startswith("2."), version
+    import importlib.metadata
+
+    assert importlib.metadata.version("sagemaker").startswith("3.")
     flags = [flag.replace("{tmp}", str(tmp_path)) for flag in flags]
     sent = []
-    for run in ("in this environment", "under SDK 3"):
+    for run in ("in this environment", "under SDK 2"):
         moto.reset()
         if before:
             before()
             moto.reset_recording()
-        if run == "under SDK 3":
-            result = subprocess.run([str(SDK3_PYTHON), f"scripts/{script.__name__.split('.')[-1]}.py", *flags],
-                                    cwd=REPO, capture_output=True, text=True, timeout=120,
-                                    env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        if run == "under SDK 2":
+            result = run_under_sdk2([f"scripts/{script.__name__.split('.')[-1]}.py", *flags])
             assert result.returncode == 0, result.stdout + result.stderr
         else:
             assert script.main(flags) == 0

@@ -127,45 +127,44 @@ def test_top_k_from_custom_attributes(server):
         assert status == 200 and len(answer["top_k"]) == expected, attributes
 
 
-def local_runtime_client(server):
-    """The SageMaker SDK's own runtime client for local endpoints: it POSTs invoke_endpoint's arguments to
-    /invocations on localhost:<serving_port> as headers, the way SageMaker hands them to a container."""
-    from sagemaker.local import LocalSagemakerRuntimeClient
+SDK2_PYTHON = REPO / ".venv-sdk2" / "bin" / "python"
 
-    return LocalSagemakerRuntimeClient(config={"local": {"serving_port": int(server.base.rsplit(":", 1)[1])}})
+
+def sdk2_predictor(server, image: bytes, deserializer: str, content_type: str | None = None) -> dict:
+    """SDK 2's Predictor on the live server, in .venv-sdk2 (tests/sdk2_predictor.py): its content type, answer."""
+    assert SDK2_PYTHON.is_file(), f"{SDK2_PYTHON} is missing: run make setup-sdk2"
+    port = server.base.rsplit(":", 1)[1]
+    result = subprocess.run([str(SDK2_PYTHON), str(REPO / "tests" / "sdk2_predictor.py"), port, deserializer,
+                             *([content_type] if content_type else [])], input=image, capture_output=True,
+                            timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert result.returncode == 0, (result.stdout + result.stderr).decode(errors="replace")
+    return json.loads(result.stdout.decode().strip().splitlines()[-1])
 
 
 def test_the_sdks_default_predictor_serializer_is_served(server, trained_model_dir):
-    from types import SimpleNamespace
-
-    from sagemaker.deserializers import JSONDeserializer
-    from sagemaker.predictor import Predictor
-
-    session = SimpleNamespace(sagemaker_runtime_client=local_runtime_client(server))
-    predictor = Predictor("dogs", sagemaker_session=session, deserializer=JSONDeserializer())
-    assert predictor.content_type == "application/octet-stream"  # IdentitySerializer's, the SDK's default
-    assert_answer(predictor.predict(image_bytes("JPEG")), classes_of(trained_model_dir), top_k=3)
-    assert_answer(predictor.predict(image_bytes("PNG", "RGBA")), classes_of(trained_model_dir), top_k=3)
+    for image in (image_bytes("JPEG"), image_bytes("PNG", "RGBA")):
+        found = sdk2_predictor(server, image, "json")
+        assert found["content_type"] == "application/octet-stream"  # IdentitySerializer's, the SDK's default
+        assert_answer(found["answer"], classes_of(trained_model_dir), top_k=3)
 
 
 def test_the_udacity_notebooks_client_reads_the_predicted_class_with_argmax(server, trained_model_dir):
-    # The original notebook's query, word for word: PyTorchPredictor's NumpyDeserializer (Accept: application/x-npy),
-    # then np.argmax(response, 1). The index is the class the JSON answer names.
-    from types import SimpleNamespace
-
-    from sagemaker.deserializers import NumpyDeserializer
-    from sagemaker.predictor import Predictor
-
-    session = SimpleNamespace(sagemaker_runtime_client=local_runtime_client(server))
-    predictor = Predictor("dogs", sagemaker_session=session, deserializer=NumpyDeserializer())
+    # The original notebook's query, word for word (SDK 2): PyTorchPredictor's NumpyDeserializer (Accept:
+    # application/x-npy), predictor.predict(img_bytes, initial_args={"ContentType": "image/jpeg"}), then
+    # np.argmax(response, 1). The index is the class the JSON answer names.
     img_bytes = image_bytes("JPEG")
-    response = predictor.predict(img_bytes, initial_args={"ContentType": "image/jpeg"})
+    response = sdk2_predictor(server, img_bytes, "numpy", "image/jpeg")["answer"]
     classes = classes_of(trained_model_dir)
-    assert response.dtype == np.float32 and response.shape == (1, len(classes))
-    predicted = int(np.argmax(response, 1)[0])
+    assert response["dtype"] == "float32" and response["shape"] == [1, len(classes)]
+    predicted = response["argmax"]
     _, _, answer = invoke_json(server.base, img_bytes, "image/jpeg")
     assert predicted == answer["index"] and classes[predicted] == answer["label"]
-    assert response[0, predicted] == pytest.approx(answer["probability"], abs=1e-4)
+    assert response["values"][0][predicted] == pytest.approx(answer["probability"], abs=1e-4)
+
+
+# invoke_endpoint's arguments as SageMaker hands them to the container: as headers
+SAGEMAKER_HEADERS = {"ContentType": "Content-Type", "Accept": "Accept",
+                     "CustomAttributes": "X-Amzn-SageMaker-Custom-Attributes"}
 
 
 @pytest.mark.parametrize("arguments, status", [
@@ -176,12 +175,11 @@ def test_the_udacity_notebooks_client_reads_the_predicted_class_with_argmax(serv
     ({"ContentType": "text/csv"}, 415),
 ], ids=lambda value: str(value))
 def test_invoke_endpoint_argument_shapes(server, arguments, status):
-    response = local_runtime_client(server).invoke_endpoint(Body=image_bytes("JPEG"), EndpointName="dogs",
-                                                            **arguments)
-    body = response["Body"]  # the local client hands back the raw HTTP response (boto3 would raise on a 4xx)
-    answer = json.loads(body.read())
-    assert body.status == status, answer
-    assert body.headers["Content-Type"].startswith("application/json")
+    got, headers, body = request(f"{server.base}/invocations", image_bytes("JPEG"),
+                                 {SAGEMAKER_HEADERS[name]: value for name, value in arguments.items()})
+    answer = json.loads(body)
+    assert got == status, answer
+    assert headers["content-type"].startswith("application/json")
     if status == 200:
         assert len(answer["top_k"]) == (1 if "CustomAttributes" in arguments else 3)
     else:
