@@ -15,9 +15,10 @@ profiler report is.
 `pretrained` channel and `weights` points at it in the container (the whole classifier when the
 classes are the same, else its backbone; see docs/training.md "Fine-tuning further").
 
-`--local` runs the same Estimator in SageMaker local mode on the locally built image with a local
---data folder (file:// channel). Debugger rules and the profiler are SageMaker-side services:
-local mode runs the job and collects its outputs, without them.
+`--local` runs the same job in the installed SDK's local mode (SDK 3's ModelTrainer or SDK 2's
+Estimator: scripts/local_training.py) on the locally built image with a local --data folder, the
+Debugger hook included. Debugger rules and the profiler are SageMaker-side services: local mode
+runs the job and collects its outputs, without them.
 """
 
 from __future__ import annotations

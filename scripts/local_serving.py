@@ -109,7 +109,8 @@ def serving_container(image: str, model_tarball: Path, port: int, endpoint_name:
     try:
         started = _docker(*run_command(image, name, model_dir, port, environment or {})[1:])
         if started.returncode != 0:
-            raise LocalServingError(f"docker run {image} failed: {started.stderr.strip().splitlines()[-1:]}")
+            reason = (started.stderr.strip().splitlines() or ["no message"])[-1]
+            raise LocalServingError(f"docker run {image} failed: {reason}")
         log = subprocess.Popen(["docker", "logs", "--follow", name], stdin=subprocess.DEVNULL)
         try:
             deadline = clock() + ready_timeout
