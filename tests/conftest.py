@@ -15,6 +15,14 @@ from contract.cpus import usable_cpus
 from train.sample_data import make_sample_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+# make setup-sdk2's environment (SageMaker Python SDK 2; make setup's has SDK 3): it finds this project through a
+# .pth file, so its processes get environment_without_pythonpath()
+SDK2_PYTHON = Path(os.environ.get("SDK2_PYTHON", REPO / ".venv-sdk2" / "bin" / "python"))
+
+
+def environment_without_pythonpath() -> dict[str, str]:
+    """This process's environment for a process of another virtualenv: this one's PYTHONPATH left out."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
 MAX_WORKERS = 4  # beyond this, the copies of the session's fixtures (trained model, moto, job server) cost more
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import iam_evaluation
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, SDK2_PYTHON, environment_without_pythonpath
 from moto_aws import ACCOUNT, REGION, ROLE
 from PIL import Image
 from serving import free_port
@@ -48,7 +48,6 @@ COMPAT_BUILD_ARG = (["--build-arg", f"CUDA_COMPAT_IMAGE={os.environ['CUDA_COMPAT
                     if os.environ.get("CUDA_COMPAT_IMAGE") else [])
 # Each SDK's environment (they cannot share one): this one (make setup) with SDK 3, make setup-sdk2's with SDK 2
 SDK3_PYTHON = Path(sys.executable)
-SDK2_PYTHON = Path(os.environ.get("SDK2_PYTHON", REPO / ".venv-sdk2" / "bin" / "python"))
 TINY = ["-p", "arch=resnet18", "-p", "weights=none", "-p", "image-size=32", "-p", "epochs=1", "-p", "batch-size=8",
         "-p", "num-workers=0", "-p", "hidden-units=16", "-p", "freeze-backbone=false"]
 
@@ -56,10 +55,8 @@ TINY = ["-p", "arch=resnet18", "-p", "weights=none", "-p", "image-size=32", "-p"
 def script_env(python: Path = Path(sys.executable)) -> dict:
     """The environment a script runs in under `python`: its venv's tools first (docker compose), no PYTHONPATH
     (the other venv finds this project through its .pth file)."""
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    return {**environment, "PATH": f"{python.parent}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-            "PYTHON": str(python),
-            "PYTHONUNBUFFERED": "1"}
+    path = f"{python.parent}:{Path(sys.executable).parent}:{os.environ['PATH']}"
+    return {**environment_without_pythonpath(), "PATH": path, "PYTHON": str(python), "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 
 import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from conftest import REPO
+from conftest import REPO, SDK2_PYTHON, environment_without_pythonpath
 from PIL import Image
 from serving import running_server
 
@@ -33,9 +32,9 @@ def test_url_against_the_serving_stack_here_and_under_sdk2(trained_model_dir, jp
         out = capsys.readouterr().out
         assert out.startswith(f"{jpeg}: ") and out.count("\n    ") == 2
         # SDK 2's environment (make setup-sdk2) answers the same: invoke.py needs no SageMaker SDK
-        sdk2 = subprocess.run([str(REPO / ".venv-sdk2" / "bin" / "python"), "scripts/invoke.py", str(jpeg), "--url",
-                               server.base, "--top-k", "2"], cwd=REPO, capture_output=True, text=True, timeout=120,
-                              env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        sdk2 = subprocess.run([str(SDK2_PYTHON), "scripts/invoke.py", str(jpeg), "--url", server.base, "--top-k", "2"],
+                              cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env=environment_without_pythonpath())
         assert (sdk2.returncode, sdk2.stdout) == (0, out), sdk2.stderr
         assert invoke_main([str(jpeg), str(broken), "--url", f"{server.base}/invocations"]) == 1
         captured = capsys.readouterr()

@@ -10,19 +10,17 @@ moto. Job names with a timestamp differ by construction and are compared by thei
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 
 import boto3
 import pytest
-from conftest import REPO
+from conftest import REPO, SDK2_PYTHON, environment_without_pythonpath
 from moto_aws import REGION, ROLE, SERVE_IMAGE, TRAIN_IMAGE
 
 from scripts import cleanup, debug_profile, deploy, local_training, transform, tune
 
 DATA = "s3://dog-data/dogImages"
-SDK2_PYTHON = REPO / ".venv-sdk2" / "bin" / "python"
 BASE = ["--image-uri", TRAIN_IMAGE, "--role", ROLE, "--data", DATA]
 FLAG_SETS = {
     "the defaults": [],
@@ -37,15 +35,10 @@ FLAG_SETS = {
 }
 
 
-def sdk2_env() -> dict:
-    # .venv-sdk2 finds this project through its .pth file: no PYTHONPATH from this environment
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-
-
 def run_under_sdk2(argv: list[str]) -> subprocess.CompletedProcess:
     assert SDK2_PYTHON.is_file(), f"{SDK2_PYTHON} is missing: run make setup-sdk2"
     result = subprocess.run([str(SDK2_PYTHON), *argv], cwd=REPO, capture_output=True, text=True, timeout=120,
-                            env=sdk2_env())
+                            env=environment_without_pythonpath())
     return result
 
 

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, SDK2_PYTHON, environment_without_pythonpath
 from serving import READY_MARK, free_port, invoke, invoke_json, request, running_server
 
 from reliability.corpus import cases, problem_with
@@ -127,16 +127,13 @@ def test_top_k_from_custom_attributes(server):
         assert status == 200 and len(answer["top_k"]) == expected, attributes
 
 
-SDK2_PYTHON = REPO / ".venv-sdk2" / "bin" / "python"
-
-
 def sdk2_predictor(server, image: bytes, deserializer: str, content_type: str | None = None) -> dict:
     """SDK 2's Predictor on the live server, in .venv-sdk2 (tests/sdk2_predictor.py): its content type, answer."""
     assert SDK2_PYTHON.is_file(), f"{SDK2_PYTHON} is missing: run make setup-sdk2"
     port = server.base.rsplit(":", 1)[1]
     result = subprocess.run([str(SDK2_PYTHON), str(REPO / "tests" / "sdk2_predictor.py"), port, deserializer,
                              *([content_type] if content_type else [])], input=image, capture_output=True,
-                            timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+                            timeout=120, env=environment_without_pythonpath())
     assert result.returncode == 0, (result.stdout + result.stderr).decode(errors="replace")
     return json.loads(result.stdout.decode().strip().splitlines()[-1])
 
