@@ -11,10 +11,16 @@ import argparse
 SMOKE_HELP = "the smallest run that takes every code path (tests/test_bench.py); its figures measure nothing"
 
 
-def benchmark_parser(module: str, doc: str | None, quick_help: str) -> argparse.ArgumentParser:
+def benchmark_parser(module: str, doc: str | None, quick_help: str,
+                     endpoint_shape: bool = False) -> argparse.ArgumentParser:
+    """With `endpoint_shape`, also --endpoint-shape (bench/shape.py), for the benchmarks of serving."""
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help=quick_help)
     size.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    if endpoint_shape:
+        parser.add_argument("--endpoint-shape", action="store_true",
+                            help="run on one physical core (ml.m5.large's 2 vCPUs: a core and its hyperthread) "
+                                 "instead of the whole host (bench/shape.py)")
     return parser

@@ -8,36 +8,45 @@ random weights: speed does not depend on them):
 - baseline: sagemaker-inference's DefaultHandlerService with bench/udacity_inference.py as the
   user module (PyTorch eager, PIL full decode, torchvision transforms).
 
-Measured over HTTP on loopback with one 500x375 photo-like JPEG: p50/p99 latency at
-concurrency 1, requests/s at concurrency 8, and cold start (process start to the first
-successful invocation). Then int8 against float32: the model alone (ONNX Runtime, batch 1),
-served end to end, and the accuracy and top-1 agreement the training job measured on a model
-trained on the sample data. Prints numbers; asserts nothing (the int8 target, p50 <= 0.55x
-float32 on a CPU with VNNI, is reported met or not).
+Measured over HTTP on loopback with one 500x375 photo-like JPEG, once the frontend's JIT has
+settled (a few hundred requests first): p50/p99 latency at concurrency 1 on one kept-alive
+connection (as a proxy in front of a container holds them) and on a new connection per request,
+requests/s at concurrency 8, and cold start (process start to the first successful invocation).
+Then where a request's time goes, from the timestamps the worker logs with every request (parse,
+decode, resize/normalise, model, encode; the rest of the client's figure is the frontend and the
+IPC), against the model alone in the same ONNX Runtime session settings, and int8 against float32:
+the model alone, served end to end, and the accuracy and top-1 agreement the training job measured
+on a model trained on the sample data. Prints numbers and which targets they meet; asserts nothing.
 
-    python -m bench.serve_latency [--quick]
+    python -m bench.serve_latency [--quick] [--endpoint-shape]
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import http.client
 import os
-import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench import shape
 from bench.cli import benchmark_parser
 from bench.report import print_table
 from contract import artifact
-from serve import loopback
+from contract.cpus import instruction_set_level
+from serve import codec, loopback
 from serve.config import read_config
+from serve.handler_service import StageClock
+from serve.model import OnnxClassifier
 from serve.server import HANDLER_SERVICE, ModelServer
 from support.artifacts import resnet50_artifact
 from support.live_server import free_port
@@ -49,15 +58,35 @@ BASELINE_HANDLER = "sagemaker_inference.default_handler_service"
 @dataclasses.dataclass
 class Result:
     name: str
-    p50_ms: float
+    p50_ms: float  # concurrency 1, one kept-alive connection
     p99_ms: float
-    requests_per_s: float
+    p50_new_connection_ms: float  # concurrency 1, a new connection per request
+    requests_per_s: float  # concurrency 8, a kept-alive connection per client thread
     cold_start_s: float
+    stages_ms: dict[str, float]  # median per stage from the worker's log lines, the c1 keep-alive requests
+    frontend_ms: float  # median of (client latency - the worker's own time), same requests
 
 
 def post(port: int, body: bytes, timeout: float = 120) -> int:
     return loopback.request("127.0.0.1", port, "POST", "/invocations", body, {"Content-Type": "image/jpeg"},
                             timeout=timeout)[0]
+
+
+class KeptAlive:
+    """One HTTP/1.1 connection per thread, reused request after request."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.local = threading.local()
+
+    def post(self, body: bytes) -> int:
+        connection = getattr(self.local, "connection", None)
+        if connection is None:
+            connection = self.local.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        connection.request("POST", "/invocations", body, {"Content-Type": "image/jpeg"})
+        response = connection.getresponse()
+        response.read()
+        return response.status
 
 
 def make_models(root: Path) -> tuple[Path, Path]:
@@ -70,10 +99,30 @@ def make_models(root: Path) -> tuple[Path, Path]:
     return ours, baseline
 
 
-def measure(name: str, model_dir: Path, handler: str, port: int, body: bytes, requests: int,
+def clock_ms(call, runs: int) -> list[float]:
+    """How long each of `runs` calls took, in ms."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def timed(send, body: bytes, requests: int) -> list[float]:
+    """Latencies of `requests` requests sent one after another, each checked to answer 200."""
+    def one() -> None:
+        status = send(body)
+        assert status == 200, status
+
+    return clock_ms(one, requests)
+
+
+def measure(name: str, model_dir: Path, handler: str, port: int, body: bytes, requests: int, warm_up: int,
             concurrency: int, precision: str = "auto") -> Result:
     config = dataclasses.replace(read_config(os.environ), precision=precision)
-    log = open(model_dir / "server.log", "w")
+    log_path = model_dir / f"server-{precision}.log"
+    log = open(log_path, "w")
     # the baseline is the original project's code/inference.py: its workers must import artifact code
     server = ModelServer(model_dir, config, "127.0.0.1", port, handler_service=handler, output=log,
                          model_code=handler == BASELINE_HANDLER)
@@ -90,41 +139,70 @@ def measure(name: str, model_dir: Path, handler: str, port: int, body: bytes, re
                 raise RuntimeError(f"{name}: server never answered")
             time.sleep(0.05)
         cold_start = time.perf_counter() - started
-        for _ in range(3):
-            post(port, body)
-        latencies = []
-        for _ in range(requests):
-            sent = time.perf_counter()
-            assert post(port, body) == 200
-            latencies.append((time.perf_counter() - sent) * 1000)
-        total = requests
+        kept = KeptAlive(port)
+        timed(kept.post, body, warm_up)  # the frontend's JIT compiles its hot paths over the first requests
+        latencies = timed(kept.post, body, requests)
+        new_connection = timed(lambda data: post(port, data), body, requests)
         with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
             sent = time.perf_counter()
-            statuses = list(pool.map(lambda _: post(port, body), range(total)))
+            statuses = list(pool.map(lambda _: kept.post(body), range(requests)))
             elapsed = time.perf_counter() - sent
-        assert statuses.count(200) == total, statuses
+        assert statuses.count(200) == requests, statuses
     finally:
         server.stop()
         log.close()
-    return Result(name, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)), total / elapsed,
-                  cold_start)
+    # the worker logs one line a request; the last 3 x `requests` are the three measures, in order
+    lines = worker_lines(log_path.read_text())[-3 * requests:][:requests]
+    stages, frontend = split_latency(latencies, lines)
+    return Result(name, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)),
+                  float(np.percentile(new_connection, 50)), requests / elapsed, cold_start, stages, frontend)
 
 
-def model_only_p50_ms(model_file: Path, threads: int, runs: int) -> float:
-    import onnxruntime
+def worker_lines(log: str) -> list[dict[str, float]]:
+    """The timings of serve/handler_service.py's line per request (none for the Udacity baseline)."""
+    found = []
+    for line in log.splitlines():
+        if " status=" in line and "latency_ms=" in line:
+            found.append({key: float(value) for key, value in re.findall(r"(\w+)_ms=([\d.]+)", line)})
+    return found
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
-    batch = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
-    for _ in range(3):
-        session.run(None, {"input": batch})
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        session.run(None, {"input": batch})
-        times.append((time.perf_counter() - started) * 1000)
-    return float(np.percentile(times, 50))
+
+def split_latency(latencies: list[float], lines: list[dict[str, float]]) -> tuple[dict[str, float], float]:
+    """(median ms of each worker stage, median ms outside the worker) for requests sent one at a time, so
+    that the n-th request is the n-th line; empty when the worker does not log its stages."""
+    if len(lines) != len(latencies) or not lines:
+        return {}, float("nan")
+    stages = {stage: float(np.median([line[stage] for line in lines])) for stage in StageClock.STAGES}
+    outside = [total - line["latency"] for total, line in zip(latencies, lines, strict=True)]
+    return stages, float(np.median(outside))
+
+
+@dataclasses.dataclass
+class ModelAlone:
+    p50_ms: float  # batch 1, one session with the worker's threads
+    requests_per_s: float  # every worker's session running at once, batch 1
+
+
+def model_alone(model_dir: Path, precision: str, body: bytes, workers: int, threads: int, runs: int) -> ModelAlone:
+    """The served model without the server: the worker's own session (serve.model.OnnxClassifier, the same
+    options) on the bench photo as the worker preprocesses it; sustained = `workers` sessions at once."""
+    sessions = [OnnxClassifier(model_dir, threads=threads, precision=precision) for _ in range(workers)]
+    image = codec.decode_image(body, codec.ImageLimits.of(read_config(os.environ)), sessions[0].preprocess.resize)
+    batch = sessions[0].preprocess(image)[None]
+    for session in sessions:
+        for _ in range(3):
+            session.predict(batch)
+    times = clock_ms(lambda: sessions[0].predict(batch), runs)
+
+    def run(session: OnnxClassifier) -> None:
+        for _ in range(runs):
+            session.predict(batch)
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:  # ONNX Runtime runs without the GIL
+        sent = time.perf_counter()
+        list(pool.map(run, sessions))
+        elapsed = time.perf_counter() - sent
+    return ModelAlone(float(np.percentile(times, 50)), workers * runs / elapsed)
 
 
 def trained_int8_check(root: Path, epochs: int) -> dict:
@@ -140,46 +218,54 @@ def trained_int8_check(root: Path, epochs: int) -> dict:
 
 
 def has_vnni() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    return "VNNI" in instruction_set_level()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = benchmark_parser("bench.serve_latency", __doc__, "fewer requests (CI)")
+    parser = benchmark_parser("bench.serve_latency", __doc__, "fewer requests (CI)", endpoint_shape=True)
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--port", type=int, help="loopback port for the servers (default: a free one)")
     args = parser.parse_args(argv)
+    cpus = shape.apply(args.endpoint_shape)  # first: the servers size their workers by this process's CPUs
     args.port = args.port or free_port()
     requests = 2 if args.smoke else 20 if args.quick else args.requests
+    warm_up = 2 if args.smoke else 100 if args.quick else 300
     concurrency = 8
     body = photo_jpeg(500, 375)
     config = read_config(os.environ)
     with tempfile.TemporaryDirectory() as tmp:
         ours_dir, baseline_dir = make_models(Path(tmp))
-        int8 = measure("ours, int8", ours_dir, HANDLER_SERVICE, args.port, body, requests, concurrency)
-        fp32 = measure("ours, float32", ours_dir, HANDLER_SERVICE, args.port, body, requests, concurrency, "fp32")
+        int8 = measure("ours, int8", ours_dir, HANDLER_SERVICE, args.port, body, requests, warm_up, concurrency)
+        fp32 = measure("ours, float32", ours_dir, HANDLER_SERVICE, args.port, body, requests, warm_up, concurrency,
+                       "fp32")
         baseline = measure("baseline (Udacity inference.py)", baseline_dir, BASELINE_HANDLER, args.port, body,
-                           requests, concurrency)
-        model_runs = 2 if args.smoke else 30 if args.quick else 200
-        model_fp32 = model_only_p50_ms(ours_dir / artifact.ONNX_FILE, config.threads_per_worker, model_runs)
-        model_int8 = model_only_p50_ms(ours_dir / artifact.INT8_FILE, config.threads_per_worker, model_runs)
+                           requests, min(warm_up, 50), concurrency)
+        model_runs = 2 if args.smoke else 50 if args.quick else 200
+        alone = {precision: model_alone(ours_dir, precision, body, config.workers, config.threads_per_worker,
+                                        model_runs) for precision in ("int8", "fp32")}
         sizes = [(ours_dir / name).stat().st_size / 2**20 for name in (artifact.INT8_FILE, artifact.ONNX_FILE)]
         checked = trained_int8_check(Path(tmp), epochs=1 if args.smoke else 4)
-    machine = (f"{config.workers} worker(s) x {config.threads_per_worker} thread(s), {platform.machine()} x "
-               f"{os.cpu_count()} CPUs, VNNI {'yes' if has_vnni() else 'no'}")
+    machine = f"{config.workers} worker(s) x {config.threads_per_worker} thread(s), {cpus}"
     rows = [("p50 latency, concurrency 1 (ms)", int8.p50_ms, baseline.p50_ms),
+            ("p50 latency, concurrency 1, new connections (ms)", int8.p50_new_connection_ms,
+             baseline.p50_new_connection_ms),
             ("p99 latency, concurrency 1 (ms)", int8.p99_ms, baseline.p99_ms),
             (f"throughput, concurrency {concurrency} (req/s)", int8.requests_per_s, baseline.requests_per_s),
             ("cold start to first answer (s)", int8.cold_start_s, baseline.cold_start_s)]
     print_table(f"serving: ResNet-50 + head, 133 classes, one 500x375 JPEG ({len(body):,} bytes), {requests} "
-                f"requests per measure, int8 model, {machine}", rows,
+                f"requests per measure after {warm_up}, int8 model, {machine}", rows,
                 "the original Udacity project's inference.py (PyTorch eager, PIL full decode, torchvision "
                 "transforms) under sagemaker-inference's DefaultHandlerService on the same multi-model-server")
+    model = alone["int8"]
+    rows = [("p50 latency, concurrency 1 (ms)", int8.p50_ms, model.p50_ms),
+            (f"throughput, concurrency {concurrency} (req/s)", int8.requests_per_s, model.requests_per_s)]
+    print_table(f"served against the model alone: int8 ResNet-50 + head, {machine}", rows,
+                "the model alone: the worker's ONNX Runtime session on the preprocessed photo, batch 1, one "
+                "session per worker running at once for throughput")
+    print_breakdown(int8)
+    print_serving_targets(int8, model)
     compared = checked["compared_on"]
-    rows = [("model only, batch 1, p50 (ms)", model_int8, model_fp32),
+    rows = [("model only, batch 1, p50 (ms)", model.p50_ms, alone["fp32"].p50_ms),
             ("served, p50 latency, concurrency 1 (ms)", int8.p50_ms, fp32.p50_ms),
             ("served, p99 latency, concurrency 1 (ms)", int8.p99_ms, fp32.p99_ms),
             (f"served, throughput, concurrency {concurrency} (req/s)", int8.requests_per_s, fp32.requests_per_s),
@@ -194,6 +280,33 @@ def main(argv: list[str] | None = None) -> int:
     print(f"int8 target (p50 <= 0.55x float32, agreement >= 99 %, on a VNNI CPU): {ratio:.2f}x, "
           f"{100 * compared['agreement']:.1f} %: {target}" + ("" if has_vnni() else " (no VNNI here: reported only)"))
     return 0
+
+
+def print_breakdown(served: Result) -> None:
+    """Where the median request's time goes: the worker's own stages and what is left of the client's
+    figure (the frontend, the IPC to the worker and back, the HTTP client)."""
+    if not served.stages_ms:
+        print("\nwhere a served request's time goes: the worker logged no stages")
+        return
+    parts = {"frontend, IPC and client": served.frontend_ms, "headers and checks": served.stages_ms["parse"],
+             "decode": served.stages_ms["decode"], "resize and normalise": served.stages_ms["preprocess"],
+             "model": served.stages_ms["model"], "encode": served.stages_ms["encode"]}
+    print(f"\nwhere a served request's time goes ({served.name}, concurrency 1, kept-alive connection, median ms; "
+          "the worker's timestamps, the rest from the client's):")
+    for part, ms in parts.items():
+        print(f"  {part:26} {ms:6.2f}")
+    print(f"  {'client p50, all of it':26} {served.p50_ms:6.2f}")
+
+
+def print_serving_targets(served: Result, model: ModelAlone) -> None:
+    targets = [
+        (f"p50 <= model alone + 3 ms: {served.p50_ms:.1f} ms against {model.p50_ms:.1f} + 3 ms",
+         served.p50_ms <= model.p50_ms + 3),
+        (f"p99 <= 1.5x p50: {served.p99_ms / served.p50_ms:.2f}x", served.p99_ms <= 1.5 * served.p50_ms),
+        (f"throughput at concurrency 8 >= 0.9x the model alone's: {served.requests_per_s / model.requests_per_s:.2f}x",
+         served.requests_per_s >= 0.9 * model.requests_per_s)]
+    for what, met in targets:
+        print(f"serving target ({what}): {'met' if met else 'not met'}")
 
 
 if __name__ == "__main__":

@@ -40,3 +40,31 @@ def _v2_path(proc_cgroup: Path) -> str:
     except OSError:
         pass
     return ""
+
+
+# x86-64 levels that change ONNX Runtime's integer kernels, fastest first, by the /proc/cpuinfo flags
+# that select them (ORT picks VNNI's dot-product instructions, else AVX-512BW, else AVX2).
+ISA_LEVELS = (("AVX-512 VNNI", ("avx512_vnni",)), ("AVX-VNNI", ("avx_vnni",)), ("AVX-512 without VNNI", ("avx512bw",)),
+              ("AVX2", ("avx2",)))
+
+
+def instruction_set_level(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """This CPU's level for int8 inference: one of ISA_LEVELS' names, "arm64" or the machine's name."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+                      if line.startswith(("flags", "Features"))), [])
+    except OSError:
+        flags = []
+    for name, needed in ISA_LEVELS:
+        if all(flag in flags for flag in needed):
+            return name
+    machine = os.uname().machine
+    return "arm64" if machine in ("aarch64", "arm64") else machine
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    try:
+        return next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                     if line.startswith("model name")), os.uname().machine)
+    except OSError:
+        return os.uname().machine

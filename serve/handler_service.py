@@ -58,7 +58,7 @@ class ClassifierTransformer(Transformer):
         return [self._one(request, index, context) for index, request in enumerate(data)]
 
     def _one(self, request: dict, index: int, context) -> bytes:
-        started = time.perf_counter()
+        stages = StageClock()
         headers = {k.lower(): v for k, v in (context.get_all_request_header(index) or {}).items()}
         body = bytes(request.get("body") or request.get("data") or b"")
         sizes = []
@@ -74,14 +74,18 @@ class ClassifierTransformer(Transformer):
             inputs = []
             try:
                 for position, image in enumerate(images):
+                    stages.start("decode")
                     rgb = codec.load(image, position if batch else None)
                     sizes.append(rgb.size)
+                    stages.start("preprocess")
                     inputs.append(self.model.preprocess(rgb))
                     del rgb
             finally:
                 for image in images:
                     image.close()
-            probabilities = self.model.predict(np.stack(inputs))
+            stages.start("model")
+            probabilities = self.model.predict(inputs[0][None] if len(inputs) == 1 else np.stack(inputs))
+            stages.start("encode")
             payload = codec.encode(probabilities, self.model.classes, content_type, top_k, batch)
         except codec.RequestError as error:
             status, content_type, payload = error.status, codec.JSON, codec.error_body(error.message)
@@ -92,10 +96,36 @@ class ClassifierTransformer(Transformer):
         if status != 200:
             context.set_response_status(code=status, phrase=HTTPStatus(status).phrase, idx=index)
         context.set_response_content_type(index, content_type)
-        log.info("status=%d latency_ms=%.1f bytes=%d images=%s accept=%s", status,
-                 (time.perf_counter() - started) * 1000, len(body),
-                 ",".join(f"{w}x{h}" for w, h in sizes) or "-", content_type)
+        stages.start(None)
+        log.info("status=%d latency_ms=%.2f %s bytes=%d images=%s accept=%s", status, stages.total_ms(),
+                 stages.summary(), len(body), ",".join(f"{w}x{h}" for w, h in sizes) or "-", content_type)
         return payload
+
+
+class StageClock:
+    """Where a request's time goes inside the worker: each stage runs from its start() to the next one's;
+    the time before the first stage (headers, checks) counts as `parse`. The log line carries every stage,
+    so a latency figure can be split without a profiler (bench/serve_latency.py reads them)."""
+
+    STAGES = ("parse", "decode", "preprocess", "model", "encode")
+
+    def __init__(self, clock=time.perf_counter):
+        self.clock = clock
+        self.began = self.mark = clock()
+        self.current: str | None = "parse"
+        self.spent = dict.fromkeys(self.STAGES, 0.0)
+
+    def start(self, stage: str | None) -> None:
+        """End the running stage and start `stage` (None: the request is done; the rest counts as encode)."""
+        now = self.clock()
+        self.spent[self.current or "encode"] += now - self.mark
+        self.current, self.mark = stage, now
+
+    def total_ms(self) -> float:
+        return (self.mark - self.began) * 1000
+
+    def summary(self) -> str:
+        return " ".join(f"{stage}_ms={seconds * 1000:.2f}" for stage, seconds in self.spent.items())
 
 
 def _ask_unload(model_name: str | None) -> None:
@@ -130,6 +160,9 @@ def handle(data, context):
     """multi-model-server's entry point: called with data=None once at load, then per request batch."""
     if _service._service.model is None:
         logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(levelname)s %(message)s")
+        # MMS's per-request "[METRICS]" lines: formatted, written and parsed by the frontend, which drops them
+        # (sagemaker-inference's log4j config keeps MODEL_METRICS at warn); our log line has the timings
+        logging.getLogger("mms.service").setLevel(logging.WARNING)
         _service.initialize(context)
     if data is None:
         return None

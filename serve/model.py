@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 
@@ -47,9 +48,20 @@ class Preprocess:
         left = round((size[0] - self.crop) / 2.0)  # torchvision rounds the same way
         top = round((size[1] - self.crop) / 2.0)
         image = image.crop((left, top, left + self.crop, top + self.crop))
-        pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)
-        # The same arithmetic as training's Normalize: x / (255 std) - mean / std.
-        return pixels * (1.0 / (255.0 * self.std)) - self.mean / self.std
+        pixels = np.asarray(image)  # (crop, crop, 3) uint8
+        planes = np.empty((3, self.crop, self.crop), dtype=np.float32)  # contiguous: ONNX Runtime copies nothing
+        for channel in range(3):
+            np.take(self.normalised[channel], pixels[:, :, channel], out=planes[channel])
+        return planes
+
+    @functools.cached_property
+    def normalised(self) -> np.ndarray:
+        """(3, 256) float32: what each 8-bit value of each channel becomes, with the same float32 arithmetic
+        as training's Normalize (x / (255 std) - mean / std), so a lookup is bit-identical to computing it
+        per pixel, at a third of the cost."""
+        values = np.arange(256, dtype=np.float32)[None, :]
+        std, mean = self.std.reshape(3, 1), self.mean.reshape(3, 1)
+        return values * (1.0 / (255.0 * std)) - mean / std
 
 
 def model_file(model_dir: Path, metadata: dict, precision: str = "auto") -> tuple[Path, str]:

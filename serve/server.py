@@ -3,9 +3,10 @@
 sagemaker-inference's own `start_model_server` writes /etc/sagemaker-mms.properties (root
 only), finds "the" model server by scanning every process on the machine, and leaves MMS's
 Python workers behind when stopped. This launcher keeps what it does right (the SAGEMAKER_*
-settings read by sagemaker-inference's Environment, its default MMS properties and log4j
-config, MMS started with --models model=<dir>) and instead:
-- writes its config and every temp file in a private temp dir (no root needed);
+settings read by sagemaker-inference's Environment, its default MMS properties, MMS started with
+--models model=<dir>) and instead:
+- writes its config and every temp file in a private temp dir (no root needed), and logs to stdout only
+  (serve/log4j2.xml);
 - keeps multi-model-server's management API off the serving port, and runs the workers isolated from
   any code in the artifact (serve/mms_plugins/build.py: the worker launcher);
 - starts MMS in its own process group and, on SIGTERM/SIGINT, stops the whole group, so
@@ -93,10 +94,12 @@ MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # SageMaker's mo
 MODEL_NAME = "model"
 STOP_GRACE_SECONDS = 10
 # The Java frontend only moves requests to the workers. Left to the JVM's defaults (a heap of 1/64 of
-# the RAM to start, 1/4 at most) its RSS kept growing under load: +125 MB in 60 s at concurrency 8,
-# heap pages touched for the first time rather than a leak. A 128 MB start and 1 GB ceiling (room
-# for MMS's 100 queued requests of 6 MB) let G1 collect early: +86 MB in 60 s, flattening out.
-DEFAULT_VMARGS = "-XX:-UseContainerSupport -Xms128m -Xmx1g -XX:+UseG1GC"
+# the RAM to start, 1/4 at most, G1) its RSS kept growing under load: +125 MB in 60 s at concurrency 8.
+# A 128 MB start and 1 GB ceiling (room for MMS's 100 queued requests of 6 MB) bound it. The serial
+# collector and C1 alone (no C2): on 2 cores the C2 compiler was still taking 1.2-1.8 ms of CPU per
+# request after 1,500 requests, and G1's threads more; measured 2026-12-04 at concurrency 8 for 60 s:
+# G1 + C2 118 -> 209 MB and 4,160 requests, serial + C1 114 -> 131 MB and 5,040 requests.
+DEFAULT_VMARGS = "-XX:-UseContainerSupport -Xms128m -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1"
 
 
 def mms_properties(config: ServingConfig, host: str, port: int, handler_service: str = HANDLER_SERVICE,
@@ -258,7 +261,7 @@ def frontend_command(properties: Path, workdir: Path, worker_python: Path, plugi
 
     home = Path(mms.__file__).resolve().parents[1]
     java = str(Path(os.environ["JAVA_HOME"]) / "bin" / "java") if os.environ.get("JAVA_HOME") else "java"
-    log_config = resources.files("sagemaker_inference").joinpath("etc/log4j2.xml")
+    log_config = resources.files("serve").joinpath("log4j2.xml")  # stdout only, one frontend line a request
     # the plugins' jar first: it carries a fixed copy of one of multi-model-server's own classes
     classpath = ":".join([*([str(plugins)] if plugins else []), ".", str(home / "mms" / "frontend" / "*")])
     vmargs = os.environ.get("SAGEMAKER_MODEL_SERVER_VMARGS", DEFAULT_VMARGS).split()

@@ -13,7 +13,7 @@ import sys
 from conftest import REPO, train_env
 
 TOPICS = ("training throughput", "training step compute", "feature cache", "tuning", "featurize job",
-          "diagnostics overhead per training step", "serving", "int8")
+          "diagnostics overhead per training step", "serving", "served against the model alone", "int8")
 
 
 def test_every_benchmark_runs_to_its_table_in_the_smoke_run(tmp_path):
@@ -24,3 +24,27 @@ def test_every_benchmark_runs_to_its_table_in_the_smoke_run(tmp_path):
     topics = {line.split(":")[0] for line in summary.splitlines()[1:] if not line.startswith("[")}
     assert topics == set(TOPICS)
     assert "int8 target (p50 <= 0.55x float32" in result.stdout
+
+
+def test_the_endpoint_shape_is_one_physical_core_with_its_hyperthreads(tmp_path):
+    from bench import shape
+
+    assert shape.parse_cpu_list("0-1,4\n") == {0, 1, 4}
+    for cpu, siblings in ((0, "0,2"), (1, "1,3"), (2, "0,2"), (3, "1,3")):  # 2 cores x 2 threads
+        (tmp_path / f"cpu{cpu}" / "topology").mkdir(parents=True)
+        (tmp_path / f"cpu{cpu}" / "topology" / "thread_siblings_list").write_text(siblings)
+    assert shape.core_of(2, tmp_path) == {0, 2}
+    assert shape.core_of(7, tmp_path) == {7}  # no topology: the CPU alone
+
+
+def test_a_served_latency_splits_into_the_worker_stages_and_the_rest():
+    from bench.serve_latency import split_latency, worker_lines
+
+    log = "\n".join(f"2026 [INFO ] W-model-1-stdout WorkerLifeCycle - serve.requests INFO status=200 "
+                    f"latency_ms={9 + i:.2f} parse_ms=0.10 decode_ms=1.00 preprocess_ms=1.40 model_ms={6.5 + i:.2f} "
+                    f"encode_ms=0.00 bytes=64386 images=500x375 accept=application/json" for i in range(3))
+    lines = worker_lines(log + "\n2026 [INFO ] W-9000-model ACCESS_LOG - \"POST /invocations HTTP/1.1\" 200 12")
+    stages, outside = split_latency([12.0, 13.5, 14.0], lines)
+    assert stages == {"parse": 0.1, "decode": 1.0, "preprocess": 1.4, "model": 7.5, "encode": 0.0}
+    assert outside == 3.0  # median of 3.0, 3.5, 3.0
+    assert split_latency([12.0], lines)[0] == {}  # a line per request, or no split

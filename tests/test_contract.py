@@ -129,3 +129,16 @@ def test_the_cpu_count_honours_a_cgroup_quota_and_rounds_it_up(tmp_path, monkeyp
     assert cpus.usable_cpus(tmp_path / "absent", tmp_path / "absent") == 16  # no cgroup files: the affinity mask
     monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0})  # docker --cpuset-cpus 0
     assert cpus.usable_cpus(*v1) == 1
+
+
+@pytest.mark.parametrize("flags, level", [
+    ("fpu avx2 avx512f avx512bw avx512_vnni", "AVX-512 VNNI"),
+    ("fpu avx2 avx512f avx512bw", "AVX-512 without VNNI"),  # Skylake 8175M, under ml.m5 and ml.c5
+    ("fpu avx2 avx_vnni", "AVX-VNNI"),
+    ("fpu sse4_2 avx2", "AVX2"),
+])
+def test_instruction_set_level_from_the_cpu_flags(tmp_path, flags, level):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+    assert cpus.instruction_set_level(cpuinfo) == level
+    assert cpus.cpu_model(cpuinfo) == "Some CPU"

@@ -53,3 +53,31 @@ def test_config_defaults_fit_workers_times_threads_to_the_cores(monkeypatch):
 def test_bad_settings_name_the_variable(env, name):
     with pytest.raises(ConfigError, match=name):
         read_config(env)
+
+
+def test_stage_clock_splits_a_request_into_stages_that_add_up_to_its_latency():
+    from serve.handler_service import StageClock
+
+    ticks = iter([10.0, 10.001, 10.002, 10.003, 10.005, 10.0065, 10.0135, 10.0135])  # seconds, injected
+    stages = StageClock(clock=lambda: next(ticks))
+    for stage in ("decode", "preprocess", "decode", "preprocess", "model", "encode"):  # a batch of two images
+        stages.start(stage)
+    stages.start(None)
+    assert stages.summary() == "parse_ms=1.00 decode_ms=3.00 preprocess_ms=2.50 model_ms=7.00 encode_ms=0.00"
+    assert round(stages.total_ms(), 6) == 13.5
+
+
+def test_normalising_by_lookup_is_bit_identical_to_computing_each_pixel():
+    import numpy as np
+    from PIL import Image
+
+    from serve.model import Preprocess
+
+    preprocess = Preprocess.from_json({"resize": 40, "crop": 32, "mean": [0.485, 0.456, 0.406],
+                                       "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"})
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    cropped = image.resize((53, 40), Image.Resampling.BILINEAR).crop((10, 4, 42, 36))
+    per_pixel = (np.asarray(cropped, dtype=np.float32).transpose(2, 0, 1) * (1.0 / (255.0 * preprocess.std))
+                 - preprocess.mean / preprocess.std)
+    got = preprocess(image)
+    assert got.dtype == np.float32 and got.flags["C_CONTIGUOUS"] and np.array_equal(got, per_pixel)

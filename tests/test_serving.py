@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -272,11 +273,19 @@ def test_serve_precision_int8_without_an_int8_model_fails_at_once_saying_why(tmp
     assert result.returncode == 1 and "SERVE_PRECISION='bf16'" in result.stdout
 
 
-def test_requests_are_logged_one_line_each(server):
-    invoke(server.base, image_bytes("JPEG", size=(64, 48)))
-    server.wait_for("images=64x48", timeout=30)  # the worker's log line reaches the file after the answer
-    line = next(line for line in server.log().splitlines() if "images=64x48" in line)
+def test_requests_are_logged_one_line_each_with_where_the_time_went(server):
+    invoke(server.base, image_bytes("JPEG", size=(67, 45)))  # a size no other test of this server sends
+    server.wait_for("images=67x45", timeout=30)  # the worker's log line reaches the file after the answer
+    log = server.log()
+    [line] = [line for line in log.splitlines() if "images=67x45" in line]
     assert "status=200 latency_ms=" in line
+    timings = {key: float(value) for key, value in re.findall(r"(\w+)_ms=([\d.]+)", line)}
+    assert set(timings) == {"latency", "parse", "decode", "preprocess", "model", "encode"}
+    assert timings["model"] > 0 and timings["decode"] > 0
+    assert abs(sum(timings.values()) - 2 * timings["latency"]) <= 0.05  # the stages add up to the latency
+    # serve/log4j2.xml: the frontend's access line stays; its per-request "Backend response time" line and
+    # the worker's "[METRICS]" lines (each parsed by the frontend, then dropped) are gone
+    assert "ACCESS_LOG" in log and "Backend response time" not in log and "[METRICS]" not in log
 
 
 def test_first_invocation_after_ping_succeeds(trained_model_dir):
