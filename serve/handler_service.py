@@ -48,6 +48,8 @@ class ClassifierTransformer(Transformer):
         self.model = OnnxClassifier(Path(model_dir), threads=self.config.threads_per_worker,
                                     precision=self.config.precision)
         self.model.warm_up()
+        if self.model.int8_fallback:  # each model of a multi-model endpoint says it too, not the launcher alone
+            log.warning("%s", self.model.int8_fallback)
         self._initialized = True
         _mark_ready()
         log.info("model loaded from %s: %s (%s), %d classes, %d ONNX Runtime thread(s), warm in %.2f s", model_dir,

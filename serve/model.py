@@ -12,6 +12,7 @@ import onnxruntime
 from PIL import Image
 
 from contract import artifact
+from contract.cpus import instruction_set_level
 
 
 class ModelLoadError(Exception):
@@ -65,22 +66,51 @@ class Preprocess:
 
 
 def model_file(model_dir: Path, metadata: dict, precision: str = "auto") -> tuple[Path, str]:
-    """(the ONNX file to serve, "int8" or "fp32"): the int8 model when training wrote one (model.json's
-    "int8" entry names it), unless SERVE_PRECISION=fp32; SERVE_PRECISION=int8 insists on it."""
+    """(the ONNX file to serve, "int8" or "fp32"): see choose_model."""
+    path, chosen, _ = choose_model(model_dir, metadata, precision)
+    return path, chosen
+
+
+def choose_model(model_dir: Path, metadata: dict, precision: str = "auto",
+                 level: str | None = None) -> tuple[Path, str, str | None]:
+    """(the ONNX file to serve, "int8" or "fp32", why the int8 model is not served here or None): the int8
+    model when training wrote one (model.json's "int8" entry names it) and checked it on this CPU's
+    instruction-set level (`level`, default this machine's), unless SERVE_PRECISION=fp32;
+    SERVE_PRECISION=int8 insists on it, checked here or not."""
     try:
         float_file, int8_file = artifact.float_model(model_dir, metadata), artifact.int8_model(model_dir, metadata)
     except artifact.ArtifactError as error:
         raise ModelLoadError(str(error)) from None
     int8 = metadata.get("int8") or {}
     if precision == "fp32" or (precision == "auto" and int8_file is None):
-        return float_file, "fp32"
+        return float_file, "fp32", None
     if int8_file is None:
         why = int8.get("reason") or "the training job ran with --quantize none or predates int8"
         raise ModelLoadError(f"SERVE_PRECISION=int8 but {model_dir} has no int8 model ({why})")
     if not int8_file.is_file():
         raise ModelLoadError(f"{int8_file} not found, though model.json names it (SERVE_PRECISION=fp32 serves "
                              f"{float_file.name})")
-    return int8_file, "int8"
+    if precision == "auto":
+        level = level or instruction_set_level()
+        unchecked = int8_unchecked_on(int8, level)
+        if unchecked:
+            return float_file, "fp32", (f"serving {float_file.name}, not {int8_file.name}: {unchecked}, and int8 "
+                                        f"answers depend on the CPU's integer kernels (SERVE_PRECISION=int8 serves "
+                                        "it anyway)")
+    return int8_file, "int8", None
+
+
+def int8_unchecked_on(int8: dict, level: str) -> str | None:
+    """Why the training job's int8 check does not cover a CPU of `level` (None: it does)."""
+    levels = int8.get("levels")
+    if not isinstance(levels, dict):
+        return f"model.json's int8 check predates per-CPU checks, and this CPU is {level}"
+    check = levels.get(level)
+    if not isinstance(check, dict):
+        return f"model.json has no int8 check for this CPU's level ({level})"
+    if check.get("checked") is not True:
+        return f"the training job did not check int8 on this CPU's level ({level}: {check.get('reason')})"
+    return None
 
 
 def served_file(model_dir: Path, precision: str = "auto") -> Path:
@@ -99,7 +129,7 @@ class OnnxClassifier:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        model_path, self.precision = model_file(model_dir, metadata, precision)
+        model_path, self.precision, self.int8_fallback = choose_model(model_dir, metadata, precision)
         self.model_file = model_path.name
         try:
             self.session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])

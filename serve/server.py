@@ -37,6 +37,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from contract.cpus import cpu_model, instruction_set_level
 from serve import loopback
 from serve.config import (
     MAX_PORT,
@@ -383,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
             log.info("multi-model endpoint (SAGEMAKER_MULTI_MODEL): no model at start; POST /models loads one")
         else:
             served = check_artifact(model_dir, config.precision)
-            log.info("serving %s (%s) from %s", served.model_file, served.precision, model_dir)
+            log.info("serving %s (%s) from %s on %s (%s)", served.model_file, served.precision, model_dir,
+                     cpu_model(), instruction_set_level())
+            if served.int8_fallback:
+                log.warning("%s", served.int8_fallback)
         check_port_free(args.host, args.port or config.port)
         plugins = find_plugins(config)
         worker = isolated_worker_python()

@@ -142,3 +142,24 @@ def test_instruction_set_level_from_the_cpu_flags(tmp_path, flags, level):
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
     assert cpus.instruction_set_level(cpuinfo) == level
     assert cpus.cpu_model(cpuinfo) == "Some CPU"
+
+
+def test_serving_picks_int8_only_on_a_cpu_level_the_training_job_checked(tmp_path):
+    from serve.model import choose_model
+
+    for name in ("model.onnx", "model.int8.onnx"):
+        (tmp_path / name).write_bytes(b"onnx")
+    levels = {"AVX-512 VNNI": {"checked": True, "how": "native, on the training host"},
+              "AVX2": {"checked": False, "reason": "qemu-x86_64-static not found"}}
+    metadata = {**GOOD, "int8": {"file": "model.int8.onnx", "levels": levels}}
+    assert choose_model(tmp_path, metadata, level="AVX-512 VNNI") == (tmp_path / "model.int8.onnx", "int8", None)
+    path, precision, why = choose_model(tmp_path, metadata, level="AVX2")  # an ml.m5 on Skylake, say
+    assert (path.name, precision) == ("model.onnx", "fp32")
+    assert why.startswith("serving model.onnx, not model.int8.onnx: the training job did not check int8 on this "
+                          "CPU's level (AVX2: qemu-x86_64-static not found)")
+    assert "no int8 check for this CPU's level (arm64)" in choose_model(tmp_path, metadata, level="arm64")[2]
+    older = {**GOOD, "int8": {"file": "model.int8.onnx"}}  # a model.json from before the per-level checks
+    assert "predates per-CPU checks" in choose_model(tmp_path, older, level="AVX-512 VNNI")[2]
+    # SERVE_PRECISION=int8 is the operator's word; fp32 is too
+    assert choose_model(tmp_path, metadata, "int8", level="AVX2")[:2] == (tmp_path / "model.int8.onnx", "int8")
+    assert choose_model(tmp_path, metadata, "fp32", level="AVX-512 VNNI")[:2] == (tmp_path / "model.onnx", "fp32")

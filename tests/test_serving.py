@@ -273,6 +273,25 @@ def test_serve_precision_int8_without_an_int8_model_fails_at_once_saying_why(tmp
     assert result.returncode == 1 and "SERVE_PRECISION='bf16'" in result.stdout
 
 
+def test_an_int8_model_not_checked_on_this_cpu_level_is_not_served_and_the_server_says_why(tmp_path,
+                                                                                           trained_model_dir):
+    from contract.cpus import instruction_set_level
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model)
+    metadata = json.loads((model / "model.json").read_text())
+    here = instruction_set_level()
+    metadata["int8"]["levels"][here] = {"checked": False, "reason": "a stand-in for a level the job could not reach"}
+    (model / "model.json").write_text(json.dumps(metadata))
+    with running_server(model) as fallback:
+        assert "model.onnx (fp32)" in fallback.log()
+        assert (f"serving model.onnx, not model.int8.onnx: the training job did not check int8 on this CPU's level "
+                f"({here}: a stand-in for a level the job could not reach)") in fallback.log()
+        assert invoke(fallback.base, image_bytes("JPEG"))[0] == 200
+    with running_server(model, {"SERVE_PRECISION": "int8"}) as insisted:
+        assert "model.int8.onnx (int8)" in insisted.log()
+
+
 def test_requests_are_logged_one_line_each_with_where_the_time_went(server):
     invoke(server.base, image_bytes("JPEG", size=(67, 45)))  # a size no other test of this server sends
     server.wait_for("images=67x45", timeout=30)  # the worker's log line reaches the file after the answer

@@ -108,7 +108,7 @@ def _quantize(job: TrainedJob, preprocess: Preprocess) -> dict:
                 yield normalize(images).numpy(), labels.numpy()
 
     settings = Int8Settings(hp.int8_calibration_method, hp.int8_calibration_images, hp.int8_max_accuracy_drop,
-                            hp.int8_min_agreement)
+                            hp.int8_min_agreement, hp.int8_emulated_images)
     return quantize_artifact(job.env.model_dir, export.INPUT_NAME, (batch for batch, _ in inputs(sample, 16)),
                              inputs(compared.samples, 64), compared.name, settings)
 

@@ -44,6 +44,7 @@ class Hyperparameters:
     int8_calibration_images: int = 128  # from the validation split, never test
     int8_max_accuracy_drop: float = 1.0  # test accuracy points the int8 model may lose ...
     int8_min_agreement: float = 0.98  # ... and the share of test images it must classify as the float model does
+    int8_emulated_images: int = 16  # test images run again under an emulated AVX2 CPU (train/int8_levels.py)
 
     @property
     def features_cacheable(self) -> bool:
@@ -181,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     int8.add_argument("--int8-min-agreement", type=_bounded(float, 0.0, 1.0), default=defaults.int8_min_agreement,
                       help="share of test images int8 must classify as the float model does; less and "
                            "model.int8.onnx is not written")
+    int8.add_argument("--int8-emulated-images", type=_bounded(int, 0, 10000), default=defaults.int8_emulated_images,
+                      help="test images the int8 model answers again under an emulated AVX2 CPU (QEMU, about 7 s "
+                           "each for ResNet-50 at 224 px), so that endpoints without VNNI serve it; 0: no emulated "
+                           "check, and those endpoints serve the float model")
 
     paths = parser.add_argument_group("paths (default: the SageMaker environment)")
     paths.add_argument("--base-dir", type=Path, help="SageMaker base dir (default $SAGEMAKER_BASE_DIR or /opt/ml)")

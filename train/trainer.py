@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # layout and int8 (after training). A rerun with another lr fails loudly instead of resuming the old run.
 NOT_IN_IDENTITY = ("epochs", "num_workers", "processes_per_host", "cache_features", "featurize", "device", "quantize",
                    "int8_calibration_method", "int8_calibration_images", "int8_max_accuracy_drop",
-                   "int8_min_agreement")
+                   "int8_min_agreement", "int8_emulated_images")
 
 
 def run(hp: Hyperparameters, env: TrainingEnvironment, diagnostics: DiagnosticsSettings | None = None) -> None:

@@ -116,8 +116,20 @@ def _int8(entry: dict | None) -> str:
                f"probabilities at most {scored['max_abs_probability_difference']:.4f} apart; calibrated on "
                f"{entry['calibration']['images']} validation images ({entry['calibration']['method']})")
     if entry.get("file"):
-        return f"<p>int8 model: <b>{html.escape(entry['file'])}</b> written, {numbers}.</p>"
+        return f"<p>int8 model: <b>{html.escape(entry['file'])}</b> written, {numbers}.</p>{_int8_levels(entry)}"
     return f"<p class='issue'>{html.escape(entry.get('reason', 'int8 model not written'))}; {numbers}.</p>"
+
+
+def _int8_levels(entry: dict) -> str:
+    """Which CPUs serve the int8 model (train/int8_levels.py): the others serve model.onnx."""
+    levels = entry.get("levels") or {}
+    served = [level for level, check in levels.items() if check.get("checked")]
+    others = [f"{level} ({check.get('reason', 'not checked')})" for level, check in levels.items()
+              if not check.get("checked")]
+    text = f"Served as int8 on: {', '.join(served) or 'no CPU level'}"
+    if others:
+        text += f"; as float32 on: {'; '.join(others)}"
+    return f"<p>{html.escape(text)}.</p>"
 
 
 def per_class_rows(story: Story) -> list[tuple[str, int, float | None]]:
