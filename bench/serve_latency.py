@@ -65,6 +65,8 @@ class Result:
     cold_start_s: float
     stages_ms: dict[str, float]  # median per stage from the worker's log lines, the c1 keep-alive requests
     frontend_ms: float  # median of (client latency - the worker's own time), same requests
+    alone_ms: list[float]  # the model alone, timed between blocks of the concurrency-1 requests (if asked)
+    alone_requests_per_s: float  # the model alone's throughput just before and just after concurrency 8's
 
 
 def post(port: int, body: bytes, timeout: float = 120) -> int:
@@ -118,8 +120,41 @@ def timed(send, body: bytes, requests: int) -> list[float]:
     return clock_ms(one, requests)
 
 
+class ModelAlone:
+    """The served model without the server: the worker's own session (serve.model.OnnxClassifier, the same
+    options) on the bench photo as the worker preprocesses it, one session per worker."""
+
+    def __init__(self, model_dir: Path, precision: str, body: bytes, workers: int, threads: int):
+        self.sessions = [OnnxClassifier(model_dir, threads=threads, precision=precision) for _ in range(workers)]
+        image = codec.decode_image(body, codec.ImageLimits.of(read_config(os.environ)),
+                                   self.sessions[0].preprocess.resize)
+        self.batch = self.sessions[0].preprocess(image)[None]
+        for session in self.sessions:
+            for _ in range(3):
+                session.predict(self.batch)
+
+    def latencies(self, runs: int) -> list[float]:
+        """ms per run, batch 1, one session with the worker's threads."""
+        return clock_ms(lambda: self.sessions[0].predict(self.batch), runs)
+
+    def requests_per_s(self, runs: int) -> float:
+        """Every worker's session running at once, `runs` each."""
+        def run(session: OnnxClassifier) -> None:
+            for _ in range(runs):
+                session.predict(self.batch)
+
+        with concurrent.futures.ThreadPoolExecutor(len(self.sessions)) as pool:  # ONNX Runtime runs without the GIL
+            sent = time.perf_counter()
+            list(pool.map(run, self.sessions))
+            elapsed = time.perf_counter() - sent
+        return len(self.sessions) * runs / elapsed
+
+
 def measure(name: str, model_dir: Path, handler: str, port: int, body: bytes, requests: int, warm_up: int,
-            concurrency: int, precision: str = "auto") -> Result:
+            concurrency: int, precision: str = "auto", alone: ModelAlone | None = None) -> Result:
+    """The server's figures; with `alone`, the model alone is timed between five blocks of the concurrency-1
+    requests and its throughput just before and after the concurrency-8 phase, so that both see the machine
+    in the same minutes (these shared machines' speed drifts by 10-20 % from one minute to the next)."""
     config = dataclasses.replace(read_config(os.environ), precision=precision)
     log_path = model_dir / f"server-{precision}.log"
     log = open(log_path, "w")
@@ -141,12 +176,20 @@ def measure(name: str, model_dir: Path, handler: str, port: int, body: bytes, re
         cold_start = time.perf_counter() - started
         kept = KeptAlive(port)
         timed(kept.post, body, warm_up)  # the frontend's JIT compiles its hot paths over the first requests
-        latencies = timed(kept.post, body, requests)
+        latencies, alone_ms, alone_rates = [], [], []
+        for block in np.array_split(np.arange(requests), min(5, requests)):
+            latencies += timed(kept.post, body, len(block))
+            if alone is not None:
+                alone_ms += alone.latencies(2 * len(block))
         new_connection = timed(lambda data: post(port, data), body, requests)
+        if alone is not None:
+            alone_rates.append(alone.requests_per_s(requests))
         with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
             sent = time.perf_counter()
             statuses = list(pool.map(lambda _: kept.post(body), range(requests)))
             elapsed = time.perf_counter() - sent
+        if alone is not None:
+            alone_rates.append(alone.requests_per_s(requests))
         assert statuses.count(200) == requests, statuses
     finally:
         server.stop()
@@ -155,7 +198,8 @@ def measure(name: str, model_dir: Path, handler: str, port: int, body: bytes, re
     lines = worker_lines(log_path.read_text())[-3 * requests:][:requests]
     stages, frontend = split_latency(latencies, lines)
     return Result(name, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)),
-                  float(np.percentile(new_connection, 50)), requests / elapsed, cold_start, stages, frontend)
+                  float(np.percentile(new_connection, 50)), requests / elapsed, cold_start, stages, frontend, alone_ms,
+                  float(np.mean(alone_rates)) if alone_rates else float("nan"))
 
 
 def worker_lines(log: str) -> list[dict[str, float]]:
@@ -175,34 +219,6 @@ def split_latency(latencies: list[float], lines: list[dict[str, float]]) -> tupl
     stages = {stage: float(np.median([line[stage] for line in lines])) for stage in StageClock.STAGES}
     outside = [total - line["latency"] for total, line in zip(latencies, lines, strict=True)]
     return stages, float(np.median(outside))
-
-
-@dataclasses.dataclass
-class ModelAlone:
-    p50_ms: float  # batch 1, one session with the worker's threads
-    requests_per_s: float  # every worker's session running at once, batch 1
-
-
-def model_alone(model_dir: Path, precision: str, body: bytes, workers: int, threads: int, runs: int) -> ModelAlone:
-    """The served model without the server: the worker's own session (serve.model.OnnxClassifier, the same
-    options) on the bench photo as the worker preprocesses it; sustained = `workers` sessions at once."""
-    sessions = [OnnxClassifier(model_dir, threads=threads, precision=precision) for _ in range(workers)]
-    image = codec.decode_image(body, codec.ImageLimits.of(read_config(os.environ)), sessions[0].preprocess.resize)
-    batch = sessions[0].preprocess(image)[None]
-    for session in sessions:
-        for _ in range(3):
-            session.predict(batch)
-    times = clock_ms(lambda: sessions[0].predict(batch), runs)
-
-    def run(session: OnnxClassifier) -> None:
-        for _ in range(runs):
-            session.predict(batch)
-
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:  # ONNX Runtime runs without the GIL
-        sent = time.perf_counter()
-        list(pool.map(run, sessions))
-        elapsed = time.perf_counter() - sent
-    return ModelAlone(float(np.percentile(times, 50)), workers * runs / elapsed)
 
 
 def trained_int8_check(root: Path, epochs: int) -> dict:
@@ -235,14 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     config = read_config(os.environ)
     with tempfile.TemporaryDirectory() as tmp:
         ours_dir, baseline_dir = make_models(Path(tmp))
-        int8 = measure("ours, int8", ours_dir, HANDLER_SERVICE, args.port, body, requests, warm_up, concurrency)
+        alone = {precision: ModelAlone(ours_dir, precision, body, config.workers, config.threads_per_worker)
+                 for precision in ("int8", "fp32")}
+        int8 = measure("ours, int8", ours_dir, HANDLER_SERVICE, args.port, body, requests, warm_up, concurrency,
+                       alone=alone["int8"])
         fp32 = measure("ours, float32", ours_dir, HANDLER_SERVICE, args.port, body, requests, warm_up, concurrency,
-                       "fp32")
+                       "fp32", alone=alone["fp32"])
         baseline = measure("baseline (Udacity inference.py)", baseline_dir, BASELINE_HANDLER, args.port, body,
                            requests, min(warm_up, 50), concurrency)
-        model_runs = 2 if args.smoke else 50 if args.quick else 200
-        alone = {precision: model_alone(ours_dir, precision, body, config.workers, config.threads_per_worker,
-                                        model_runs) for precision in ("int8", "fp32")}
+        del alone  # the sessions' memory
         sizes = [(ours_dir / name).stat().st_size / 2**20 for name in (artifact.INT8_FILE, artifact.ONNX_FILE)]
         checked = trained_int8_check(Path(tmp), epochs=1 if args.smoke else 4)
     machine = f"{config.workers} worker(s) x {config.threads_per_worker} thread(s), {cpus}"
@@ -256,16 +273,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"requests per measure after {warm_up}, int8 model, {machine}", rows,
                 "the original Udacity project's inference.py (PyTorch eager, PIL full decode, torchvision "
                 "transforms) under sagemaker-inference's DefaultHandlerService on the same multi-model-server")
-    model = alone["int8"]
-    rows = [("p50 latency, concurrency 1 (ms)", int8.p50_ms, model.p50_ms),
-            (f"throughput, concurrency {concurrency} (req/s)", int8.requests_per_s, model.requests_per_s)]
+    model_p50 = {"int8": float(np.percentile(int8.alone_ms, 50)), "fp32": float(np.percentile(fp32.alone_ms, 50))}
+    rows = [("p50 latency, concurrency 1 (ms)", int8.p50_ms, model_p50["int8"]),
+            (f"throughput, concurrency {concurrency} (req/s)", int8.requests_per_s, int8.alone_requests_per_s)]
     print_table(f"served against the model alone: int8 ResNet-50 + head, {machine}", rows,
-                "the model alone: the worker's ONNX Runtime session on the preprocessed photo, batch 1, one "
-                "session per worker running at once for throughput")
+                "the model alone: the worker's ONNX Runtime session on the preprocessed photo, batch 1, timed "
+                "between blocks of the served requests; for throughput one session per worker running at once, "
+                "just before and after the served concurrency-8 phase (mean)")
     print_breakdown(int8)
-    print_serving_targets(int8, model)
+    print_serving_targets(int8, model_p50["int8"], int8.alone_requests_per_s)
     compared = checked["compared_on"]
-    rows = [("model only, batch 1, p50 (ms)", model.p50_ms, alone["fp32"].p50_ms),
+    rows = [("model only, batch 1, p50 (ms)", model_p50["int8"], model_p50["fp32"]),
             ("served, p50 latency, concurrency 1 (ms)", int8.p50_ms, fp32.p50_ms),
             ("served, p99 latency, concurrency 1 (ms)", int8.p99_ms, fp32.p99_ms),
             (f"served, throughput, concurrency {concurrency} (req/s)", int8.requests_per_s, fp32.requests_per_s),
@@ -298,13 +316,13 @@ def print_breakdown(served: Result) -> None:
     print(f"  {'client p50, all of it':26} {served.p50_ms:6.2f}")
 
 
-def print_serving_targets(served: Result, model: ModelAlone) -> None:
+def print_serving_targets(served: Result, model_p50_ms: float, model_requests_per_s: float) -> None:
     targets = [
-        (f"p50 <= model alone + 3 ms: {served.p50_ms:.1f} ms against {model.p50_ms:.1f} + 3 ms",
-         served.p50_ms <= model.p50_ms + 3),
+        (f"p50 <= model alone + 3 ms: {served.p50_ms:.1f} ms against {model_p50_ms:.1f} + 3 ms",
+         served.p50_ms <= model_p50_ms + 3),
         (f"p99 <= 1.5x p50: {served.p99_ms / served.p50_ms:.2f}x", served.p99_ms <= 1.5 * served.p50_ms),
-        (f"throughput at concurrency 8 >= 0.9x the model alone's: {served.requests_per_s / model.requests_per_s:.2f}x",
-         served.requests_per_s >= 0.9 * model.requests_per_s)]
+        (f"throughput at concurrency 8 >= 0.9x the model alone's: {served.requests_per_s / model_requests_per_s:.2f}x",
+         served.requests_per_s >= 0.9 * model_requests_per_s)]
     for what, met in targets:
         print(f"serving target ({what}): {'met' if met else 'not met'}")
 
