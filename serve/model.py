@@ -109,7 +109,8 @@ def int8_unchecked_on(int8: dict, level: str) -> str | None:
     if not isinstance(check, dict):
         return f"model.json has no int8 check for this CPU's level ({level})"
     if check.get("checked") is not True:
-        return f"the training job did not check int8 on this CPU's level ({level}: {check.get('reason')})"
+        reason = " ".join(str(check.get("reason")).split())[:200]  # model.json is the artifact's: bounded
+        return f"the training job did not check int8 on this CPU's level ({level}: {reason})"
     return None
 
 

@@ -158,6 +158,9 @@ def test_serving_picks_int8_only_on_a_cpu_level_the_training_job_checked(tmp_pat
     assert why.startswith("serving model.onnx, not model.int8.onnx: the training job did not check int8 on this "
                           "CPU's level (AVX2: qemu-x86_64-static not found)")
     assert "no int8 check for this CPU's level (arm64)" in choose_model(tmp_path, metadata, level="arm64")[2]
+    levels["AVX2"]["reason"] = "x\n" * 5000  # model.json is the artifact's: the line stays one, and short
+    assert "\n" not in choose_model(tmp_path, metadata, level="AVX2")[2]
+    assert len(choose_model(tmp_path, metadata, level="AVX2")[2]) < 500
     older = {**GOOD, "int8": {"file": "model.int8.onnx"}}  # a model.json from before the per-level checks
     assert "predates per-CPU checks" in choose_model(tmp_path, older, level="AVX-512 VNNI")[2]
     # SERVE_PRECISION=int8 is the operator's word; fp32 is too
