@@ -98,3 +98,39 @@ def test_the_story_says_what_became_of_the_int8_model():
         in pages["refused"]
     assert "<p class='issue'>int8 model not made: the float model&#x27;s outputs are not finite.</p>" \
         in pages["skipped"]
+
+
+def test_the_report_shows_the_most_confident_mistakes_as_thumbnails(tmp_path):
+    import base64
+    import io
+
+    import torch
+    from PIL import Image
+
+    from train.gallery import THUMBNAIL_PX, worst_mistakes
+
+    classes = ["Akita", "<script>alert(1)</script>", "Beagle"]  # class names are folder names: the data's
+    samples = []
+    for index, label in enumerate([0, 1, 2, 0, 1]):
+        folder = tmp_path / f"{label + 1:03d}.{classes[label][:5].strip('<')}"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"photo_{index}.jpg"
+        Image.new("RGB", (400, 300), (40 * index, 90, 160)).save(path)
+        samples.append((path, label))
+    samples[4][0].unlink()  # gone since training read it (a features-only job has no images at all)
+    # image 0 right; 1 wrong at 0.6; 2 wrong at 0.9; 3 right; 4 wrong at 0.95, file gone
+    predictions = torch.tensor([[0, 0.8], [2, 0.6], [0, 0.9], [0, 0.7], [0, 0.95]], dtype=torch.float64)
+    shown, total = worst_mistakes(samples, predictions, classes, limit=2)
+    assert total == 3 and [m.probability for m in shown] == [0.95, 0.9]  # the surest first, at most `limit`
+    assert shown[0].thumbnail is None and shown[0].file.endswith("/photo_4.jpg")
+    picture = Image.open(io.BytesIO(base64.b64decode(shown[1].thumbnail)))
+    assert picture.format == "JPEG" and max(picture.size) == THUMBNAIL_PX
+    assert (shown[1].true_class, shown[1].predicted_class) == ("Beagle", "Akita")
+    page = render_story(dataclasses.replace(story(3), classes=classes, mistakes=shown, mistakes_total=total), None)
+    gallery = page[page.index("<h2>Misclassified images</h2>"):]
+    assert "3 test images wrong; the 2 the model was surest of, most confident first" in gallery
+    assert gallery.count("<figure class='mistake'>") == 2 and "image not readable" in gallery
+    assert "data:image/jpeg;base64," in gallery and "<script>" not in page  # names escaped
+    perfect = dataclasses.replace(story(3), confusion=[[5, 0, 0], [0, 4, 0], [0, 0, 6]])
+    assert "None: every test image right." in render_story(perfect, None)
+    assert "Misclassified images" not in render_story(story(133), None)  # mistakes, but no answer per image kept

@@ -104,8 +104,21 @@ def test_ddp_with_two_cpu_processes(flags, tiny_dataset, tmp_path):
     assert len(metric_values(result.stdout, "valid:accuracy")) == 3  # rank 0 alone prints and writes
     evaluation = json.loads((tmp_path / "output" / "data" / "evaluation.json").read_text())
     # Each rank evaluated its own shard; the summed confusion matrix counts every test image once.
-    assert sum(map(sum, evaluation["confusion_matrix"])) == 9
+    confusion = evaluation["confusion_matrix"]
+    assert sum(map(sum, confusion)) == 9
     assert (tmp_path / "model" / "model.onnx").is_file()
+    # ... and each image's own answer, gathered from both ranks in file order, agrees with it
+    report = (tmp_path / "output" / "data" / "report.html").read_text()
+    wrong = sum(map(sum, confusion)) - sum(confusion[i][i] for i in range(len(confusion)))
+    classes = evaluation["classes"]
+    if wrong:
+        assert f"{wrong} test images wrong" in report
+        shown = re.findall(r"<figcaption><b>(.*?)</b> \d+%<br>true: (.*?)<br>", report)
+        assert len(shown) == wrong  # 9 test images: all shown
+        for predicted, true in shown:
+            assert confusion[classes.index(true)][classes.index(predicted)] > 0
+    else:
+        assert "None: every test image right." in report
 
 
 def failure_of(tmp_path) -> str:

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -116,9 +117,19 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
 
 
 @torch.no_grad()
+class Evaluation(NamedTuple):
+    loss: float
+    accuracy: float
+    confusion: torch.Tensor  # [true, predicted] counts
+    predictions: torch.Tensor | None = None  # (images, 2): predicted class, its probability; in file order
+
+
 def evaluate(model: nn.Module, loader, precision: Precision, normalize: nn.Module | None, num_classes: int,
-             progress: Progress, criterion: nn.Module | None = None) -> tuple[float, float, torch.Tensor]:
-    """(loss, accuracy, confusion matrix[true, predicted]) over the whole split, all ranks summed.
+             progress: Progress, criterion: nn.Module | None = None,
+             per_image_of: int | None = None) -> Evaluation:
+    """(loss, accuracy, confusion matrix[true, predicted]) over the whole split, all ranks summed; with
+    `per_image_of` (the split's image count), also every image's predicted class and its probability, all
+    ranks gathered in file order (each rank evaluates every world-th image: see loaders.EpochSampler).
 
     It does not stop early on SIGTERM: ranks hold different numbers of eval batches, so a
     per-step agreement to stop could deadlock; eval is short, and the caller checks after it.
@@ -128,6 +139,7 @@ def evaluate(model: nn.Module, loader, precision: Precision, normalize: nn.Modul
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=precision.device)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=precision.device)
+    per_image = []
     for step, (images, labels) in enumerate(loader, start=1):
         images = precision.prepare(images, normalize)
         labels = labels.to(precision.device, non_blocking=True)
@@ -136,9 +148,18 @@ def evaluate(model: nn.Module, loader, precision: Precision, normalize: nn.Modul
         loss_sum += criterion(logits, labels).double() * labels.numel()
         pairs = labels * num_classes + logits.argmax(1)
         confusion += torch.bincount(pairs, minlength=num_classes * num_classes).view(num_classes, num_classes)
+        if per_image_of is not None:
+            probability, predicted = torch.softmax(logits, 1).max(1)
+            per_image.append(torch.stack([predicted.double(), probability.double()], 1))
         progress.update(step)
     distributed.all_reduce_sum(loss_sum)
     distributed.all_reduce_sum(confusion)
     count = confusion.sum().item()
     accuracy = confusion.diag().sum().item() / max(1, count)
-    return loss_sum.item() / max(1, count), accuracy, confusion.cpu()
+    predictions = None
+    if per_image_of is not None:
+        local = torch.cat(per_image) if per_image else torch.zeros((0, 2), dtype=torch.float64,
+                                                                   device=precision.device)
+        predictions = (distributed.gather_strided(local, per_image_of) if distributed.rank_and_world()[1] > 1
+                       else local).cpu()
+    return Evaluation(loss_sum.item() / max(1, count), accuracy, confusion.cpu(), predictions)

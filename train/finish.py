@@ -17,8 +17,10 @@ from train.checkpoint import TrainingState
 from train.data import ImageFolderDataset
 from train.diagnostics.session import NoDiagnostics
 from train.diagnostics.story import SplitCounts, Story
+from train.engine import Evaluation
 from train.environment import TrainingEnvironment
 from train.errors import TrainingError
+from train.gallery import Mistake, worst_mistakes
 from train.hyperparameters import Hyperparameters
 from train.job_data import PreparedData
 from train.launcher import ignore_stop_signals
@@ -28,8 +30,8 @@ from train.quantize import Int8Settings, quantize_artifact
 
 log = logging.getLogger(__name__)
 
-# (split name) -> (loss, accuracy, confusion matrix) of the model as it is now, all ranks together
-Evaluate = Callable[[str], tuple[float, float, torch.Tensor]]
+# (split name, per_image=...) -> engine.Evaluation of the model as it is now, all ranks together
+Evaluate = Callable[..., Evaluation]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +54,7 @@ def finish(job: TrainedJob, state: TrainingState, load_trained_state: Callable[[
                              best_epoch=best.epoch), flush=True)
     metrics = {"best_epoch": best.epoch, "valid:accuracy": best.valid_accuracy, "valid:loss": best.valid_loss}
     split_name = "test" if "test" in job.data.splits else "valid"
-    final = evaluate(split_name)
+    final = evaluate(split_name, per_image=True)  # every rank: gathering each image's answer is collective
     if split_name == "test":
         metrics.update({"test:loss": final[0], "test:accuracy": final[1]})
         if job.is_main:
@@ -65,7 +67,7 @@ def finish(job: TrainedJob, state: TrainingState, load_trained_state: Callable[[
 def _write_outputs(job: TrainedJob, state: TrainingState, metrics: dict, split_name: str, final,
                    diagnostics: NoDiagnostics) -> None:
     log.info("training done (best epoch %s); writing the model artifact and report", state.best.epoch)
-    loss, accuracy, confusion = final
+    loss, accuracy, confusion, predictions = final
     preprocess = Preprocess.for_image_size(job.hp.image_size)
     metadata = export.model_metadata(
         classes=job.data.classes, class_folders=job.data.class_folders, preprocess=preprocess,
@@ -78,8 +80,9 @@ def _write_outputs(job: TrainedJob, state: TrainingState, metrics: dict, split_n
         report.write_report(job.env.output_data_dir, classes=job.data.classes, split_name=split_name,
                             loss=loss, accuracy=accuracy, confusion=confusion, history=state.history,
                             splits=list(job.data.splits.values()))
+        mistakes = worst_mistakes(job.data.splits[split_name].samples, predictions, job.data.classes)
         diagnostics.finish(job.env.output_data_dir,
-                           _story(job, state, split_name, loss, accuracy, confusion, metadata.get("int8")))
+                           _story(job, state, split_name, loss, accuracy, confusion, metadata.get("int8"), mistakes))
     except OSError as error:
         raise TrainingError(f"cannot write the model or report: {error}") from error
     log.info("model artifact written to %s; report to %s", job.env.model_dir, job.env.output_data_dir)
@@ -114,7 +117,8 @@ def _quantize(job: TrainedJob, preprocess: Preprocess) -> dict:
 
 
 def _story(job: TrainedJob, state: TrainingState, split_name: str, loss: float, accuracy: float,
-           confusion: torch.Tensor, int8: dict | None = None) -> Story:
+           confusion: torch.Tensor, int8: dict | None = None,
+           mistakes: tuple[list[Mistake], int] = ([], 0)) -> Story:
     """What report.html opens with: the job, its data and settings, and what the shipped model scores."""
     return Story(
         job=os.environ.get("TRAINING_JOB_NAME") or "a local run (no TRAINING_JOB_NAME)",
@@ -122,4 +126,5 @@ def _story(job: TrainedJob, state: TrainingState, split_name: str, loss: float, 
         splits=[SplitCounts(s.name, len(s.samples), len(s.skipped), len(s.ignored))
                 for s in job.data.splits.values()],
         hyperparameters=dataclasses.asdict(job.hp), split_name=split_name, accuracy=accuracy, loss=loss,
-        best_epoch=state.best.epoch, classes=job.data.classes, confusion=confusion.tolist(), int8=int8)
+        best_epoch=state.best.epoch, classes=job.data.classes, confusion=confusion.tolist(), int8=int8,
+        mistakes=mistakes[0], mistakes_total=mistakes[1])

@@ -129,10 +129,12 @@ def train(hp: Hyperparameters, env: TrainingEnvironment, data: PreparedData, sto
                                      net.optimizer.state_dict(),
                                      net.scaler.state_dict() if net.scaler.is_enabled() else None, state)
 
-    def evaluate_split(name: str, criterion: torch.nn.Module | None = None, label: str | None = None):
+    def evaluate_split(name: str, criterion: torch.nn.Module | None = None, label: str | None = None,
+                       per_image: bool = False):
         loader = batching.batches(data.splits[name], train=False, features=features.get(name))
         with Progress(label or name, len(loader), enabled=is_main) as progress:
-            return evaluate(net.model, loader, precision, normalize, len(data.class_folders), progress, criterion)
+            return evaluate(net.model, loader, precision, normalize, len(data.class_folders), progress, criterion,
+                            per_image_of=len(data.splits[name].samples) if per_image else None)
 
     try:
         state = resume(checkpoint_path, identity, net, hp, is_main)
@@ -157,8 +159,8 @@ def train(hp: Hyperparameters, env: TrainingEnvironment, data: PreparedData, sto
                                       f"checkpoint saved to {checkpoint_path}") from None
             train_loss, train_accuracy, images_per_second = reduced(state.totals, device)
             debugger.set_mode("EVAL")
-            valid_loss, valid_accuracy, valid_confusion = evaluate_split("valid", net.criterion,
-                                                                         f"epoch {epoch + 1} valid")
+            valid_loss, valid_accuracy, valid_confusion, _ = evaluate_split("valid", net.criterion,
+                                                                            f"epoch {epoch + 1} valid")
             values = {"train:loss": train_loss, "train:accuracy": train_accuracy, "valid:loss": valid_loss,
                       "valid:accuracy": valid_accuracy, "epoch:seconds": state.totals.seconds,
                       "train:images_per_second": images_per_second}

@@ -51,7 +51,10 @@ def render(record: RunRecord, results: list[RuleResult], title: str, story: job_
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#212121}}
 table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #ddd;padding:4px 8px;vertical-align:top}}
 table.narrow{{width:auto}}table.matrix td{{text-align:right}}td.hit{{background:#c8e6c9}}td.miss{{background:#ffcdd2}}
-p.issue{{color:#c62828}}p.lead{{font-size:1.15em}}img{{max-width:100%}}code,pre{{font-size:12px}}</style></head><body>
+p.issue{{color:#c62828}}p.lead{{font-size:1.15em}}img{{max-width:100%}}code,pre{{font-size:12px}}
+div.gallery{{display:flex;flex-wrap:wrap;gap:8px}}figure.mistake{{margin:0;width:140px;font-size:12px}}
+figure.mistake img{{display:block;margin:auto}}div.nothumb{{height:112px;background:#eee;color:#757575;padding:8px}}
+</style></head><body>
 <h1>{html.escape(title)}</h1>
 {told}
 <h2>Rules</h2>

@@ -65,12 +65,14 @@ class Story:
     classes: list[str]
     confusion: list[list[int]]  # rows: true class, columns: predicted
     int8: dict | None = None  # model.json's "int8" entry, when the job quantized
+    mistakes: list = dataclasses.field(default_factory=list)  # train.gallery.Mistake, most confident first
+    mistakes_total: int = 0  # all the split's misclassified images, shown or not
 
 
 def render(story: Story, confusion_png: str | None) -> str:
     """HTML for the top of the report; `confusion_png` (base64) is shown for more than MAX_MATRIX_CLASSES."""
     return "\n".join([_job(story), _data(story), _hyperparameters(story), _accuracy(story),
-                      _per_class(story), _confusion(story, confusion_png)])
+                      _per_class(story), _confusion(story, confusion_png), _mistakes(story)])
 
 
 def rule_guide(rule: str) -> tuple[str, str]:
@@ -130,6 +132,27 @@ def _int8_levels(entry: dict) -> str:
     if others:
         text += f"; as float32 on: {'; '.join(others)}"
     return f"<p>{html.escape(text)}.</p>"
+
+
+def _mistakes(story: Story) -> str:
+    """The misclassified images as thumbnails, most confident mistake first (train/gallery.py)."""
+    if not story.mistakes_total:
+        wrong = sum(map(sum, story.confusion)) - sum(story.confusion[i][i] for i in range(len(story.confusion)))
+        if wrong:  # a story told without each image's answer: nothing to show
+            return ""
+        return f"<h2>Misclassified images</h2><p>None: every {html.escape(story.split_name)} image right.</p>"
+    figures = []
+    for mistake in story.mistakes:
+        picture = (f"<img src='data:image/jpeg;base64,{mistake.thumbnail}' alt=''>" if mistake.thumbnail
+                   else "<div class='nothumb'>image not readable</div>")
+        figures.append(f"<figure class='mistake'>{picture}<figcaption><b>{html.escape(mistake.predicted_class)}"
+                       f"</b> {mistake.probability:.0%}<br>true: {html.escape(mistake.true_class)}<br>"
+                       f"<small>{html.escape(mistake.file)}</small></figcaption></figure>")
+    shown = len(story.mistakes)
+    return (f"<h2>Misclassified images</h2><p>{story.mistakes_total} {html.escape(story.split_name)} images wrong"
+            f"{f'; the {shown} the model was surest of' if shown < story.mistakes_total else ''}, most confident "
+            "first: its answer and probability, the true class, the file.</p>"
+            f"<div class='gallery'>{''.join(figures)}</div>")
 
 
 def per_class_rows(story: Story) -> list[tuple[str, int, float | None]]:
