@@ -116,7 +116,6 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     return totals
 
 
-@torch.no_grad()
 class Evaluation(NamedTuple):
     loss: float
     accuracy: float
@@ -124,6 +123,7 @@ class Evaluation(NamedTuple):
     predictions: torch.Tensor | None = None  # (images, 2): predicted class, its probability; in file order
 
 
+@torch.no_grad()
 def evaluate(model: nn.Module, loader, precision: Precision, normalize: nn.Module | None, num_classes: int,
              progress: Progress, criterion: nn.Module | None = None,
              per_image_of: int | None = None) -> Evaluation:
