@@ -35,9 +35,11 @@ def unchecked(reason: str) -> dict:
     return {"checked": False, "reason": reason}
 
 
-def record(native_level: str, native: dict, emulated: dict | None, emulated_reason: str | None) -> dict[str, dict]:
+def record(native_level: str, native: dict, emulated: dict | None, emulated_reason: str | None,
+           emulated_problems: list[str] | None = None) -> dict[str, dict]:
     """model.json's int8 "levels": every level, checked natively, by emulation, by sharing a checked level's
-    arithmetic, or not (with the reason). `emulated`: the answer under the emulated Haswell, if it ran."""
+    arithmetic, or not (with the reason). `emulated`: the answer under the emulated Haswell, if it ran;
+    `emulated_problems`: its breaches of the limits, which leave its levels unchecked, numbers kept."""
     levels = {level: unchecked(f"no check ran for {level}") for level in LEVELS}
     own = arithmetic_of(native_level)
     levels[native_level] = checked(native, "native, on the training host")
@@ -47,7 +49,12 @@ def record(native_level: str, native: dict, emulated: dict | None, emulated_reas
         if level != native_level:
             levels[level] = checked(native, f"the same arithmetic as {native_level}, checked natively")
     if own == EXACT:
-        if emulated is not None:
+        if emulated is not None and emulated_problems:  # the model ships for the VNNI levels only
+            for level in SATURATING:
+                levels[level] = {**checked(emulated, f"emulated: qemu-x86_64-static -cpu {EMULATED_CPU}"),
+                                 "checked": False,
+                                 "reason": "answers outside the limits: " + "; ".join(emulated_problems)}
+        elif emulated is not None:
             levels["AVX2"] = checked(emulated, f"emulated: qemu-x86_64-static -cpu {EMULATED_CPU}")
             levels["AVX-512 without VNNI"] = checked(emulated, "the same arithmetic as AVX2, checked by emulation")
         else:

@@ -71,12 +71,7 @@ def quantize_artifact(model_dir: Path, input_name: str, calibration: Iterable[np
         log.warning("%s", entry["reason"])
         return entry
     answer, emulated, reduce_range, problems = checked.native, checked.emulated, checked.reduce_range, checked.problems
-    levels = int8_levels.record(native_level, answer, None if checked.saturating else emulated, checked.emulated_reason)
-    if checked.saturating:  # the int8 model ships for the CPUs it holds on; the others serve the float model
-        for level in int8_levels.SATURATING:
-            levels[level] = {**int8_levels.checked(emulated, f"emulated: qemu-x86_64-static -cpu "
-                                                             f"{int8_levels.EMULATED_CPU}"),
-                             "checked": False, "reason": "answers outside the limits: " + "; ".join(checked.saturating)}
+    levels = int8_levels.record(native_level, answer, emulated, checked.emulated_reason, checked.saturating)
     entry = {
         "file": INT8_FILE,
         "quantization": "ONNX Runtime static, QDQ, per-channel int8 weights, uint8 activations"
@@ -206,14 +201,15 @@ def _emulated_check(work: Path, request: dict, native_level: str,
     if emulator is None:
         return None, why
     test, outputs, images = [], [], 0
-    for files, output in zip(request["test"], request["fp32_outputs"], strict=True):
-        labels = np.load(files[1])[:settings.emulated_images - images]
-        kept = [str(work / f"emulated_{len(test)}_{part}.npy") for part in (0, 1)]
-        np.save(kept[0], np.load(files[0])[:len(labels)])
+    for (images_file, labels_file), fp32_file in zip(request["test"], request["fp32_outputs"], strict=True):
+        labels = np.load(labels_file)[:settings.emulated_images - images]
+        prefix = work / f"emulated_{len(test)}"
+        kept = [f"{prefix}_images.npy", f"{prefix}_labels.npy"]
+        outputs.append(f"{prefix}_fp32.npy")
+        np.save(kept[0], np.load(images_file)[:len(labels)])
         np.save(kept[1], labels)
-        np.save(kept[0].replace("_0.npy", "_fp32.npy"), np.load(output)[:len(labels)])
+        np.save(outputs[-1], np.load(fp32_file)[:len(labels)])
         test.append(kept)
-        outputs.append(kept[0].replace("_0.npy", "_fp32.npy"))
         images += len(labels)
         if images >= settings.emulated_images:
             break
