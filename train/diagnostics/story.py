@@ -100,9 +100,12 @@ def _hyperparameters(story: Story) -> str:
     return f"<h2>Hyperparameters</h2><table class='narrow'>{cells}</table>"
 
 
+def _right_and_total(story: Story) -> tuple[int, int]:
+    return sum(story.confusion[i][i] for i in range(len(story.confusion))), sum(map(sum, story.confusion))
+
+
 def _accuracy(story: Story) -> str:
-    total = sum(map(sum, story.confusion))
-    right = sum(story.confusion[i][i] for i in range(len(story.confusion)))
+    right, total = _right_and_total(story)
     return (f"<h2>Accuracy</h2><p>{story.split_name}: {right} of {total} images right, "
             f"<b>{story.accuracy:.3f}</b> (chance: {1 / max(1, len(story.classes)):.3f}).</p>{_int8(story.int8)}")
 
@@ -137,8 +140,8 @@ def _int8_levels(entry: dict) -> str:
 def _mistakes(story: Story) -> str:
     """The misclassified images as thumbnails, most confident mistake first (train/gallery.py)."""
     if not story.mistakes_total:
-        wrong = sum(map(sum, story.confusion)) - sum(story.confusion[i][i] for i in range(len(story.confusion)))
-        if wrong:  # a story told without each image's answer: nothing to show
+        right, total = _right_and_total(story)
+        if right < total:  # a story told without each image's answer: nothing to show
             return ""
         return f"<h2>Misclassified images</h2><p>None: every {html.escape(story.split_name)} image right.</p>"
     figures = []
